@@ -1,0 +1,153 @@
+"""The one async protocol every compute target implements.
+
+The supervisor and the AutoML coordinator talk only to `ComputeBackend`; they never branch on the kind
+of target. A backend runs *jobs*: a job is one process (a script, or an AutoML iteration) started in a
+job folder on the target that holds the snapshot files plus::
+
+    outputs/                 files the job writes there come back to the run at the end
+    logs/                    streamed back while the job runs
+    events.jsonl             what Run.get_context() logs (see nbml.runs.events)
+    nbml-logs/driver_log.txt the job's stdout and stderr together
+    .nbml/exit_code          written by the job's wrapper when it ends (targets that can't wait() on it)
+
+Every method that takes a `JobHandle` must work from a *different* process than the one that started the
+job (a restarted supervisor reattaches with the handle stored in the run record).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+LogFn = Callable[[str], None]
+
+DRIVER_LOG = "nbml-logs/driver_log.txt"
+EVENTS_FILE = "events.jsonl"
+EXIT_CODE_FILE = ".nbml/exit_code"
+
+
+@dataclasses.dataclass
+class EnvSpec:
+    """What a target needs to prepare a Python environment (see nbml.environment.Environment.spec)."""
+
+    name: str
+    hash: str
+    user_managed: bool = True
+    interpreter_path: str | None = None
+    pip: list[str] = dataclasses.field(default_factory=list)
+    python_version: str | None = None
+    docker_enabled: bool = False
+    docker_base_image: str | None = None
+    environment_variables: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EnvSpec:
+        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+
+
+@dataclasses.dataclass
+class FileEntry:
+    sha256: str
+    size: int
+    mode: int
+
+
+@dataclasses.dataclass
+class JobSpec:
+    """One process to run on a target.
+
+    `argv` follows the interpreter: ``["train.py", "--lr", "0.1"]`` or ``["-m", "nbml.automl.child", "spec.json"]``.
+    `files` maps a relative path in the job folder to a content-addressed blob in `blob_dir` (the workspace's
+    snapshot store); `extra_files` are small files written verbatim (job specs, data pickles).
+    """
+
+    run_id: str
+    argv: list[str]
+    env: EnvSpec
+    files: dict[str, FileEntry]
+    blob_dir: Path
+    environ: dict[str, str] = dataclasses.field(default_factory=dict)
+    extra_files: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    timeout_seconds: float | None = None
+
+
+@dataclasses.dataclass
+class JobHandle:
+    """JSON-serialisable reference to a started job, stored in the run record."""
+
+    target: str
+    job_dir: str
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobHandle:
+        return cls(target=d["target"], job_dir=d["job_dir"], data=dict(d.get("data") or {}))
+
+
+@dataclasses.dataclass
+class JobState:
+    state: Literal["running", "exited", "lost"]
+    exit_code: int | None = None
+    reason: str | None = None
+
+
+class ComputeBackend(abc.ABC):
+    """Base class of the per-kind backends in nbml.compute.{local,ssh,docker,dask}."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, config: dict[str, Any], workspace_root: Path) -> None:
+        self.name = name
+        self.config = config
+        self.workspace_root = workspace_root
+
+    @abc.abstractmethod
+    async def prepare(self, env: EnvSpec, log: LogFn) -> str:
+        """Make the environment ready on the target (cached by env.hash); return its python executable."""
+
+    @abc.abstractmethod
+    async def stage(self, job: JobSpec, log: LogFn) -> str:
+        """Create the job folder and put the job's files in it, sending only content the target lacks."""
+
+    @abc.abstractmethod
+    async def start(self, job: JobSpec, python: str, job_dir: str) -> JobHandle:
+        """Start the job detached from the caller; it must outlive the caller's connection or process."""
+
+    @abc.abstractmethod
+    async def read(self, handle: JobHandle, relpath: str, offset: int, limit: int = 1 << 20) -> bytes:
+        """Bytes of a job file from `offset` (at most `limit`); b"" when the file doesn't exist yet."""
+
+    @abc.abstractmethod
+    async def list_files(self, handle: JobHandle, prefix: str) -> list[tuple[str, int]]:
+        """(relative path, size) of every regular file under `prefix` in the job folder."""
+
+    @abc.abstractmethod
+    async def poll(self, handle: JobHandle) -> JobState:
+        """Whether the job still runs; its exit code once it ended; `lost` with a reason if it vanished."""
+
+    @abc.abstractmethod
+    async def cancel(self, handle: JobHandle, grace_seconds: float = 3.0) -> None:
+        """Stop the job's whole process tree (TERM, then KILL after the grace period)."""
+
+    @abc.abstractmethod
+    async def fetch(self, handle: JobHandle, relpath: str, dest: Path) -> None:
+        """Copy one job file to a local path."""
+
+    async def cleanup(self, handle: JobHandle) -> None:  # noqa: B027 - optional hook
+        """Release what the job held on the target (containers, temp folders)."""
+
+    async def status(self) -> dict[str, Any]:
+        """The target's state for listings: at least {"state": ...}; clusters add node counts."""
+        return {"state": "Succeeded"}
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Close connections held by this backend object."""
