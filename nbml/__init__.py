@@ -1,0 +1,58 @@
+"""nbml: Jupyter-native, self-hosted ML training runs, AutoML and compute targets.
+
+Names follow the Azure ML SDK v1 so that its notebooks port by changing imports. Attributes load lazily,
+so a training script's ``from nbml import Run`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "Workspace": "nbml.workspace",
+    "Experiment": "nbml.runs.experiment",
+    "Run": "nbml.runs.run",
+    "ScriptRunConfig": "nbml.runs.config",
+    "RunConfiguration": "nbml.runs.config",
+    "Estimator": "nbml.runs.config",
+    "Environment": "nbml.environment",
+    "CondaDependencies": "nbml.environment",
+    "Model": "nbml.models.registry",
+    "ComputeTarget": "nbml.compute.targets",
+    "LocalCompute": "nbml.compute.targets",
+    "ComputeTargetException": "nbml.errors",
+    "UserErrorException": "nbml.errors",
+    "ActivityFailedException": "nbml.errors",
+    "RemoteCompute": "nbml.compute.ssh_target",
+    "DockerCompute": "nbml.compute.docker_target",
+    "AmlCompute": "nbml.compute.dask_target",
+    "AutoMLConfig": "nbml.automl.config",
+    "AutoMLRun": "nbml.automl.run",
+    "HyperDriveConfig": "nbml.hyperdrive",
+    "RunDetails": "nbml.widgets",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nbml' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbml``: registers %ml_compute, %ml_submit and %%ml_submit."""
+    from nbml.magics import load_ipython_extension as _load
+
+    _load(ipython)
