@@ -1,0 +1,245 @@
+"""One SSH connection to a target host that verifies the host key, authenticates and reconnects.
+
+`SshSession.call(fn)` runs ``fn(connection)`` and, when the link drops, reconnects with exponential
+backoff and runs it again; every operation the backend passes in is idempotent, so a retry resumes the
+same work (a read from the same offset, a start that finds the job already started). The host may stay
+unreachable for ``retry_timeout`` seconds before the session gives up with a `ComputeTargetException`.
+Until then a dropped link surfaces only as retries, reported through ``on_retry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncssh
+
+from nbml.compute import _ssh_secrets as secrets
+from nbml.errors import ComputeTargetException
+
+T = TypeVar("T")
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+
+# Errors that mean "the link is gone", not "the operation is wrong".
+TRANSIENT: tuple[type[BaseException], ...] = (
+    asyncssh.ConnectionLost, asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection, asyncssh.ChannelOpenError,
+    BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError,
+)
+
+
+class HostKeyError(ComputeTargetException):
+    """The host's key is not in known_hosts, or differs from the one recorded there."""
+
+
+class AuthenticationError(ComputeTargetException):
+    """The host refused the key, agent identities or password."""
+
+
+@dataclasses.dataclass
+class SshSettings:
+    target: str
+    address: str
+    username: str
+    port: int = 22
+    private_key_file: str | None = None
+    known_hosts: list[str] = dataclasses.field(default_factory=lambda: [DEFAULT_KNOWN_HOSTS])
+    auth: str = "key"  # key | password | agent
+    connect_timeout: float = 15.0
+    retry_timeout: float = 300.0
+    keepalive_interval: float = 10.0
+
+    @classmethod
+    def from_config(cls, target: str, config: dict[str, Any]) -> SshSettings:
+        known = config.get("known_hosts") or [DEFAULT_KNOWN_HOSTS]
+        return cls(
+            target=target, address=str(config["address"]), username=str(config["username"]),
+            port=int(config.get("ssh_port") or 22), private_key_file=config.get("private_key_file"),
+            known_hosts=[known] if isinstance(known, str) else list(known), auth=str(config.get("auth") or "key"),
+            connect_timeout=float(config.get("connect_timeout") or 15.0),
+            retry_timeout=float(config.get("retry_timeout", 300.0)),
+            keepalive_interval=float(config.get("keepalive_interval") or 10.0),
+        )
+
+    @property
+    def where(self) -> str:
+        return f"{self.username}@{self.address}:{self.port}"
+
+
+def host_pattern(address: str, port: int) -> str:
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def _known_hosts(settings: SshSettings) -> asyncssh.SSHKnownHosts:
+    files = [os.path.expanduser(p) for p in settings.known_hosts]
+    text = "".join(Path(p).read_text() + "\n" for p in files if os.path.exists(p))
+    return asyncssh.import_known_hosts(text)
+
+
+def _trust_hint(settings: SshSettings) -> str:
+    pattern = host_pattern(settings.address, settings.port)
+    return (f"If you trust this host, attach it again with trust_host_key=True (or trust_host_key='SHA256:...' to "
+            f"pin its fingerprint), or add its key to {settings.known_hosts[0]}: "
+            f"ssh-keyscan -p {settings.port} {settings.address} >> {settings.known_hosts[0]} "
+            f"(then compare the fingerprint with ssh-keygen -lf, or check it on the host). Host pattern: {pattern}")
+
+
+def _auth_options(settings: SshSettings) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if settings.auth == "password":
+        password = secrets.obtain(settings.target, secrets.PASSWORD, f"SSH password for {settings.where}: ")
+        if password is None:
+            raise AuthenticationError(
+                f"Compute target {settings.target!r} logs in with a password, which nbml never stores. Set "
+                f"{secrets.env_names(settings.target, secrets.PASSWORD)} in the environment that starts runs, "
+                "or attach it again with a private key (recommended)."
+            )
+        return {"password": password, "client_keys": [], "preferred_auth": "password,keyboard-interactive"}
+    if settings.private_key_file:
+        path = os.path.expanduser(settings.private_key_file)
+        try:
+            key = asyncssh.read_private_key(path)
+        except asyncssh.KeyImportError as exc:
+            if "passphrase" not in str(exc).lower():
+                raise AuthenticationError(f"Can't read the private key {path}: {exc}.") from exc
+            phrase = secrets.obtain(settings.target, secrets.PASSPHRASE, f"Passphrase for {path}: ")
+            if phrase is None:
+                if os.environ.get("SSH_AUTH_SOCK"):
+                    return {"client_keys": None}  # the agent may hold the decrypted key
+                raise AuthenticationError(
+                    f"The private key {path} is encrypted and no passphrase is available (nbml never stores it). "
+                    f"Load it into ssh-agent (ssh-add {path}), or set "
+                    f"{secrets.env_names(settings.target, secrets.PASSPHRASE)}."
+                ) from exc
+            try:
+                key = asyncssh.read_private_key(path, phrase)
+            except asyncssh.KeyEncryptionError as exc2:
+                raise AuthenticationError(f"The passphrase for {path} is wrong.") from exc2
+        except OSError as exc:
+            raise AuthenticationError(f"Can't read the private key file {path}: {exc.strerror}.") from exc
+        opts["client_keys"] = [key]
+        opts["agent_path"] = None
+    return opts
+
+
+async def connect_once(settings: SshSettings, known_hosts: Any = None) -> asyncssh.SSHClientConnection:
+    """One connection attempt. Transient failures raise ConnectionError; the rest ComputeTargetException."""
+    try:
+        return await asyncssh.connect(
+            settings.address, settings.port, username=settings.username,
+            known_hosts=_known_hosts(settings) if known_hosts is None else known_hosts,
+            connect_timeout=settings.connect_timeout, keepalive_interval=settings.keepalive_interval,
+            keepalive_count_max=3, **_auth_options(settings),
+        )
+    except asyncssh.HostKeyNotVerifiable as exc:
+        raise HostKeyError(
+            f"The host key of {settings.address}:{settings.port} is not trusted ({exc.reason}). It is not in "
+            f"{', '.join(settings.known_hosts)}, or it changed since it was recorded there. {_trust_hint(settings)}"
+        ) from None
+    except asyncssh.PermissionDenied as exc:
+        how = {"password": "the password", "agent": "the ssh-agent's identities"}.get(
+            settings.auth, f"the key {settings.private_key_file}" if settings.private_key_file else "your default keys")
+        raise AuthenticationError(
+            f"{settings.where} refused {how} ({exc.reason}). Check the user name, and that the public key is in "
+            "the user's ~/.ssh/authorized_keys on the host (ssh-copy-id does that)."
+        ) from None
+    except (OSError, asyncssh.DisconnectError, asyncssh.ChannelOpenError) as exc:
+        raise ConnectionError(f"can't reach {settings.address}:{settings.port}: {exc}") from exc
+
+
+class SshSession:
+    """A lazily opened, automatically reopened connection (one per backend object)."""
+
+    def __init__(self, settings: SshSettings, on_retry: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.on_retry = on_retry
+        self.attempts = 0  # failed connection attempts so far, shown to the user
+        self.reconnects = 0
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._sftp: asyncssh.SFTPClient | None = None
+        self._lock = asyncio.Lock()
+        self._down_since: float | None = None
+
+    def _say(self, message: str) -> None:
+        if self.on_retry is not None:
+            self.on_retry(message)
+
+    async def connection(self) -> asyncssh.SSHClientConnection:
+        async with self._lock:
+            if self._conn is not None and not self._conn.is_closed():
+                return self._conn
+            delay = 0.5
+            while True:
+                try:
+                    self._conn = await connect_once(self.settings)
+                except ConnectionError as exc:
+                    self.attempts += 1
+                    now = time.monotonic()
+                    self._down_since = self._down_since or now
+                    waited = now - self._down_since
+                    limit = self.settings.retry_timeout
+                    if waited + delay > limit:
+                        raise ComputeTargetException(
+                            f"SSH target {self.settings.target!r} ({self.settings.where}) has been unreachable for "
+                            f"{waited:.0f} s after {self.attempts} attempts (retry_timeout={limit:g} s): {exc}. Check "
+                            "that the host is up and sshd listens on that port."
+                        ) from exc
+                    self._say(f"SSH {self.settings.address}:{self.settings.port} unreachable ({exc}); retry "
+                              f"{self.attempts} in {delay:.1f} s (gives up after {limit:g} s)")
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                    continue
+                if self._down_since is not None:
+                    self.reconnects += 1
+                    self._say(f"SSH {self.settings.address}:{self.settings.port} reconnected after "
+                              f"{time.monotonic() - self._down_since:.1f} s")
+                self._down_since = None
+                self._sftp = None
+                return self._conn
+
+    async def sftp(self) -> asyncssh.SFTPClient:
+        conn = await self.connection()
+        if self._sftp is None:
+            self._sftp = await conn.start_sftp_client()
+        return self._sftp
+
+    def _drop(self, exc: BaseException) -> None:
+        if self._conn is not None:
+            self._conn.abort()
+        self._conn = None
+        self._sftp = None
+        self._down_since = self._down_since or time.monotonic()
+        self._say(f"SSH connection to {self.settings.address}:{self.settings.port} lost ({exc or type(exc).__name__}); "
+                  "reconnecting")
+
+    async def call(self, fn: Callable[[SshSession], Awaitable[T]]) -> T:
+        """Run ``fn(self)``; when the link drops, reconnect (with backoff) and run it again."""
+        failures = 0
+        while True:
+            await self.connection()
+            try:
+                return await fn(self)
+            except TRANSIENT as exc:
+                failures += 1
+                self._drop(exc)
+                if failures >= 8:  # the host answers but every operation dies: let the caller decide
+                    raise ConnectionError(f"SSH operation on {self.settings.where} keeps failing: {exc}") from exc
+            except (OSError, asyncssh.Error) as exc:
+                if self._conn is not None and not self._conn.is_closed():
+                    raise
+                failures += 1
+                self._drop(exc)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            try:
+                await asyncio.wait_for(self._conn.wait_closed(), 5)
+            except (TimeoutError, OSError, asyncssh.Error):
+                pass
+        self._conn = None
+        self._sftp = None

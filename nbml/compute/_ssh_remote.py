@@ -1,0 +1,254 @@
+"""The helper the SSH backend runs on the remote host (``python3 -c SOURCE OP ARGS...``).
+
+Standard library only, Python 3.6+: it must run on any host with sshd and a Python. Each operation reads
+its input as JSON (or a blob stream) on stdin and answers one JSON line on stdout. The local side keeps
+the file's text in ``SOURCE``; nothing here is imported by nbml itself.
+
+Operations
+----------
+info                       interpreter, platform and home directory (checked when a target is attached)
+stage ROOT JOB_DIR         {"files": {rel: [sha, mode]}, "extra": {rel: base64}} -> {"missing": [sha...]};
+                           files whose blob is cached are copied into the job folder at once
+receive ROOT JOB_DIR       blob stream ("SHA SIZE\\n" + bytes, ...) after a JSON line of pending files;
+                           verifies every blob's sha256, caches it, then copies the pending files
+start JOB_DIR              {"python", "argv", "env"} -> {"pid", "start"}; the job runs in its own session
+poll JOB_DIR PID START     {"state": running|exited|lost, "exit_code", "reason"}
+cancel PID GRACE           TERM to the process group, KILL after GRACE seconds
+venv ROOT HASH PYTHON      builds ROOT/envs/HASH from {"pip": [...]} once (locked), streaming pip's output
+list JOB_DIR PREFIX        [[rel, size], ...] of regular files under PREFIX
+"""
+
+import base64
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+LAYOUT = ("outputs", "logs", "nbml-logs", ".nbml")
+
+
+def _out(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _blob(root, sha):
+    return os.path.join(root, "blobs", sha[:2], sha)
+
+
+def _place(root, job_dir, rel, sha, mode):
+    dest = os.path.join(job_dir, rel)
+    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+    # A copy, not a hard link: a job that rewrites one of its files must not change the cache.
+    shutil.copyfile(_blob(root, sha), dest)
+    os.chmod(dest, mode & 0o777 or 0o644)
+
+
+def op_info():
+    _out({"python": sys.executable, "version": list(sys.version_info[:3]), "platform": sys.platform,
+          "home": os.path.expanduser("~")})
+
+
+def op_stage(root, job_dir):
+    spec = json.load(sys.stdin)
+    marker = os.path.join(job_dir, ".nbml-ready")
+    if spec.get("marker") and os.path.exists(marker):
+        _out({"missing": [], "ready": True})
+        return
+    for sub in spec.get("layout", LAYOUT):
+        os.makedirs(os.path.join(job_dir, sub), exist_ok=True)
+    missing = set()
+    for rel, (sha, mode) in spec["files"].items():
+        if os.path.exists(_blob(root, sha)):
+            _place(root, job_dir, rel, sha, mode)
+        else:
+            missing.add(sha)
+    if spec.get("marker") and not missing:
+        open(marker, "w").close()
+    for rel, data in spec.get("extra", {}).items():
+        dest = os.path.join(job_dir, rel)
+        os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+        with open(dest, "wb") as f:
+            f.write(base64.b64decode(data))
+    _out({"missing": sorted(missing)})
+
+
+def op_receive(root, job_dir):
+    stream = sys.stdin.buffer
+    pending = json.loads(stream.readline())
+    received = nbytes = 0
+    while True:
+        header = stream.readline()
+        if not header.strip():
+            break
+        sha, size = header.split()
+        size = int(size)
+        path = _blob(root, sha.decode())
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = "%s.%d.tmp" % (path, os.getpid())
+        digest = hashlib.sha256()
+        with open(tmp, "wb") as f:
+            left = size
+            while left:
+                chunk = stream.read(min(left, 1 << 20))
+                if not chunk:
+                    raise SystemExit("blob stream ended early")
+                digest.update(chunk)
+                f.write(chunk)
+                left -= len(chunk)
+        if digest.hexdigest() != sha.decode():
+            os.unlink(tmp)
+            raise SystemExit("blob %s arrived corrupted" % sha.decode())
+        os.replace(tmp, path)
+        received += 1
+        nbytes += size
+    for rel, (sha, mode) in pending["files"].items():
+        _place(root, job_dir, rel, sha, mode)
+    if pending.get("marker"):
+        open(os.path.join(job_dir, ".nbml-ready"), "w").close()
+    _out({"received": received, "bytes": nbytes})
+
+
+def _starttime(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None, None
+    return fields[0], fields[19]  # state, starttime (clock ticks since boot)
+
+
+def op_start(job_dir):
+    spec = json.load(sys.stdin)
+    pid_file = os.path.join(job_dir, ".nbml", "pid")
+    if os.path.exists(pid_file):  # started already (the caller retries after a dropped link)
+        with open(pid_file) as f:
+            pid, start = f.read().split()
+        _out({"pid": int(pid), "start": start})
+        return
+    argv = " ".join(shlex.quote(a) for a in [spec["python"], *spec["argv"]])
+    wrapper = os.path.join(job_dir, ".nbml", "run.sh")
+    with open(wrapper, "w") as f:
+        f.write("cd %s || exit 1\n%s >> nbml-logs/driver_log.txt 2>&1 < /dev/null\ncode=$?\n"
+                "echo $code > .nbml/exit_code.tmp && mv -f .nbml/exit_code.tmp .nbml/exit_code\n"
+                % (shlex.quote(job_dir), argv))
+    env = dict(os.environ)
+    env.update(spec.get("env", {}))
+    devnull = os.open(os.devnull, os.O_RDWR)
+    # start_new_session: its own session and process group, so it outlives this SSH connection and
+    # cancel can signal the whole tree at once.
+    proc = subprocess.Popen(["/bin/sh", wrapper], cwd=job_dir, env=env, stdin=devnull, stdout=devnull,
+                            stderr=devnull, start_new_session=True, close_fds=True)
+    start = _starttime(proc.pid)[1]
+    with open(pid_file + ".tmp", "w") as f:
+        f.write("%d %s" % (proc.pid, start))
+    os.replace(pid_file + ".tmp", pid_file)
+    _out({"pid": proc.pid, "start": start})
+
+
+def _alive(pid, start):
+    state, now = _starttime(pid)
+    if state is not None:
+        return state not in ("Z", "X") and (start is None or start == "None" or now == start)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _exit_code(job_dir):
+    try:
+        with open(os.path.join(job_dir, ".nbml", "exit_code")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def op_poll(job_dir, pid, start):
+    if not os.path.isdir(job_dir):
+        _out({"state": "lost", "reason": "the job folder %s no longer exists on the host (was /tmp cleaned "
+              "or the host restarted?)" % job_dir})
+        return
+    if _alive(int(pid), start):
+        _out({"state": "running"})
+        return
+    code = _exit_code(job_dir)  # read after the liveness check: an exit in between is still seen
+    if code is not None:
+        reason = None
+        if code > 128 and code - 128 < signal.NSIG:
+            reason = "the process was killed by signal %d (%s)" % (code - 128, signal.Signals(code - 128).name)
+        _out({"state": "exited", "exit_code": code, "reason": reason})
+        return
+    _out({"state": "lost", "reason": "the job's process group (pid %s) ended without writing an exit code: it "
+          "was killed (kill -9, the OOM killer) or the host restarted" % pid})
+
+
+def op_cancel(pid, grace):
+    pid = int(pid)
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        _out({"signalled": False})
+        return
+    deadline = time.time() + float(grace)
+    while time.time() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            _out({"signalled": True})
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _out({"signalled": True})
+
+
+def op_venv(root, env_hash, python):
+    spec = json.load(sys.stdin)
+    env_dir = os.path.join(root, "envs", env_hash)
+    exe = os.path.join(env_dir, "bin", "python")
+    os.makedirs(os.path.join(root, "envs"), exist_ok=True)
+    import fcntl
+
+    with open(env_dir + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two runs needing the same env build it once
+        if not os.path.exists(os.path.join(env_dir, ".nbml-ready")):
+            shutil.rmtree(env_dir, ignore_errors=True)
+            steps = [[python, "-m", "venv", env_dir]]
+            if spec.get("pip"):
+                steps.append([exe, "-m", "pip", "install", "--disable-pip-version-check", *spec["pip"]])
+            for cmd in steps:
+                sys.stdout.write("$ %s\n" % " ".join(shlex.quote(c) for c in cmd))
+                sys.stdout.flush()
+                code = subprocess.call(cmd, stdout=sys.stdout, stderr=subprocess.STDOUT)
+                if code:
+                    shutil.rmtree(env_dir, ignore_errors=True)
+                    _out({"error": "%s exited with %d" % (cmd[2] if len(cmd) > 2 else cmd[0], code)})
+                    return
+            open(os.path.join(env_dir, ".nbml-ready"), "w").close()
+    _out({"python": exe})
+
+
+def op_list(job_dir, prefix):
+    base = os.path.join(job_dir, prefix)
+    found = []
+    for dirpath, _dirs, files in os.walk(base):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                found.append([os.path.relpath(path, job_dir), os.path.getsize(path)])
+    _out(sorted(found))
+
+
+if __name__ == "__main__":
+    globals()["op_" + sys.argv[1]](*[os.path.expanduser(a) for a in sys.argv[2:]])

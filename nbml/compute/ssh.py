@@ -1,0 +1,279 @@
+"""The SSH compute backend: runs jobs on any host with sshd and Python, over asyncssh.
+
+On the host (paths are the target's settings, shown with their defaults)::
+
+    ~/.nbml/blobs/ab/abcd...      content-addressed cache of every file ever sent (sha256)
+    ~/.nbml/lib/<hash>/nbml/      the nbml package the job imports (Run.get_context), sent once per version
+    ~/.nbml/envs/<env hash>/      venvs built from an Environment's pip list, once per spec
+    /tmp/nbml_run/<run_id>/       the job folder: snapshot files, outputs/, logs/, events.jsonl, .nbml/
+
+Staging sends a manifest (path -> sha256); the host copies every file it already has and answers with the
+blobs it lacks, which are streamed in one channel and verified. A repeat upload of the same snapshot sends
+no file content at all. The job starts in its own session (setsid) under a shell wrapper that writes
+``.nbml/exit_code``, so it outlives the connection; everything else reads the job folder by offset and is
+safe to retry after a reconnect (see nbml.compute._ssh_conn).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import shlex
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+import nbml
+from nbml.compute import _ssh_remote
+from nbml.compute._ssh_conn import SshSession, SshSettings, connect_once
+from nbml.compute.base import ComputeBackend, EnvSpec, JobHandle, JobSpec, JobState, LogFn
+from nbml.errors import ComputeTargetException, EnvironmentBuildError
+
+logger = logging.getLogger(__name__)
+HELPER_SOURCE = Path(_ssh_remote.__file__).read_text()
+CHUNK = 1 << 20
+
+
+def _q(arg: str) -> str:
+    return shlex.quote(arg)
+
+
+def blob_path(blob_dir: Path, sha: str) -> Path:
+    """Where the workspace's snapshot store keeps a blob."""
+    nested = blob_dir / sha[:2] / sha
+    return nested if nested.exists() else blob_dir / sha
+
+
+def _package_manifest() -> tuple[str, dict[str, tuple[str, int]], dict[str, Path]]:
+    """(hash, {relpath: (sha, mode)}, {sha: path}) of the local nbml package's source files."""
+    root = Path(nbml.__file__).parent
+    files: dict[str, tuple[str, int]] = {}
+    sources: dict[str, Path] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".json", ".typed"):
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            files["nbml/" + path.relative_to(root).as_posix()] = (sha, 0o644)
+            sources[sha] = path
+    digest = hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()[:16]
+    return digest, files, sources
+
+
+class SSHBackend(ComputeBackend):
+    """Runs jobs on a remote host over SSH (see the module docstring for the layout on the host)."""
+
+    kind = "ssh"
+
+    def __init__(self, name: str, config: dict[str, Any], workspace_root: Path) -> None:
+        super().__init__(name, config, workspace_root)
+        self.settings = SshSettings.from_config(name, config)
+        self.session = SshSession(self.settings, on_retry=self._on_retry)
+        self.python = str(config.get("python") or "python3")
+        self.remote_root = str(config.get("remote_root") or "~/.nbml")
+        self.run_root = str(config.get("run_root") or "/tmp/nbml_run").rstrip("/")
+        self.log: LogFn | None = None
+        self.last_upload: dict[str, int] = {}
+        self._lib_dir: str | None = None
+
+    def _on_retry(self, message: str) -> None:
+        logger.warning("%s: %s", self.name, message)
+        if self.log is not None:
+            self.log(message)
+
+    # -- remote helper -------------------------------------------------------------------------------
+    def _command(self, op: str, *args: str, python: str | None = None) -> str:
+        return " ".join([_q(python or self.python), "-c", _q(HELPER_SOURCE), op, *(_q(a) for a in args)])
+
+    async def _helper(self, op: str, *args: str, payload: Any = None, python: str | None = None) -> Any:
+        cmd = self._command(op, *args, python=python)
+        data = None if payload is None else json.dumps(payload).encode()
+
+        async def go(session: SshSession) -> Any:
+            conn = await session.connection()
+            result = await conn.run(cmd, input=data, encoding=None, check=False)
+            return self._answer(op, result.exit_status, result.stdout, result.stderr, python)
+
+        return await self.session.call(go)
+
+    def _answer(self, op: str, status: int | None, stdout: Any, stderr: Any, python: str | None) -> Any:
+        if status is None:  # the channel closed without an exit status: the link dropped
+            raise ConnectionResetError(f"remote {op} ended without an exit status")
+        out = (stdout or b"").decode(errors="replace").strip().splitlines()
+        err = (stderr or b"").decode(errors="replace").strip()
+        if status == 127:
+            raise ComputeTargetException(
+                f"{python or self.python!r} was not found on {self.settings.address}; install Python 3 there, or set "
+                "the interpreter path (python=... when attaching, or the Environment's interpreter path)."
+            )
+        if status != 0 or not out:
+            raise ComputeTargetException(f"{op} failed on {self.settings.address} (exit {status}): {err[-2000:]}")
+        return json.loads(out[-1])
+
+    async def info(self, python: str | None = None) -> dict[str, Any]:
+        """The host's interpreter, version, platform and home (used to check a target when attaching)."""
+        return dict(await self._helper("info", python=python))
+
+    # -- environment ---------------------------------------------------------------------------------
+    async def prepare(self, env: EnvSpec, log: LogFn) -> str:
+        self.log = log
+        if env.docker_enabled:
+            log("Docker settings of the environment are ignored on an SSH target; use a Docker target for images.")
+        if env.user_managed or not env.pip:
+            python = env.interpreter_path or self.python
+            info = await self.info(python)
+            log(f"Using {info['python']} (Python {'.'.join(map(str, info['version']))}) on {self.settings.address}")
+            return str(info["python"])
+        return await self._build_venv(env, log)
+
+    async def _build_venv(self, env: EnvSpec, log: LogFn) -> str:
+        cmd = self._command("venv", self.remote_root, env.hash, self.python)
+        payload = json.dumps({"pip": env.pip}).encode()
+        log(f"Preparing environment {env.name} ({env.hash[:12]}) on {self.settings.address}")
+
+        async def go(session: SshSession) -> str:
+            conn = await session.connection()
+            tail: list[str] = []
+            async with conn.create_process(cmd, encoding="utf-8", errors="replace") as proc:
+                proc.stdin.write(payload.decode())
+                proc.stdin.write_eof()
+                async for line in proc.stdout:
+                    tail = (tail + [line.rstrip()])[-40:]
+                    if not line.startswith("{"):
+                        log(line.rstrip())
+                await proc.wait()
+                if proc.exit_status is None:
+                    raise ConnectionResetError("environment build ended without an exit status")
+            answer = json.loads(tail[-1]) if tail and tail[-1].startswith("{") else {"error": "no answer"}
+            if "error" in answer:
+                raise EnvironmentBuildError(
+                    f"Building environment {env.name} on {self.settings.address} failed: {answer['error']}.\n"
+                    + "\n".join(tail[-30:])
+                )
+            return str(answer["python"])
+
+        return await self.session.call(go)
+
+    # -- upload --------------------------------------------------------------------------------------
+    async def _upload(self, dest: str, files: dict[str, tuple[str, int]], sources: dict[str, Path],
+                      extra: dict[str, bytes] | None = None, marker: bool = False, layout: Iterable[str] = ()) -> None:
+        spec = {"files": {rel: [sha, mode] for rel, (sha, mode) in files.items()}, "marker": marker,
+                "extra": {rel: base64.b64encode(data).decode() for rel, data in (extra or {}).items()}}
+        if layout is not None:
+            spec["layout"] = list(layout)
+        answer = await self._helper("stage", self.remote_root, dest, payload=spec)
+        missing = set(answer["missing"])
+        sent = sum(sources[sha].stat().st_size for sha in missing)
+        self.last_upload = {"files": len(files), "blobs_sent": len(missing), "bytes_sent": sent}
+        if not missing:
+            return
+        pending = {"files": {rel: v for rel, v in spec["files"].items() if v[0] in missing}, "marker": marker}
+        cmd = self._command("receive", self.remote_root, dest)
+
+        async def go(session: SshSession) -> None:
+            conn = await session.connection()
+            async with conn.create_process(cmd, encoding=None) as proc:
+                buf = bytearray(json.dumps(pending).encode() + b"\n")
+                for sha in sorted(missing):
+                    path = sources[sha]
+                    buf += f"{sha} {path.stat().st_size}\n".encode()
+                    with open(path, "rb") as f:
+                        while chunk := f.read(CHUNK):
+                            buf += chunk
+                            if len(buf) >= CHUNK:
+                                proc.stdin.write(bytes(buf))
+                                buf.clear()
+                                await proc.stdin.drain()
+                buf += b"\n"
+                proc.stdin.write(bytes(buf))
+                proc.stdin.write_eof()
+                result = await proc.wait()
+            self._answer("receive", result.exit_status, result.stdout, result.stderr, None)
+
+        await self.session.call(go)
+
+    async def stage(self, job: JobSpec, log: LogFn) -> str:
+        self.log = log
+        job_dir = f"{self.run_root}/{job.run_id}"
+        files = {rel: (e.sha256, e.mode) for rel, e in job.files.items()}
+        sources = {e.sha256: blob_path(job.blob_dir, e.sha256) for e in job.files.values()}
+        await self._upload(job_dir, files, sources, extra=job.extra_files, layout=_ssh_remote.LAYOUT)
+        up = self.last_upload
+        log(f"Staged {up['files']} files in {self.settings.address}:{job_dir}: sent {up['blobs_sent']} "
+            f"({up['bytes_sent']} bytes), the rest were cached on the host")
+        return job_dir
+
+    async def _ensure_lib(self) -> str:
+        """Send this nbml version's source to the host once; its folder goes on the job's PYTHONPATH."""
+        if self._lib_dir is None:
+            digest, files, sources = _package_manifest()
+            lib_dir = f"{self.remote_root}/lib/{digest}"
+            await self._upload(lib_dir, files, sources, marker=True, layout=())
+            self._lib_dir = lib_dir
+        return self._lib_dir
+
+    # -- job lifecycle -------------------------------------------------------------------------------
+    async def start(self, job: JobSpec, python: str, job_dir: str) -> JobHandle:
+        lib_dir = await self._ensure_lib()
+        environ = {**job.env.environment_variables, **job.environ, "NBML_JOB_DIR": job_dir,
+                   "PYTHONUNBUFFERED": "1"}
+        extra_path = environ.get("PYTHONPATH")
+        environ["PYTHONPATH"] = lib_dir + (":" + extra_path if extra_path else "")
+        answer = await self._helper("start", job_dir, payload={"python": python, "argv": job.argv, "env": environ})
+        return JobHandle(target=self.name, job_dir=job_dir, data={"pid": answer["pid"], "start": answer["start"],
+                                                                   "host": self.settings.address})
+
+    async def poll(self, handle: JobHandle) -> JobState:
+        d = handle.data
+        answer = await self._helper("poll", handle.job_dir, str(d["pid"]), str(d.get("start")))
+        reason = answer.get("reason")
+        if reason and answer["state"] == "lost":
+            reason = f"on {self.settings.address}: {reason}"
+        return JobState(state=answer["state"], exit_code=answer.get("exit_code"), reason=reason)
+
+    async def cancel(self, handle: JobHandle, grace_seconds: float = 3.0) -> None:
+        await self._helper("cancel", str(handle.data["pid"]), str(grace_seconds))
+
+    # -- job files -----------------------------------------------------------------------------------
+    async def read(self, handle: JobHandle, relpath: str, offset: int, limit: int = 1 << 20) -> bytes:
+        path = f"{handle.job_dir}/{relpath}"
+
+        async def go(session: SshSession) -> bytes:
+            sftp = await session.sftp()
+            try:
+                async with sftp.open(path, "rb") as f:
+                    return bytes(await f.read(limit, offset))
+            except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath):
+                return b""
+
+        return await self.session.call(go)
+
+    async def list_files(self, handle: JobHandle, prefix: str) -> list[tuple[str, int]]:
+        answer = await self._helper("list", handle.job_dir, prefix)
+        return [(str(rel), int(size)) for rel, size in answer]
+
+    async def fetch(self, handle: JobHandle, relpath: str, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".nbml-part")
+
+        async def go(session: SshSession) -> None:
+            sftp = await session.sftp()
+            await sftp.get(f"{handle.job_dir}/{relpath}", os.fspath(tmp))
+
+        await self.session.call(go)
+        os.replace(tmp, dest)
+
+    # -- target --------------------------------------------------------------------------------------
+    async def status(self) -> dict[str, Any]:
+        try:
+            conn = await connect_once(self.settings)
+        except (ConnectionError, ComputeTargetException) as exc:
+            return {"state": "Failed", "error": str(exc)}
+        conn.close()
+        return {"state": "Succeeded", "address": self.settings.address}
+
+    async def close(self) -> None:
+        await self.session.close()

@@ -1,0 +1,127 @@
+"""A real OpenSSH sshd on 127.0.0.1 with generated host and user keys, for tests and benchmarks.
+
+It runs as the current user (root here and in CI, hence ``PermitRootLogin``, ``UsePAM no`` and
+``StrictModes no``) and listens on a free port. ``connection_pids()`` lists the per-connection sshd
+processes, so a test can kill the one serving a client to drop that client's connection for real.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def available() -> str | None:
+    """None when an sshd can be started here, else why not."""
+    if not os.path.exists(SSHD):
+        return "OpenSSH server is not installed (apt-get install openssh-server; see .ci/steps/20-sshd.sh)"
+    if not shutil.which("ssh-keygen"):
+        return "ssh-keygen is not installed"
+    if os.geteuid() != 0:
+        return "sshd tests need root (the sshd runs as the current user with privilege separation)"
+    return None
+
+
+def _keygen(path: Path, comment: str, passphrase: str = "") -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-C", comment, "-f", str(path)],
+                   check=True)
+
+
+class SshServer:
+    """One sshd with its own host key, a client key it accepts and a known_hosts file that trusts it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.user = getpass.getuser()
+        self.host_key = root / "ssh_host_ed25519_key"
+        self.client_key = root / "id_ed25519"
+        self.other_key = root / "id_other"  # a key the server does not accept
+        self.known_hosts = root / "known_hosts"
+        self.config = root / "sshd_config"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SshServer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.makedirs("/run/sshd", exist_ok=True)
+        for key, comment in ((self.host_key, "host"), (self.client_key, "nbml-test"), (self.other_key, "other")):
+            if not key.exists():
+                _keygen(key, comment)
+        (self.root / "authorized_keys").write_text(self.client_key.with_suffix(".pub").read_text())
+        host_pub = self.host_key.with_suffix(".pub").read_text().split()
+        self.known_hosts.write_text(f"[{self.host}]:{self.port} {host_pub[0]} {host_pub[1]}\n")
+        self.config.write_text(
+            f"Port {self.port}\nListenAddress {self.host}\nHostKey {self.host_key}\n"
+            f"PidFile {self.root / 'sshd.pid'}\nAuthorizedKeysFile {self.root / 'authorized_keys'}\n"
+            "UsePAM no\nStrictModes no\nPermitRootLogin yes\nPubkeyAuthentication yes\n"
+            "PasswordAuthentication yes\nKbdInteractiveAuthentication no\n"
+            "Subsystem sftp internal-sftp\nMaxStartups 200\nMaxSessions 200\nLogLevel ERROR\n"
+            "ClientAliveInterval 0\n"
+        )
+        log = open(self.root / "sshd.log", "ab")  # noqa: SIM115 - lives as long as the server
+        # -D keeps sshd in the foreground so that Popen owns the listener; -e logs to stderr (the file).
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)], stdout=log, stderr=log,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sshd exited: {(self.root / 'sshd.log').read_text()[-2000:]}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("sshd did not start listening within 10 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def connection_pids(self) -> list[int]:
+        """Pids of the sshd processes that serve one connection each (children of the listener)."""
+        if self.proc is None:
+            return []
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == self.proc.pid:
+                pids.append(int(entry))
+        return pids
+
+    def ssh_command(self) -> list[str]:
+        """An OpenSSH client command line for this server (for rsync -e)."""
+        return ["ssh", "-p", str(self.port), "-i", str(self.client_key), "-o", f"UserKnownHostsFile={self.known_hosts}",
+                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"]
+
+    def target_config(self, **extra: object) -> dict[str, object]:
+        """The config dict an SSH compute target stores for this server."""
+        config: dict[str, object] = {"address": self.host, "ssh_port": self.port, "username": self.user,
+                                     "private_key_file": str(self.client_key), "known_hosts": str(self.known_hosts)}
+        config.update(extra)
+        return config
