@@ -8,7 +8,15 @@ import sys
 
 import pytest
 
-from nbml import ComputeTarget, ComputeTargetException, Experiment, Model, Run, ScriptRunConfig, UserErrorException
+from nbml import (
+    ComputeTarget,
+    ComputeTargetException,
+    Experiment,
+    Model,
+    Run,
+    ScriptRunConfig,
+    UserErrorException,
+)
 from nbml.compute.targets import validate_name
 
 
