@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -102,7 +103,7 @@ class Model:
         return out
 
     @staticmethod
-    def deploy(workspace: Workspace, name: str, models: list[Model], inference_config: Any = None,
+    def deploy(workspace: Workspace, name: str, models: builtins.list[Model], inference_config: Any = None,
                deployment_config: Any = None, deployment_target: Any = None, overwrite: bool = False) -> Any:
         """Serve models on this machine: no-code for scikit-learn models, or an InferenceConfig entry script.
 

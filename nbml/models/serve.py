@@ -86,7 +86,7 @@ def _handler(score: Callable[[bytes], Any]) -> type[BaseHTTPRequestHandler]:
                 self._send(400, {"error": f"{type(exc).__name__}: {exc}"})
 
         def log_message(self, fmt: str, *args: Any) -> None:
-            sys.stderr.write("%s - %s\n" % (self.address_string(), fmt % args))
+            sys.stderr.write(f"{self.address_string()} - {fmt % args}\n")
 
     return Handler
 
