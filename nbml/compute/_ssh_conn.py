@@ -3,8 +3,10 @@
 `SshSession.call(fn)` runs ``fn(connection)`` and, when the link drops, reconnects with exponential
 backoff and runs it again; every operation the backend passes in is idempotent, so a retry resumes the
 same work (a read from the same offset, a start that finds the job already started). The host may stay
-unreachable for ``retry_timeout`` seconds before the session gives up with a `ComputeTargetException`.
-Until then a dropped link surfaces only as retries, reported through ``on_retry``.
+unreachable for a few seconds; after that the call raises ConnectionError, which the run executor treats
+as transient (it counts retries in the run's properties and fails the run after the target's
+``unreachable_timeout_seconds``). Host-key and authentication failures are `ComputeTargetException`s:
+retrying can't fix them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from nbml.errors import ComputeTargetException
 
 T = TypeVar("T")
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+QUICK_ATTEMPTS = 3  # per call; longer outages are retried (and shown) by the run executor
 
 # Errors that mean "the link is gone", not "the operation is wrong".
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -50,8 +53,8 @@ class SshSettings:
     known_hosts: list[str] = dataclasses.field(default_factory=lambda: [DEFAULT_KNOWN_HOSTS])
     auth: str = "key"  # key | password | agent
     connect_timeout: float = 15.0
-    retry_timeout: float = 300.0
     keepalive_interval: float = 10.0
+    extra_known_hosts: str = ""  # known_hosts lines trusted in memory only (while attaching)
 
     @classmethod
     def from_config(cls, target: str, config: dict[str, Any]) -> SshSettings:
@@ -61,7 +64,6 @@ class SshSettings:
             port=int(config.get("ssh_port") or 22), private_key_file=config.get("private_key_file"),
             known_hosts=[known] if isinstance(known, str) else list(known), auth=str(config.get("auth") or "key"),
             connect_timeout=float(config.get("connect_timeout") or 15.0),
-            retry_timeout=float(config.get("retry_timeout", 300.0)),
             keepalive_interval=float(config.get("keepalive_interval") or 10.0),
         )
 
@@ -76,7 +78,7 @@ def host_pattern(address: str, port: int) -> str:
 
 def _known_hosts(settings: SshSettings) -> asyncssh.SSHKnownHosts:
     files = [os.path.expanduser(p) for p in settings.known_hosts]
-    text = "".join(Path(p).read_text() + "\n" for p in files if os.path.exists(p))
+    text = "".join(Path(p).read_text() + "\n" for p in files if os.path.exists(p)) + settings.extra_known_hosts
     return asyncssh.import_known_hosts(text)
 
 
@@ -169,37 +171,36 @@ class SshSession:
             self.on_retry(message)
 
     async def connection(self) -> asyncssh.SSHClientConnection:
+        """The open connection, reconnecting (a few quick tries with backoff) if it dropped.
+
+        A host that stays unreachable raises ConnectionError: the caller (the run executor) counts its
+        retries where users see them and fails the run after the target's unreachable_timeout_seconds.
+        """
         async with self._lock:
             if self._conn is not None and not self._conn.is_closed():
                 return self._conn
             delay = 0.5
-            while True:
+            for attempt in range(1, QUICK_ATTEMPTS + 1):
                 try:
                     self._conn = await connect_once(self.settings)
+                    break
                 except ConnectionError as exc:
                     self.attempts += 1
-                    now = time.monotonic()
-                    self._down_since = self._down_since or now
-                    waited = now - self._down_since
-                    limit = self.settings.retry_timeout
-                    if waited + delay > limit:
-                        raise ComputeTargetException(
-                            f"SSH target {self.settings.target!r} ({self.settings.where}) has been unreachable for "
-                            f"{waited:.0f} s after {self.attempts} attempts (retry_timeout={limit:g} s): {exc}. Check "
-                            "that the host is up and sshd listens on that port."
-                        ) from exc
-                    self._say(f"SSH {self.settings.address}:{self.settings.port} unreachable ({exc}); retry "
-                              f"{self.attempts} in {delay:.1f} s (gives up after {limit:g} s)")
+                    self._down_since = self._down_since or time.monotonic()
+                    if attempt == QUICK_ATTEMPTS:
+                        raise
+                    self._say(f"SSH {self.settings.address}:{self.settings.port} unreachable ({exc}); "
+                              f"attempt {self.attempts}, next in {delay:.1f} s")
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-                    continue
-                if self._down_since is not None:
-                    self.reconnects += 1
-                    self._say(f"SSH {self.settings.address}:{self.settings.port} reconnected after "
-                              f"{time.monotonic() - self._down_since:.1f} s")
-                self._down_since = None
-                self._sftp = None
-                return self._conn
+                    delay *= 2
+            if self._down_since is not None:
+                self.reconnects += 1
+                self._say(f"SSH {self.settings.address}:{self.settings.port} connected after "
+                          f"{time.monotonic() - self._down_since:.1f} s")
+            self._down_since = None
+            self._sftp = None
+            assert self._conn is not None
+            return self._conn
 
     async def sftp(self) -> asyncssh.SFTPClient:
         conn = await self.connection()

@@ -11,7 +11,7 @@ stage ROOT JOB_DIR         {"files": {rel: [sha, mode]}, "extra": {rel: base64}}
                            files whose blob is cached are copied into the job folder at once
 receive ROOT JOB_DIR       blob stream ("SHA SIZE\\n" + bytes, ...) after a JSON line of pending files;
                            verifies every blob's sha256, caches it, then copies the pending files
-start JOB_DIR              {"python", "argv", "env"} -> {"pid", "start"}; the job runs in its own session
+start JOB_DIR              {"cmd", "env"} -> {"pid", "start"}; the job runs in its own session (once)
 poll JOB_DIR PID START     {"state": running|exited|lost, "exit_code", "reason"}
 cancel PID GRACE           TERM to the process group, KILL after GRACE seconds
 venv ROOT HASH PYTHON      builds ROOT/envs/HASH from {"pip": [...]} once (locked), streaming pip's output
@@ -131,18 +131,12 @@ def op_start(job_dir):
             pid, start = f.read().split()
         _out({"pid": int(pid), "start": start})
         return
-    argv = " ".join(shlex.quote(a) for a in [spec["python"], *spec["argv"]])
-    wrapper = os.path.join(job_dir, ".nbml", "run.sh")
-    with open(wrapper, "w") as f:
-        f.write("cd %s || exit 1\n%s >> nbml-logs/driver_log.txt 2>&1 < /dev/null\ncode=$?\n"
-                "echo $code > .nbml/exit_code.tmp && mv -f .nbml/exit_code.tmp .nbml/exit_code\n"
-                % (shlex.quote(job_dir), argv))
     env = dict(os.environ)
     env.update(spec.get("env", {}))
     devnull = os.open(os.devnull, os.O_RDWR)
     # start_new_session: its own session and process group, so it outlives this SSH connection and
     # cancel can signal the whole tree at once.
-    proc = subprocess.Popen(["/bin/sh", wrapper], cwd=job_dir, env=env, stdin=devnull, stdout=devnull,
+    proc = subprocess.Popen(spec["cmd"], cwd=job_dir, env=env, stdin=devnull, stdout=devnull,
                             stderr=devnull, start_new_session=True, close_fds=True)
     start = _starttime(proc.pid)[1]
     with open(pid_file + ".tmp", "w") as f:
@@ -224,7 +218,8 @@ def op_venv(root, env_hash, python):
         fcntl.flock(lock, fcntl.LOCK_EX)  # two runs needing the same env build it once
         if not os.path.exists(os.path.join(env_dir, ".nbml-ready")):
             shutil.rmtree(env_dir, ignore_errors=True)
-            steps = [[python, "-m", "venv", env_dir]]
+            # Layered over the host interpreter's packages, as local envs are, so they aren't downloaded again.
+            steps = [[python, "-m", "venv", "--system-site-packages", env_dir]]
             if spec.get("pip"):
                 steps.append([exe, "-m", "pip", "install", "--disable-pip-version-check", *spec["pip"]])
             for cmd in steps:

@@ -31,7 +31,17 @@ import asyncssh
 import nbml
 from nbml.compute import _ssh_remote
 from nbml.compute._ssh_conn import SshSession, SshSettings, connect_once
-from nbml.compute.base import ComputeBackend, EnvSpec, JobHandle, JobSpec, JobState, LogFn
+from nbml.compute.base import (
+    ComputeBackend,
+    EnvSpec,
+    JobHandle,
+    JobSpec,
+    JobState,
+    LogFn,
+    job_environ,
+    wrapper_script,
+)
+from nbml.snapshot import blob_path
 from nbml.errors import ComputeTargetException, EnvironmentBuildError
 
 logger = logging.getLogger(__name__)
@@ -41,12 +51,6 @@ CHUNK = 1 << 20
 
 def _q(arg: str) -> str:
     return shlex.quote(arg)
-
-
-def blob_path(blob_dir: Path, sha: str) -> Path:
-    """Where the workspace's snapshot store keeps a blob."""
-    nested = blob_dir / sha[:2] / sha
-    return nested if nested.exists() else blob_dir / sha
 
 
 def _package_manifest() -> tuple[str, dict[str, tuple[str, int]], dict[str, Path]]:
@@ -218,11 +222,8 @@ class SSHBackend(ComputeBackend):
     # -- job lifecycle -------------------------------------------------------------------------------
     async def start(self, job: JobSpec, python: str, job_dir: str) -> JobHandle:
         lib_dir = await self._ensure_lib()
-        environ = {**job.env.environment_variables, **job.environ, "NBML_JOB_DIR": job_dir,
-                   "PYTHONUNBUFFERED": "1"}
-        extra_path = environ.get("PYTHONPATH")
-        environ["PYTHONPATH"] = lib_dir + (":" + extra_path if extra_path else "")
-        answer = await self._helper("start", job_dir, payload={"python": python, "argv": job.argv, "env": environ})
+        cmd = ["/bin/sh", "-c", wrapper_script(job_dir), "nbml-job", python, *job.argv]
+        answer = await self._helper("start", job_dir, payload={"cmd": cmd, "env": job_environ(job, job_dir, lib_dir)})
         return JobHandle(target=self.name, job_dir=job_dir, data={"pid": answer["pid"], "start": answer["start"],
                                                                    "host": self.settings.address})
 

@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m nbml.supervisor WORKSPACE RUN_ID", file=sys.stderr)
         return 2
     ws_root, run_id = Path(args[0]), args[1]
+    from nbml.compute import _ssh_secrets
+
+    _ssh_secrets.adopt_environ()  # before any job starts, so jobs don't inherit the parent's SSH secrets
     store = Store(ws_root)
     rec = store.get_run(run_id)
     if rec is None:
@@ -83,6 +86,11 @@ def start_supervisor(ws_root: Path, run_id: str) -> int:
     log_dir = ws_root / "runs" / run_id / "nbml-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
+    # SSH passwords/passphrases given in this process (e.g. RemoteCompute.attach(password=...)) reach the
+    # supervisor through its environment only; it moves them into memory at once (never to disk).
+    from nbml.compute import _ssh_secrets
+
+    env.update(_ssh_secrets.child_environ())
     # Make sure the child imports this very nbml, even from a checkout that isn't installed.
     checkout = Path(__file__).resolve().parents[2]
     if (checkout / "pyproject.toml").exists():

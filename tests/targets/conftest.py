@@ -1,0 +1,62 @@
+"""Compute targets under test. The contract suite (test_contract.py) runs once per kind in `KINDS`.
+
+Adding a kind is one entry in `KINDS` (with its pytest marker) and one fixture ``target_<kind>`` that
+makes the target exist in the test's workspace and returns its name.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sshd import SshServer, available  # noqa: E402
+
+KINDS = [
+    pytest.param("local", id="local"),
+    pytest.param("ssh", id="ssh", marks=pytest.mark.ssh),
+]
+
+
+@pytest.fixture(params=KINDS)
+def target(request: pytest.FixtureRequest) -> str:
+    """The name of a ready compute target of every kind, in turn."""
+    return str(request.getfixturevalue(f"target_{request.param}"))
+
+
+@pytest.fixture
+def target_local(ws) -> str:  # type: ignore[no-untyped-def]
+    return "local"
+
+
+@pytest.fixture
+def target_ssh(ws, sshd: SshServer, tmp_path: Path) -> str:  # type: ignore[no-untyped-def]
+    from nbml import RemoteCompute
+
+    RemoteCompute.attach(ws, "ssh-box", **ssh_attach_args(sshd, tmp_path))
+    return "ssh-box"
+
+
+def ssh_attach_args(sshd: SshServer, tmp_path: Path, **extra: object) -> dict[str, object]:
+    """RemoteCompute.attach keyword arguments for the test sshd, with caches under this test's tmp_path."""
+    args: dict[str, object] = {
+        "address": sshd.host, "ssh_port": sshd.port, "username": sshd.user,
+        "private_key_file": str(sshd.client_key), "known_hosts": str(sshd.known_hosts),
+        "remote_root": str(tmp_path / "remote-cache"), "run_root": str(tmp_path / "remote-runs"),
+    }
+    args.update(extra)
+    return args
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """A real OpenSSH sshd on 127.0.0.1 (a free port) with generated host and user keys."""
+    why = available()
+    if why:
+        pytest.skip(why)
+    server = SshServer(tmp_path_factory.mktemp("sshd")).start()
+    yield server
+    server.stop()
