@@ -177,8 +177,10 @@ class SshSession:
         retries where users see them and fails the run after the target's unreachable_timeout_seconds.
         """
         async with self._lock:
-            if self._conn is not None and not self._conn.is_closed():
-                return self._conn
+            if self._conn is not None:
+                if not self._conn.is_closed():
+                    return self._conn
+                self._drop(ConnectionResetError("closed by the host or the network"))
             delay = 0.5
             for attempt in range(1, QUICK_ATTEMPTS + 1):
                 try:
@@ -195,7 +197,7 @@ class SshSession:
                     delay *= 2
             if self._down_since is not None:
                 self.reconnects += 1
-                self._say(f"SSH {self.settings.address}:{self.settings.port} connected after "
+                self._say(f"SSH {self.settings.address}:{self.settings.port} reconnected after "
                           f"{time.monotonic() - self._down_since:.1f} s")
             self._down_since = None
             self._sftp = None

@@ -12,10 +12,9 @@ stage ROOT JOB_DIR         {"files": {rel: [sha, mode]}, "extra": {rel: base64}}
 receive ROOT JOB_DIR       blob stream ("SHA SIZE\\n" + bytes, ...) after a JSON line of pending files;
                            verifies every blob's sha256, caches it, then copies the pending files
 start JOB_DIR              {"cmd", "env"} -> {"pid", "start"}; the job runs in its own session (once)
-poll JOB_DIR PID START     {"state": running|exited|lost, "exit_code", "reason"}
+poll JOB_DIR PID START     {"dir", "alive", "exit_code"} (for hosts without /proc)
 cancel PID GRACE           TERM to the process group, KILL after GRACE seconds
 venv ROOT HASH PYTHON      builds ROOT/envs/HASH from {"pip": [...]} once (locked), streaming pip's output
-list JOB_DIR PREFIX        [[rel, size], ...] of regular files under PREFIX
 """
 
 import base64
@@ -167,22 +166,29 @@ def _exit_code(job_dir):
 
 
 def op_poll(job_dir, pid, start):
-    if not os.path.isdir(job_dir):
-        _out({"state": "lost", "reason": "the job folder %s no longer exists on the host (was /tmp cleaned "
-              "or the host restarted?)" % job_dir})
-        return
-    if _alive(int(pid), start):
-        _out({"state": "running"})
-        return
-    code = _exit_code(job_dir)  # read after the liveness check: an exit in between is still seen
-    if code is not None:
-        reason = None
-        if code > 128 and code - 128 < signal.NSIG:
-            reason = "the process was killed by signal %d (%s)" % (code - 128, signal.Signals(code - 128).name)
-        _out({"state": "exited", "exit_code": code, "reason": reason})
-        return
-    _out({"state": "lost", "reason": "the job's process group (pid %s) ended without writing an exit code: it "
-          "was killed (kill -9, the OOM killer) or the host restarted" % pid})
+    # Facts only; the local side turns them into a state (hosts with /proc are polled over SFTP instead).
+    alive = _alive(int(pid), start)
+    _out({"dir": os.path.isdir(job_dir), "alive": alive, "exit_code": None if alive else _exit_code(job_dir)})
+
+
+def _group_alive(pgid):
+    """Whether any process of the group still runs (zombies left for init to reap don't count)."""
+    if not os.path.isdir("/proc/self"):
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                return True
+    return False
 
 
 def op_cancel(pid, grace):
@@ -194,12 +200,10 @@ def op_cancel(pid, grace):
         return
     deadline = time.time() + float(grace)
     while time.time() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
+        if not _group_alive(pid):
             _out({"signalled": True})
             return
-        time.sleep(0.1)
+        time.sleep(0.05)
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -232,17 +236,6 @@ def op_venv(root, env_hash, python):
                     return
             open(os.path.join(env_dir, ".nbml-ready"), "w").close()
     _out({"python": exe})
-
-
-def op_list(job_dir, prefix):
-    base = os.path.join(job_dir, prefix)
-    found = []
-    for dirpath, _dirs, files in os.walk(base):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            if os.path.isfile(path) and not os.path.islink(path):
-                found.append([os.path.relpath(path, job_dir), os.path.getsize(path)])
-    _out(sorted(found))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shlex
+import signal
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ import nbml
 from nbml.compute import _ssh_remote
 from nbml.compute._ssh_conn import SshSession, SshSettings, connect_once
 from nbml.compute.base import (
+    EXIT_CODE_FILE,
     ComputeBackend,
     EnvSpec,
     JobHandle,
@@ -47,6 +49,39 @@ from nbml.errors import ComputeTargetException, EnvironmentBuildError
 logger = logging.getLogger(__name__)
 HELPER_SOURCE = Path(_ssh_remote.__file__).read_text()
 CHUNK = 1 << 20
+
+
+async def _read_small(sftp: asyncssh.SFTPClient, path: str) -> bytes | None:
+    try:
+        async with sftp.open(path, "rb") as f:
+            return bytes(await f.read(4096, 0))
+    except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath, asyncssh.SFTPPermissionDenied):
+        return None
+
+
+def _alive(stat: str, start: str) -> bool:
+    """Whether /proc/PID/stat shows a live process that is the job's (same start time, so not a reused pid)."""
+    fields = stat.rsplit(")", 1)[-1].split()
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return False
+    return start in ("None", "") or fields[19] == start
+
+
+def job_state(facts: dict[str, Any], pid: int, job_dir: str, host: str) -> JobState:
+    """The job's state from what the host reports: folder present, process alive, exit code written."""
+    if facts["alive"]:
+        return JobState("running")
+    if not facts["dir"]:
+        return JobState("lost", reason=f"the job folder {job_dir} no longer exists on {host} (was /tmp cleaned, or "
+                                       "the host restarted?)")
+    code = facts.get("exit_code")
+    if code is None:
+        return JobState("lost", reason=f"the job's process group (pid {pid}) on {host} ended without writing an exit "
+                                       "code: it was killed (kill -9, the OOM killer) or the host restarted")
+    reason = None
+    if code > 128 and code - 128 < signal.NSIG:
+        reason = f"the process was killed by signal {code - 128} ({signal.Signals(code - 128).name})"
+    return JobState("exited", exit_code=code, reason=reason)
 
 
 def _q(arg: str) -> str:
@@ -77,6 +112,8 @@ class SSHBackend(ComputeBackend):
         self.settings = SshSettings.from_config(name, config)
         self.session = SshSession(self.settings, on_retry=self._on_retry)
         self.python = str(config.get("python") or "python3")
+        self.helper_python = str(config.get("remote_python") or self.python)
+        self._procfs: bool | None = None
         self.remote_root = str(config.get("remote_root") or "~/.nbml")
         self.run_root = str(config.get("run_root") or "/tmp/nbml_run").rstrip("/")
         self.log: LogFn | None = None
@@ -90,7 +127,9 @@ class SSHBackend(ComputeBackend):
 
     # -- remote helper -------------------------------------------------------------------------------
     def _command(self, op: str, *args: str, python: str | None = None) -> str:
-        return " ".join([_q(python or self.python), "-c", _q(HELPER_SOURCE), op, *(_q(a) for a in args)])
+        # The resolved interpreter (not a pyenv shim) with -S (no site): the helper needs only the stdlib.
+        exe = python or self.helper_python
+        return " ".join([_q(exe), "-S", "-c", _q(HELPER_SOURCE), op, *(_q(a) for a in args)])
 
     async def _helper(self, op: str, *args: str, payload: Any = None, python: str | None = None) -> Any:
         cmd = self._command(op, *args, python=python)
@@ -129,6 +168,8 @@ class SSHBackend(ComputeBackend):
         if env.user_managed or not env.pip:
             python = env.interpreter_path or self.python
             info = await self.info(python)
+            if python == self.python:
+                self.helper_python = str(info["python"])
             log(f"Using {info['python']} (Python {'.'.join(map(str, info['version']))}) on {self.settings.address}")
             return str(info["python"])
         return await self._build_venv(env, log)
@@ -228,12 +269,25 @@ class SSHBackend(ComputeBackend):
                                                                    "host": self.settings.address})
 
     async def poll(self, handle: JobHandle) -> JobState:
-        d = handle.data
-        answer = await self._helper("poll", handle.job_dir, str(d["pid"]), str(d.get("start")))
-        reason = answer.get("reason")
-        if reason and answer["state"] == "lost":
-            reason = f"on {self.settings.address}: {reason}"
-        return JobState(state=answer["state"], exit_code=answer.get("exit_code"), reason=reason)
+        pid, start = int(handle.data["pid"]), str(handle.data.get("start"))
+
+        async def go(session: SshSession) -> dict[str, Any] | None:
+            sftp = await session.sftp()
+            if self._procfs is None:
+                self._procfs = await sftp.isdir("/proc/self")
+            if not self._procfs:
+                return None
+            # Three SFTP reads instead of starting a process on the host at every poll.
+            stat = await _read_small(sftp, f"/proc/{pid}/stat")
+            alive = stat is not None and _alive(stat.decode(errors="replace"), start)
+            code = None if alive else await _read_small(sftp, f"{handle.job_dir}/{EXIT_CODE_FILE}")
+            return {"dir": alive or await sftp.isdir(handle.job_dir), "alive": alive,
+                    "exit_code": int(code) if code and code.strip().isdigit() else None}
+
+        facts = await self.session.call(go)
+        if facts is None:
+            facts = await self._helper("poll", handle.job_dir, str(pid), start)
+        return job_state(facts, pid, handle.job_dir, self.settings.address)
 
     async def cancel(self, handle: JobHandle, grace_seconds: float = 3.0) -> None:
         await self._helper("cancel", str(handle.data["pid"]), str(grace_seconds))
@@ -253,8 +307,29 @@ class SSHBackend(ComputeBackend):
         return await self.session.call(go)
 
     async def list_files(self, handle: JobHandle, prefix: str) -> list[tuple[str, int]]:
-        answer = await self._helper("list", handle.job_dir, prefix)
-        return [(str(rel), int(size)) for rel, size in answer]
+        async def go(session: SshSession) -> list[tuple[str, int]]:
+            sftp = await session.sftp()
+            found: list[tuple[str, int]] = []
+            todo = [prefix.strip("/")]
+            while todo:
+                rel_dir = todo.pop()
+                try:
+                    entries = await sftp.readdir(f"{handle.job_dir}/{rel_dir}" if rel_dir else handle.job_dir)
+                except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath, asyncssh.SFTPNotADirectory):
+                    continue
+                for entry in entries:
+                    name = str(entry.filename)
+                    if name in (".", ".."):
+                        continue
+                    rel = f"{rel_dir}/{name}" if rel_dir else name
+                    kind = entry.attrs.type
+                    if kind == asyncssh.FILEXFER_TYPE_DIRECTORY:
+                        todo.append(rel)
+                    elif kind == asyncssh.FILEXFER_TYPE_REGULAR:
+                        found.append((rel, int(entry.attrs.size or 0)))
+            return sorted(found)
+
+        return await self.session.call(go)
 
     async def fetch(self, handle: JobHandle, relpath: str, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)

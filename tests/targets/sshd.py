@@ -114,6 +114,18 @@ class SshServer:
                 pids.append(int(entry))
         return pids
 
+    def kill_connections(self) -> int:
+        """SIGKILL the sshd processes serving every open connection (the listener stays): links drop for real."""
+        killed = 0
+        for pid in self.connection_pids():
+            for victim in [*_sshd_descendants(pid), pid]:
+                try:
+                    os.kill(victim, 9)
+                    killed += 1
+                except ProcessLookupError:
+                    pass
+        return killed
+
     def ssh_command(self) -> list[str]:
         """An OpenSSH client command line for this server (for rsync -e)."""
         return ["ssh", "-p", str(self.port), "-i", str(self.client_key), "-o", f"UserKnownHostsFile={self.known_hosts}",
@@ -125,3 +137,19 @@ class SshServer:
                                      "private_key_file": str(self.client_key), "known_hosts": str(self.known_hosts)}
         config.update(extra)
         return config
+
+
+def _sshd_descendants(pid: int) -> list[int]:
+    """sshd processes below `pid` (the per-connection privilege-separated children, not user commands)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.find("(") + 1: stat.rfind(")")]
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and name.startswith("sshd"):
+            out.append(int(entry))
+    return out

@@ -1,0 +1,86 @@
+"""Faults an SSH target must survive or report: dropped links, killed jobs, unreachable hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ssh_attach_args
+from sshd import SshServer
+
+from nbml import Experiment, RemoteCompute, Run, ScriptRunConfig
+
+pytestmark = pytest.mark.ssh
+
+STEADY = """
+import time
+from nbml import Run
+run = Run.get_context()
+for i in range(int(__import__("sys").argv[1])):
+    run.log("step", i)
+    time.sleep(0.1)
+"""
+
+
+def _wait(run: Run, wanted: set[str], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = run.get_status()
+        if status in wanted:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"run stayed {run.get_status()}, wanted {wanted}")
+
+
+def _steps(run: Run) -> list[int]:
+    value = run.get_metrics().get("step", [])
+    return value if isinstance(value, list) else [value]
+
+
+def test_run_completes_with_every_metric_when_the_link_drops_twice(ws, project, target_ssh, sshd: SshServer):
+    project(**{"steady.py": STEADY})
+    run = Experiment(ws, "faults").submit(ScriptRunConfig(".", "steady.py", arguments=[60], compute_target=target_ssh))
+    _wait(run, {"Running"}, 60)
+    for _ in range(2):
+        deadline = time.monotonic() + 20
+        seen = len(_steps(run))
+        while len(_steps(run)) <= seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sshd.kill_connections() > 0  # the sshd serving the supervisor's connection dies
+        time.sleep(0.8)
+    run.wait_for_completion(raise_on_error=True)
+    assert _steps(run) == list(range(60))  # nothing lost, nothing twice
+    assert "reconnect" in (run.run_dir / "nbml-logs" / "prepare_log.txt").read_text()
+
+
+def test_killed_remote_job_fails_the_run_with_the_reason(ws, project, target_ssh):
+    project(**{"steady.py": STEADY})
+    run = Experiment(ws, "faults").submit(ScriptRunConfig(".", "steady.py", arguments=[600], compute_target=target_ssh))
+    _wait(run, {"Running"}, 60)
+    pid = json.loads(run._refresh()["handle_json"])["data"]["pid"]
+    os.killpg(pid, signal.SIGKILL)  # the whole job, wrapper included: nobody writes an exit code
+    assert _wait(run, {"Failed", "Completed", "Canceled"}, 30) == "Failed"
+    message = run.get_details()["error"]["error"]["message"]
+    assert "lost" in message and "without writing an exit code" in message and "127.0.0.1" in message
+
+
+def test_unreachable_host_shows_retries_then_fails_after_the_configured_time(ws, project, tmp_path: Path):
+    down = SshServer(tmp_path / "down").start()
+    RemoteCompute.attach(ws, "flaky", **ssh_attach_args(down, tmp_path, unreachable_timeout_seconds=4))
+    down.stop()  # the host goes away after it was attached
+    project(**{"steady.py": STEADY})
+    t0 = time.monotonic()
+    run = Experiment(ws, "faults").submit(ScriptRunConfig(".", "steady.py", arguments=[3], compute_target="flaky"))
+    retries_seen = 0
+    while run.get_status() not in ("Failed", "Completed", "Canceled") and time.monotonic() - t0 < 60:
+        assert run.get_status() in ("NotStarted", "Queued", "Preparing")
+        retries_seen = max(retries_seen, int(run.get_properties().get("nbml.target_retries", 0)))
+        time.sleep(0.1)
+    assert run.get_status() == "Failed"
+    assert retries_seen >= 1
+    assert time.monotonic() - t0 < 40  # failed after the configured time, not hung
+    assert "unreachable" in run.get_details()["error"]["error"]["message"]
