@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import getpass
 import os
@@ -143,7 +144,7 @@ def _unlock_key(name: str, path: str) -> None:
 async def _trust(settings: SshSettings, trust: bool | str) -> str | None:
     """Fetch the host's key; accept it if `trust` is True or equals its SHA256 fingerprint."""
     try:
-        key = await asyncssh.get_server_host_key(settings.address, settings.port, login_timeout=settings.connect_timeout)
+        key = await asyncio.wait_for(asyncssh.get_server_host_key(settings.address, settings.port), settings.connect_timeout)
     except (OSError, asyncssh.Error) as exc:
         raise ComputeTargetException(f"Can't reach {settings.address}:{settings.port} to read its host key: {exc}.") from exc
     if key is None:
