@@ -7,8 +7,8 @@ the file's text in ``SOURCE``; nothing here is imported by nbml itself.
 Operations
 ----------
 info                       interpreter, platform and home directory (checked when a target is attached)
-stage ROOT JOB_DIR         {"files": {rel: [sha, mode]}, "extra": {rel: base64}} -> {"missing": [sha...]};
-                           files whose blob is cached are copied into the job folder at once
+stage ROOT JOB_DIR         {"files": {rel: [sha, mode, size]}, "extra": {rel: base64}, "link"} ->
+                           {"missing": [sha...]}; files whose blob is cached are placed in the folder at once
 receive ROOT JOB_DIR       blob stream ("SHA SIZE\\n" + bytes, ...) after a JSON line of pending files;
                            verifies every blob's sha256, caches it, then copies the pending files
 start JOB_DIR              {"cmd", "env"} -> {"pid", "start"}; the job runs in its own session (once)
@@ -40,12 +40,50 @@ def _blob(root, sha):
     return os.path.join(root, "blobs", sha[:2], sha)
 
 
-def _place(root, job_dir, rel, sha, mode):
-    dest = os.path.join(job_dir, rel)
-    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-    # A copy, not a hard link: a job that rewrites one of its files must not change the cache.
-    shutil.copyfile(_blob(root, sha), dest)
-    os.chmod(dest, mode & 0o777 or 0o644)
+class Placer(object):
+    """Puts cached blobs into a folder: a hard link when the cache and the folder share a filesystem and the
+    modes agree (fast: no data is written), else a copy.
+
+    Cache blobs carry mtime 0. A job that rewrites one of its files in place also rewrites the blob it is
+    linked to; the next stage sees the blob's mtime or size changed, drops it from the cache and has it sent
+    again, so later runs never get altered content (use copy_files=True for full isolation).
+    """
+
+    def __init__(self, root, folder, link):
+        self.root, self.folder, self.link = root, folder, link
+        self.dirs = set()
+
+    def cached(self, sha, size):
+        path = _blob(self.root, sha)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if st.st_size != size or int(st.st_mtime) != 0:
+            os.unlink(path)  # altered through a job's link: only that job keeps the altered copy
+            return False
+        return True
+
+    def place(self, rel, sha, mode):
+        dest = os.path.join(self.folder, rel)
+        parent = os.path.dirname(dest)
+        if parent not in self.dirs:
+            os.makedirs(parent, exist_ok=True)
+            self.dirs.add(parent)
+        src = _blob(self.root, sha)
+        mode = mode & 0o777 or 0o644
+        if self.link and os.stat(src).st_mode & 0o777 == mode:
+            try:
+                os.link(src, dest)
+                return
+            except FileExistsError:
+                os.unlink(dest)
+                os.link(src, dest)
+                return
+            except OSError:
+                self.link = False  # another filesystem, or links not allowed: copy from now on
+        shutil.copyfile(src, dest)
+        os.chmod(dest, mode)
 
 
 def op_info():
@@ -62,9 +100,10 @@ def op_stage(root, job_dir):
     for sub in spec.get("layout", LAYOUT):
         os.makedirs(os.path.join(job_dir, sub), exist_ok=True)
     missing = set()
-    for rel, (sha, mode) in spec["files"].items():
-        if os.path.exists(_blob(root, sha)):
-            _place(root, job_dir, rel, sha, mode)
+    placer = Placer(root, job_dir, spec.get("link", True))
+    for rel, (sha, mode, size) in spec["files"].items():
+        if sha not in missing and placer.cached(sha, size):
+            placer.place(rel, sha, mode)
         else:
             missing.add(sha)
     if spec.get("marker") and not missing:
@@ -80,6 +119,7 @@ def op_stage(root, job_dir):
 def op_receive(root, job_dir):
     stream = sys.stdin.buffer
     pending = json.loads(stream.readline())
+    modes = dict((sha, mode) for sha, mode, _size in pending["files"].values())
     received = nbytes = 0
     while True:
         header = stream.readline()
@@ -103,11 +143,14 @@ def op_receive(root, job_dir):
         if digest.hexdigest() != sha.decode():
             os.unlink(tmp)
             raise SystemExit("blob %s arrived corrupted" % sha.decode())
+        os.chmod(tmp, modes.get(sha.decode(), 0o644) & 0o777 or 0o644)
+        os.utime(tmp, (0, 0))  # the cache's mark: a blob whose mtime moved was altered through a link
         os.replace(tmp, path)
         received += 1
         nbytes += size
-    for rel, (sha, mode) in pending["files"].items():
-        _place(root, job_dir, rel, sha, mode)
+    placer = Placer(root, job_dir, pending.get("link", True))
+    for rel, (sha, mode, _size) in pending["files"].items():
+        placer.place(rel, sha, mode)
     if pending.get("marker"):
         open(os.path.join(job_dir, ".nbml-ready"), "w").close()
     _out({"received": received, "bytes": nbytes})

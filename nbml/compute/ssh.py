@@ -88,15 +88,16 @@ def _q(arg: str) -> str:
     return shlex.quote(arg)
 
 
-def _package_manifest() -> tuple[str, dict[str, tuple[str, int]], dict[str, Path]]:
+def _package_manifest() -> tuple[str, dict[str, tuple[str, int, int]], dict[str, Path]]:
     """(hash, {relpath: (sha, mode)}, {sha: path}) of the local nbml package's source files."""
     root = Path(nbml.__file__).parent
-    files: dict[str, tuple[str, int]] = {}
+    files: dict[str, tuple[str, int, int]] = {}
     sources: dict[str, Path] = {}
     for path in sorted(root.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".json", ".typed"):
-            sha = hashlib.sha256(path.read_bytes()).hexdigest()
-            files["nbml/" + path.relative_to(root).as_posix()] = (sha, 0o644)
+            data = path.read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            files["nbml/" + path.relative_to(root).as_posix()] = (sha, 0o644, len(data))
             sources[sha] = path
     digest = hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()[:16]
     return digest, files, sources
@@ -114,6 +115,7 @@ class SSHBackend(ComputeBackend):
         self.python = str(config.get("python") or "python3")
         self.helper_python = str(config.get("remote_python") or self.python)
         self._procfs: bool | None = None
+        self.link_files = not config.get("copy_files", False)
         self.remote_root = str(config.get("remote_root") or "~/.nbml")
         self.run_root = str(config.get("run_root") or "/tmp/nbml_run").rstrip("/")
         self.log: LogFn | None = None
@@ -203,10 +205,12 @@ class SSHBackend(ComputeBackend):
         return await self.session.call(go)
 
     # -- upload --------------------------------------------------------------------------------------
-    async def _upload(self, dest: str, files: dict[str, tuple[str, int]], sources: dict[str, Path],
+    async def _upload(self, dest: str, files: dict[str, tuple[str, int, int]], sources: dict[str, Path],
                       extra: dict[str, bytes] | None = None, marker: bool = False, layout: Iterable[str] = ()) -> None:
-        spec = {"files": {rel: [sha, mode] for rel, (sha, mode) in files.items()}, "marker": marker,
-                "extra": {rel: base64.b64encode(data).decode() for rel, data in (extra or {}).items()}}
+        spec: dict[str, Any] = {
+            "files": {rel: list(entry) for rel, entry in files.items()}, "marker": marker, "link": self.link_files,
+            "extra": {rel: base64.b64encode(data).decode() for rel, data in (extra or {}).items()},
+        }
         if layout is not None:
             spec["layout"] = list(layout)
         answer = await self._helper("stage", self.remote_root, dest, payload=spec)
@@ -215,7 +219,8 @@ class SSHBackend(ComputeBackend):
         self.last_upload = {"files": len(files), "blobs_sent": len(missing), "bytes_sent": sent}
         if not missing:
             return
-        pending = {"files": {rel: v for rel, v in spec["files"].items() if v[0] in missing}, "marker": marker}
+        pending = {"files": {rel: v for rel, v in spec["files"].items() if v[0] in missing}, "marker": marker,
+                   "link": self.link_files}
         cmd = self._command("receive", self.remote_root, dest)
 
         async def go(session: SshSession) -> None:
@@ -243,7 +248,7 @@ class SSHBackend(ComputeBackend):
     async def stage(self, job: JobSpec, log: LogFn) -> str:
         self.log = log
         job_dir = f"{self.run_root}/{job.run_id}"
-        files = {rel: (e.sha256, e.mode) for rel, e in job.files.items()}
+        files = {rel: (e.sha256, e.mode, e.size) for rel, e in job.files.items()}
         sources = {e.sha256: blob_path(job.blob_dir, e.sha256) for e in job.files.values()}
         await self._upload(job_dir, files, sources, extra=job.extra_files, layout=_ssh_remote.LAYOUT)
         up = self.last_upload
