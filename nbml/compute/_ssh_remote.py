@@ -1,3 +1,4 @@
+# ruff: noqa: UP031 - %-formatting on purpose: this file runs on the host's Python, as old as 3.6
 """The helper the SSH backend runs on the remote host (``python3 -c SOURCE OP ARGS...``).
 
 Standard library only, Python 3.6+: it must run on any host with sshd and a Python. Each operation reads
@@ -40,7 +41,7 @@ def _blob(root, sha):
     return os.path.join(root, "blobs", sha[:2], sha)
 
 
-class Placer(object):
+class Placer:
     """Puts cached blobs into a folder: a hard link when the cache and the folder share a filesystem and the
     modes agree (fast: no data is written), else a copy.
 

@@ -25,7 +25,7 @@ import shlex
 import signal
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncssh
 
@@ -43,8 +43,8 @@ from nbml.compute.base import (
     job_environ,
     wrapper_script,
 )
-from nbml.snapshot import blob_path
 from nbml.errors import ComputeTargetException, EnvironmentBuildError
+from nbml.snapshot import blob_path
 
 logger = logging.getLogger(__name__)
 HELPER_SOURCE = Path(_ssh_remote.__file__).read_text()
@@ -54,7 +54,7 @@ CHUNK = 1 << 20
 async def _read_small(sftp: asyncssh.SFTPClient, path: str) -> bytes | None:
     try:
         async with sftp.open(path, "rb") as f:
-            return bytes(await f.read(4096, 0))
+            return cast(bytes, await f.read(4096, 0))
     except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath, asyncssh.SFTPPermissionDenied):
         return None
 
@@ -188,7 +188,7 @@ class SSHBackend(ComputeBackend):
                 proc.stdin.write(payload.decode())
                 proc.stdin.write_eof()
                 async for line in proc.stdout:
-                    tail = (tail + [line.rstrip()])[-40:]
+                    tail = [*tail, line.rstrip()][-40:]
                     if not line.startswith("{"):
                         log(line.rstrip())
                 await proc.wait()
@@ -305,7 +305,7 @@ class SSHBackend(ComputeBackend):
             sftp = await session.sftp()
             try:
                 async with sftp.open(path, "rb") as f:
-                    return bytes(await f.read(limit, offset))
+                    return cast(bytes, await f.read(limit, offset))
             except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath):
                 return b""
 

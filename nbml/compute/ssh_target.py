@@ -199,10 +199,18 @@ class RemoteCompute(ComputeTarget):
                                          private_key_passphrase=private_key_passphrase, **options)
 
     @staticmethod
-    def attach(workspace: Workspace, name: str, address: str, ssh_port: int = 22, username: str | None = None,
-               private_key_file: str | None = None, private_key_passphrase: str | None = None,
-               password: str | None = None, **options: Any) -> RemoteCompute:
-        """Attach a machine by address and credentials; checks the login and its Python before saving it."""
+    def attach(  # type: ignore[override]
+            workspace: Workspace, name: str, address: str | RemoteAttachConfiguration | None = None, ssh_port: int = 22,
+            username: str | None = None, private_key_file: str | None = None,
+            private_key_passphrase: str | None = None, password: str | None = None, **options: Any) -> RemoteCompute:
+        """Attach a machine by address and credentials; checks the login and its Python before saving it.
+
+        ``RemoteCompute.attach(ws, name, config)`` with an `attach_configuration` works too.
+        """
+        if isinstance(address, RemoteAttachConfiguration):
+            return ComputeTarget.attach(workspace, name, address)  # type: ignore[return-value]
+        if not address:
+            raise ComputeTargetException("RemoteCompute.attach needs address= (a host name or IP address).")
         config = RemoteCompute.attach_configuration(address, ssh_port, username, password, private_key_file,
                                                     private_key_passphrase, **options)
         return ComputeTarget.attach(workspace, name, config)  # type: ignore[return-value]

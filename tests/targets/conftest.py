@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sshd import SshServer, available  # noqa: E402
+from sshd import SshServer, available
 
 KINDS = [
     pytest.param("local", id="local"),

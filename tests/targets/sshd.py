@@ -72,7 +72,7 @@ class SshServer:
             "Subsystem sftp internal-sftp\nMaxStartups 200\nMaxSessions 200\nLogLevel ERROR\n"
             "ClientAliveInterval 0\n"
         )
-        log = open(self.root / "sshd.log", "ab")  # noqa: SIM115 - lives as long as the server
+        log = open(self.root / "sshd.log", "ab")
         # -D keeps sshd in the foreground so that Popen owns the listener; -e logs to stderr (the file).
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)], stdout=log, stderr=log,
                                      start_new_session=True)
