@@ -266,9 +266,13 @@ def op_venv(root, env_hash, python):
         fcntl.flock(lock, fcntl.LOCK_EX)  # two runs needing the same env build it once
         if not os.path.exists(os.path.join(env_dir, ".nbml-ready")):
             shutil.rmtree(env_dir, ignore_errors=True)
-            # Layered over the host interpreter's packages, as local envs are, so they aren't downloaded again.
-            steps = [[python, "-m", "venv", "--system-site-packages", env_dir]]
+            # Layered over the host interpreter's packages, as local envs are, so they aren't downloaded again;
+            # its pip serves the venv too (ensurepip only when the host has none: it is slow).
+            steps = [[python, "-m", "venv", "--system-site-packages", "--without-pip", env_dir]]
             if spec.get("pip"):
+                if subprocess.call([python, "-m", "pip", "--version"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL):
+                    steps.append([exe, "-m", "ensurepip"])
                 steps.append([exe, "-m", "pip", "install", "--disable-pip-version-check", *spec["pip"]])
             for cmd in steps:
                 sys.stdout.write("$ %s\n" % " ".join(shlex.quote(c) for c in cmd))
@@ -276,7 +280,7 @@ def op_venv(root, env_hash, python):
                 code = subprocess.call(cmd, stdout=sys.stdout, stderr=subprocess.STDOUT)
                 if code:
                     shutil.rmtree(env_dir, ignore_errors=True)
-                    _out({"error": "%s exited with %d" % (cmd[2] if len(cmd) > 2 else cmd[0], code)})
+                    _out({"error": "%s exited with %d" % (" ".join(cmd[:4]), code)})
                     return
             open(os.path.join(env_dir, ".nbml-ready"), "w").close()
     _out({"python": exe})

@@ -184,13 +184,15 @@ class SSHBackend(ComputeBackend):
         async def go(session: SshSession) -> str:
             conn = await session.connection()
             tail: list[str] = []
-            async with conn.create_process(cmd, encoding="utf-8", errors="replace") as proc:
+            async with conn.create_process(cmd, encoding="utf-8", errors="replace", stderr=asyncssh.STDOUT) as proc:
                 proc.stdin.write(payload.decode())
                 proc.stdin.write_eof()
-                async for line in proc.stdout:
-                    tail = [*tail, line.rstrip()][-40:]
-                    if not line.startswith("{"):
-                        log(line.rstrip())
+                async for raw in proc.stdout:
+                    line = raw.rstrip()
+                    if line:
+                        tail = [*tail, line][-40:]
+                        if not line.startswith("{"):
+                            log(line)
                 await proc.wait()
                 if proc.exit_status is None:
                     raise ConnectionResetError("environment build ended without an exit status")
