@@ -15,6 +15,7 @@ receive ROOT JOB_DIR       blob stream ("SHA SIZE\\n" + bytes, ...) after a JSON
 start JOB_DIR              {"cmd", "env"} -> {"pid", "start"}; the job runs in its own session (once)
 poll JOB_DIR PID START     {"dir", "alive", "exit_code"} (for hosts without /proc)
 cancel PID GRACE           TERM to the process group, KILL after GRACE seconds
+remove RUN_ROOT JOB_DIR    deletes a finished job's folder
 venv ROOT HASH PYTHON      builds ROOT/envs/HASH from {"pip": [...]} once (locked), streaming pip's output
 """
 
@@ -284,6 +285,14 @@ def op_venv(root, env_hash, python):
                     return
             open(os.path.join(env_dir, ".nbml-ready"), "w").close()
     _out({"python": exe})
+
+
+def op_remove(run_root, job_dir):
+    # Only ever a folder directly under the run root: a bad handle can't remove anything else.
+    if os.path.dirname(os.path.normpath(job_dir)) != os.path.normpath(run_root):
+        raise SystemExit("refusing to remove %s: not a job folder under %s" % (job_dir, run_root))
+    shutil.rmtree(job_dir, ignore_errors=True)
+    _out({"removed": job_dir})
 
 
 if __name__ == "__main__":

@@ -116,6 +116,7 @@ class SSHBackend(ComputeBackend):
         self.helper_python = str(config.get("remote_python") or self.python)
         self._procfs: bool | None = None
         self.link_files = not config.get("copy_files", False)
+        self.keep_job_dirs = bool(config.get("keep_job_dirs", False))
         self.remote_root = str(config.get("remote_root") or "~/.nbml")
         self.run_root = str(config.get("run_root") or "/tmp/nbml_run").rstrip("/")
         self.log: LogFn | None = None
@@ -348,6 +349,11 @@ class SSHBackend(ComputeBackend):
 
         await self.session.call(go)
         os.replace(tmp, dest)
+
+    async def cleanup(self, handle: JobHandle) -> None:
+        """Remove the job folder once outputs and logs are back (``keep_job_dirs=True`` keeps it)."""
+        if not self.keep_job_dirs:
+            await self._helper("remove", self.run_root, handle.job_dir)
 
     # -- target --------------------------------------------------------------------------------------
     async def status(self) -> dict[str, Any]:

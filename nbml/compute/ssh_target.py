@@ -56,6 +56,8 @@ class RemoteAttachConfiguration:
     connect_timeout: float = 15.0
     remote_root: str = "~/.nbml"
     run_root: str = "/tmp/nbml_run"
+    keep_job_dirs: bool = False
+    copy_files: bool = False
     kind: str = "ssh"
 
     def _config(self, workspace: Workspace, name: str) -> dict[str, Any]:
@@ -70,7 +72,8 @@ class RemoteAttachConfiguration:
                 "private_key_file": key, "auth": auth, "known_hosts": known, "python": self.python,
                 "unreachable_timeout_seconds": float(self.unreachable_timeout_seconds),
                 "connect_timeout": float(self.connect_timeout), "remote_root": self.remote_root,
-                "run_root": self.run_root}
+                "run_root": self.run_root, "keep_job_dirs": bool(self.keep_job_dirs),
+                "copy_files": bool(self.copy_files)}
 
     def validate(self, workspace: Workspace, name: str) -> dict[str, Any]:
         """Check the host key, the login and the remote Python; return the config to store (no secrets)."""
@@ -187,7 +190,8 @@ class RemoteCompute(ComputeTarget):
             ``trust_host_key`` (True, or the expected ``"SHA256:..."`` fingerprint) records an unknown host's key;
             ``known_hosts`` (default ~/.ssh/known_hosts), ``python`` (the host's interpreter, default python3),
             ``unreachable_timeout_seconds`` (600), ``connect_timeout`` (15), ``remote_root`` (~/.nbml: caches),
-            ``run_root`` (/tmp/nbml_run: job folders).
+            ``run_root`` (/tmp/nbml_run: job folders), ``keep_job_dirs`` (False: a job folder is removed once its
+            outputs are back), ``copy_files`` (False: snapshot files are hard-linked from the host's cache).
         """
         fields = {f.name for f in dataclasses.fields(RemoteAttachConfiguration)} - {"kind"}
         unknown = sorted(set(options) - fields)

@@ -41,7 +41,8 @@ def _steps(run: Run) -> list[int]:
     return value if isinstance(value, list) else [value]
 
 
-def test_run_completes_with_every_metric_when_the_link_drops_twice(ws, project, target_ssh, sshd: SshServer):
+def test_run_completes_with_every_metric_when_the_link_drops_twice(ws, project, target_ssh, sshd: SshServer,
+                                                                   tmp_path: Path):
     project(**{"steady.py": STEADY})
     run = Experiment(ws, "faults").submit(ScriptRunConfig(".", "steady.py", arguments=[60], compute_target=target_ssh))
     _wait(run, {"Running"}, 60)
@@ -55,6 +56,11 @@ def test_run_completes_with_every_metric_when_the_link_drops_twice(ws, project, 
     run.wait_for_completion(raise_on_error=True)
     assert _steps(run) == list(range(60))  # nothing lost, nothing twice
     assert "reconnect" in (run.run_dir / "nbml-logs" / "prepare_log.txt").read_text()
+    job_dir = tmp_path / "remote-runs" / run.id
+    deadline = time.monotonic() + 10  # cleanup follows the terminal status
+    while job_dir.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not job_dir.exists()  # the host's job folder went once outputs were back
 
 
 def test_killed_remote_job_fails_the_run_with_the_reason(ws, project, target_ssh):
