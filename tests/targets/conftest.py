@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sshd import SshServer, available
+from sshd import SshServer, available, ssh_attach_args
 
 KINDS = [
     pytest.param("local", id="local"),
@@ -38,17 +38,6 @@ def target_ssh(ws, sshd: SshServer, tmp_path: Path) -> str:  # type: ignore[no-u
 
     RemoteCompute.attach(ws, "ssh-box", **ssh_attach_args(sshd, tmp_path))
     return "ssh-box"
-
-
-def ssh_attach_args(sshd: SshServer, tmp_path: Path, **extra: object) -> dict[str, object]:
-    """RemoteCompute.attach keyword arguments for the test sshd, with caches under this test's tmp_path."""
-    args: dict[str, object] = {
-        "address": sshd.host, "ssh_port": sshd.port, "username": sshd.user,
-        "private_key_file": str(sshd.client_key), "known_hosts": str(sshd.known_hosts),
-        "remote_root": str(tmp_path / "remote-cache"), "run_root": str(tmp_path / "remote-runs"),
-    }
-    args.update(extra)
-    return args
 
 
 @pytest.fixture(scope="session")

@@ -153,3 +153,14 @@ def _sshd_descendants(pid: int) -> list[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid and name.startswith("sshd"):
             out.append(int(entry))
     return out
+
+
+def ssh_attach_args(sshd: SshServer, tmp_path: Path, **extra: object) -> dict[str, object]:
+    """RemoteCompute.attach keyword arguments for the test sshd, with caches under this test's tmp_path."""
+    args: dict[str, object] = {
+        "address": sshd.host, "ssh_port": sshd.port, "username": sshd.user,
+        "private_key_file": str(sshd.client_key), "known_hosts": str(sshd.known_hosts),
+        "remote_root": str(tmp_path / "remote-cache"), "run_root": str(tmp_path / "remote-runs"),
+    }
+    args.update(extra)
+    return args

@@ -8,8 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import ssh_attach_args
-from sshd import SshServer
+from sshd import SshServer, ssh_attach_args
 
 from nbml import ComputeTarget, ComputeTargetException, Experiment, RemoteCompute, ScriptRunConfig
 
@@ -125,3 +124,20 @@ def test_passphrase_is_used_but_never_stored_and_runs_get_it_in_memory(ws, proje
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, stdin=subprocess.DEVNULL,
                          env={k: v for k, v in __import__("os").environ.items() if k != "SSH_AUTH_SOCK"})
     assert "NBML_SSH_KEY_PASSPHRASE" in out.stdout, out.stderr
+
+
+def test_wrong_password_is_refused_and_nothing_is_attached(ws, sshd: SshServer, tmp_path: Path):
+    args = ssh_attach_args(sshd, tmp_path, password="not-the-password")
+    args.pop("private_key_file")
+    with pytest.raises(ComputeTargetException, match="refused the password"):
+        RemoteCompute.attach(ws, "box", **args)
+    _nothing_attached(ws, "box")
+
+
+def test_password_target_without_a_password_names_the_variables_to_set(sshd: SshServer, tmp_path: Path):
+    from nbml._aio import run_sync
+    from nbml.compute.ssh import SSHBackend
+
+    config = sshd.target_config(auth="password", private_key_file=None)
+    with pytest.raises(ComputeTargetException, match="NBML_SSH_PASSWORD_PW_BOX or NBML_SSH_PASSWORD"):
+        run_sync(SSHBackend("pw-box", config, tmp_path).info())

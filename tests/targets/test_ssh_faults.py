@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ssh_attach_args
-from sshd import SshServer
+from sshd import SshServer, ssh_attach_args
 
 from nbml import Experiment, RemoteCompute, Run, ScriptRunConfig
 
