@@ -26,9 +26,11 @@ export function formatValue(value: unknown): string {
     if (Number.isInteger(value)) {
       return String(value);
     }
-    return Math.abs(value) >= 1e4 || Math.abs(value) < 1e-3
-      ? value.toExponential(3)
-      : value.toPrecision(4);
+    if (value !== 0 && (Math.abs(value) >= 1e6 || Math.abs(value) < 1e-3)) {
+      return value.toExponential(3);
+    }
+    // toPrecision pads with zeros ("0.9000"); the round trip through a number drops them.
+    return String(Number(value.toPrecision(4)));
   }
   if (value === null || value === undefined) {
     return '';

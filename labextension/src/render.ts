@@ -82,10 +82,13 @@ function runRow(run: IRunSummary, cb: IRunRowCallbacks): HTMLElement {
       tabindex: '0',
       title: run.error ? `${run.run_id}\n${run.error}` : run.run_id
     },
-    statusBadge(run.status),
-    h('span', { class: 'nbml-run-label' }, label),
-    h('span', { class: 'nbml-run-metric' }, metricText(run)),
-    h('span', { class: 'nbml-run-duration' }, formatDuration(run.duration_seconds))
+    h('div', { class: 'nbml-run-line' }, statusBadge(run.status), h('span', { class: 'nbml-run-label' }, label)),
+    h(
+      'div',
+      { class: 'nbml-run-line nbml-run-info' },
+      h('span', { class: 'nbml-run-metric' }, metricText(run)),
+      h('span', { class: 'nbml-run-duration' }, formatDuration(run.duration_seconds))
+    )
   );
   row.addEventListener('click', () => cb.onSelect(run));
   row.addEventListener('keydown', event => {
@@ -129,8 +132,18 @@ export interface IActionCallbacks {
   insert: (run: IRunSummary) => void;
 }
 
-function actionButton(label: string, action: string, onClick: () => void, disabled = false): HTMLElement {
-  const button = h('button', { class: 'jp-Button nbml-action', 'data-action': action }, label) as HTMLButtonElement;
+function actionButton(
+  label: string,
+  action: string,
+  onClick: () => void,
+  disabled = false,
+  mod = 'jp-mod-reject'
+): HTMLElement {
+  const button = h(
+    'button',
+    { class: `jp-Button jp-mod-styled ${mod} nbml-action`, 'data-action': action },
+    label
+  ) as HTMLButtonElement;
   button.disabled = disabled;
   button.addEventListener('click', onClick);
   return button;
@@ -145,8 +158,8 @@ export function actionPanel(run: IRunSummary | null, cb: IActionCallbacks): HTML
     'div',
     { class: 'nbml-actions', 'data-run-id': run.run_id },
     h('div', { class: 'nbml-selected-run' }, statusBadge(run.status), h('code', {}, run.run_id)),
-    actionButton('Open run page', 'open', () => cb.openPage(run)),
-    actionButton('Cancel run', 'cancel', () => cb.cancel(run), !cancellable),
+    actionButton('Open run page', 'open', () => cb.openPage(run), false, 'jp-mod-accept'),
+    actionButton('Cancel run', 'cancel', () => cb.cancel(run), !cancellable, 'jp-mod-warn'),
     actionButton('Copy run id', 'copy', () => cb.copyId(run)),
     actionButton('Insert Run.get in notebook', 'insert', () => cb.insert(run))
   );

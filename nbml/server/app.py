@@ -12,6 +12,7 @@ from traitlets.config import Configurable
 from nbml.server.handlers import api_routes
 from nbml.server.manager import NbmlManager
 from nbml.server.page import page_routes
+from nbml.workspace import Workspace
 
 
 class NbmlServer(Configurable):
@@ -24,20 +25,19 @@ class NbmlServer(Configurable):
     ).tag(config=True)
 
 
-def open_manager(workspace: str, root_dir: str) -> NbmlManager:
-    """The manager for the configured workspace folder (see NbmlServer.workspace)."""
-    from nbml.store import Store
-
-    folder = Path(workspace or os.environ.get("NBML_WORKSPACE") or Path(root_dir) / ".nbml").expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
-    return NbmlManager(folder, Store(folder))
+def open_workspace(workspace: str, root_dir: str) -> Workspace:
+    """The workspace to serve (see NbmlServer.workspace)."""
+    folder = workspace or os.environ.get("NBML_WORKSPACE")
+    if folder:
+        return Workspace(path=Path(folder))
+    return Workspace.from_config(path=root_dir)
 
 
 def load(serverapp: Any) -> None:
     settings = NbmlServer(parent=serverapp)
-    manager = open_manager(settings.workspace, serverapp.root_dir)
+    manager = NbmlManager(open_workspace(settings.workspace, serverapp.root_dir))
     web_app = serverapp.web_app
     web_app.settings["nbml_manager"] = manager
     base_url = web_app.settings["base_url"]
     web_app.add_handlers(".*$", api_routes(base_url) + page_routes(base_url))
-    serverapp.log.info("nbml: serving workspace %s at %snbml/api/", manager.root, base_url)
+    serverapp.log.info("nbml: serving workspace %r (%s) at %snbml/api/", manager.name, manager.root, base_url)

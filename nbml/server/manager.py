@@ -12,10 +12,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from nbml.runs import reaper
+from nbml.runs.status import ACTIVE
 from nbml.server import files, models
-from nbml.store import Store
+
+if TYPE_CHECKING:
+    from nbml.workspace import Workspace
 
 LOCAL_TARGET = {"name": "local", "kind": "local", "config": {}, "state": "Succeeded"}
 
@@ -58,10 +62,11 @@ class NbmlManager:
     status_ttl = 10.0
     status_wait = 3.0
 
-    def __init__(self, workspace_root: Path, store: Store, workspace_name: str = "") -> None:
-        self.root = workspace_root
-        self.store = store
-        self.name = workspace_name or workspace_root.name
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace_obj = workspace
+        self.root = workspace.path
+        self.store = workspace.store
+        self.name = workspace.name
         self._status: dict[str, _Cached] = {}
         self._probing: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
@@ -108,9 +113,19 @@ class NbmlManager:
         out = []
         for record in self.store.list_experiments():
             rows = self.store.list_runs(experiment=record["name"], top_level=True, limit=latest) if latest else []
+            rows = self._reaped(rows)
             metrics = self._metrics(rows)
             out.append(models.experiment_model(record, rows, metrics, now))
         return {"experiments": out}
+
+    def _reaped(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows with runs whose supervisor died marked Failed (as Run.get_status does), so none stays Running."""
+        out = []
+        for row in rows:
+            if row["status"] in ACTIVE and reaper.reap(self.store, row):
+                row = self.store.get_run(row["run_id"]) or row
+            out.append(row)
+        return out
 
     def _metrics(self, rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         ids = [r["run_id"] for r in rows]
@@ -127,10 +142,10 @@ class NbmlManager:
         offset: int,
     ) -> dict[str, Any]:
         def _list() -> dict[str, Any]:
-            rows = self.store.list_runs(
+            rows = self._reaped(self.store.list_runs(
                 experiment=experiment, status=status or None, parent_id=parent_id, top_level=top_level,
                 limit=limit + 1, offset=offset,
-            )
+            ))
             return models.run_list(rows, self._metrics(rows[:limit]), time.time(), limit=limit, offset=offset)
 
         return await asyncio.to_thread(_list)
@@ -139,7 +154,7 @@ class NbmlManager:
         row = self.store.get_run(run_id) if files.valid_run_id(run_id) else None
         if row is None:
             raise RunMissing(f"No run {run_id!r} in workspace {self.name!r}.")
-        return row
+        return self._reaped([row])[0]
 
     async def run(self, run_id: str) -> dict[str, Any]:
         return await asyncio.to_thread(self.run_details, run_id)
@@ -224,13 +239,26 @@ class NbmlManager:
 
         return await asyncio.to_thread(_path)
 
+    def _active_tree(self, run_id: str) -> list[dict[str, Any]]:
+        pending, out = [run_id], []
+        while pending:
+            row = self.store.get_run(pending.pop())
+            if row is not None and row["status"] in ACTIVE:
+                out.append(row)
+                pending += [c["run_id"] for c in self.store.children(row["run_id"])]
+        return out
+
     async def cancel(self, run_id: str) -> dict[str, Any]:
         """Ask the run's supervisor to cancel it (and its children); returns the runs flagged."""
 
         def _cancel() -> dict[str, Any]:
+            from nbml.runs.run import Run
+
+            self._row(run_id)
+            before = {r["run_id"] for r in self._active_tree(run_id)}
+            Run.get(self.workspace_obj, run_id).cancel()
             row = self._row(run_id)
-            flagged = self.store.request_cancel(run_id)
-            row = self.store.get_run(run_id) or row
+            flagged = sorted(r for r in before if self.store.cancel_requested(r) or r == run_id)
             return {"run_id": run_id, "flagged": flagged, "status": row["status"]}
 
         return await asyncio.to_thread(_cancel)
