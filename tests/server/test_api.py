@@ -23,7 +23,7 @@ async def test_compute_lists_local_and_attached_targets_with_status(jp_fetch: An
     Store(workspace_dir).add_compute("gpu-box", "no-such-kind", {"address": "127.0.0.1"})
     targets = {t["name"]: t for t in (await get_json(jp_fetch, "nbml", "api", "compute"))["targets"]}
     assert set(targets) == {"local", "gpu-box"}
-    assert targets["local"]["kind"] == "local"
+    assert targets["local"]["kind"] == "local" and targets["local"]["status"] == "Succeeded"
     # A target whose backend can't be asked still shows, with the reason.
     assert targets["gpu-box"]["status"] == "Unknown"
     assert "no-such-kind" in targets["gpu-box"]["error"]
