@@ -51,11 +51,15 @@ export class NbmlSidebar extends Widget {
   /** Fetch compute targets and experiments and redraw; rejects on error so the poll backs off. */
   async refresh(): Promise<void> {
     try {
-      const [compute, experiments] = await Promise.all([
-        requestAPI<IComputeList>('compute'),
-        requestAPI<IExperimentList>(`experiments?latest=${LATEST_RUNS}`)
+      // Each section is drawn as soon as its answer comes (a slow target status doesn't hold the runs).
+      await Promise.all([
+        requestAPI<IComputeList>('compute').then(compute =>
+          this._compute.replaceChildren(computeTable(compute.targets))
+        ),
+        requestAPI<IExperimentList>(`experiments?latest=${LATEST_RUNS}`).then(answer =>
+          this._renderRuns(answer.experiments)
+        )
       ]);
-      this._render(compute, experiments.experiments);
       this._setMessage('');
     } catch (error) {
       this._setMessage(`Could not reach the nbml server extension: ${(error as Error).message}`, true);
@@ -85,8 +89,7 @@ export class NbmlSidebar extends Widget {
     this._message.classList.toggle('nbml-error', error);
   }
 
-  private _render(compute: IComputeList, experiments: IExperiment[]): void {
-    this._compute.replaceChildren(computeTable(compute.targets));
+  private _renderRuns(experiments: IExperiment[]): void {
     this._lastExperiments = experiments;
     this._renderExperiments();
     // Keep the selected run's row in sync (its status may have changed).
