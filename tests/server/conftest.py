@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,17 @@ from nbml.store import Store
 
 
 @pytest.fixture
-def workspace_dir(tmp_path: Path) -> Path:
+def workspace_dir(tmp_path: Path) -> Iterator[Path]:
     folder = tmp_path / "ws"
     folder.mkdir()
-    return folder
+    yield folder
+    # Stop any run a test left going, so no supervisor outlives its test.
+    from nbml.runs.status import ACTIVE
+
+    store = Store(folder)
+    for rec in store.list_runs(status=list(ACTIVE), limit=10_000):
+        if rec.get("supervisor_pid"):
+            store.request_cancel(rec["run_id"])
 
 
 @pytest.fixture

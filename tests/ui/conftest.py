@@ -107,6 +107,14 @@ def _wait_ready(server: LabServer) -> None:
     raise RuntimeError(f"JupyterLab did not answer within {START_TIMEOUT:.0f} s:\n{server.log_tail()}")
 
 
+def _cancel_active_runs(ws: Any) -> None:
+    """Leave no run of a test going after it (a failed test may stop before it waits for its runs)."""
+    from nbml.runs.status import ACTIVE
+
+    for rec in ws.store.list_runs(status=list(ACTIVE), limit=10_000):
+        ws.store.request_cancel(rec["run_id"])
+
+
 @pytest.fixture(scope="module")
 def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """A JupyterLab server (one per test module) on a free loopback port, with an nbml workspace."""
@@ -152,6 +160,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         _wait_ready(server)
         yield server
     finally:
+        _cancel_active_runs(ws)
         process.terminate()
         try:
             process.wait(timeout=15)
