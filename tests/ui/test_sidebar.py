@@ -6,6 +6,7 @@ through the store, via the server extension.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,6 @@ def run_notebook(page: Any, path: str) -> None:
 
 def submitted_run(server: LabServer, experiment: str, timeout: float = 60.0) -> str:
     """The id of the run the notebook submitted (read from the API, so the test knows what to look for)."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         runs = server.api(f"nbml/api/runs?experiment={experiment}")["runs"]
@@ -158,3 +157,36 @@ def test_cancel_a_running_run_from_the_sidebar(
     page.locator(run_row(run_id, "Canceled")).wait_for(timeout=60_000)
     shoot(page, "2-canceled")
     assert lab_server.api(f"nbml/api/runs/{run_id}")["status"] == "Canceled"
+
+
+def test_sidebar_idles_while_closed_and_backs_off_while_the_server_fails(
+    lab_server: LabServer, lab_page: Any, shoot: Callable[[Any, str], Path]
+) -> None:
+    page = lab_page
+    refreshes: list[float] = []
+    page.on("request", lambda r: "/nbml/api/experiments" in r.url and refreshes.append(time.monotonic()))
+    open_sidebar(page)
+    page.wait_for_timeout(7_000)
+    assert len(refreshes) >= 2  # polls every 3 s while shown
+
+    page.click('li.lm-TabBar-tab[data-id="nbml-sidebar"]')  # close it
+    page.locator(SIDEBAR).wait_for(state="hidden")
+    closed_at = len(refreshes)
+    page.wait_for_timeout(7_000)
+    assert len(refreshes) == closed_at  # no request while closed
+
+    # A fake fault (a real server can't be made to fail on demand): every API call answers 503.
+    page.route("**/nbml/api/**", lambda route: route.fulfill(status=503, body='{"message": "down"}'))
+    page.click('li.lm-TabBar-tab[data-id="nbml-sidebar"]')  # reopen: refreshes at once
+    page.locator(f"{SIDEBAR} .nbml-message.nbml-error").wait_for()
+    failing_from = len(refreshes)
+    page.wait_for_timeout(14_000)
+    shoot(page, "server-failing")
+    # Without backoff that would be about 5 refreshes; with it, the interval grows after each failure.
+    assert len(refreshes) - failing_from <= 3
+
+    page.unroute("**/nbml/api/**")
+    page.click(f"{SIDEBAR} .nbml-refresh")
+    page.wait_for_function(
+        "(sel) => !document.querySelector(sel).classList.contains('nbml-error')", arg=f"{SIDEBAR} .nbml-message"
+    )
