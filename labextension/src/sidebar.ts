@@ -46,6 +46,11 @@ export class NbmlSidebar extends Widget {
       // Idle while the sidebar is closed, and (via 'when-hidden') while the browser tab is hidden.
       standby: () => (this.isVisible ? 'when-hidden' : true)
     });
+    // The poll's state on the node, for tests and for anyone debugging a silent sidebar.
+    this._poll.ticked.connect((_, state) => {
+      this.node.dataset.pollPhase = state.phase;
+      this.node.dataset.pollInterval = String(state.interval);
+    });
   }
 
   /** Fetch compute targets and experiments and redraw; rejects on error so the poll backs off. */
