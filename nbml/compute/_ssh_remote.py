@@ -176,7 +176,8 @@ def op_start(job_dir):
         _out({"pid": int(pid), "start": start})
         return
     env = dict(os.environ)
-    env.update(spec.get("env", {}))
+    for name, value in spec.get("env", {}).items():
+        env[name] = os.path.expanduser(value) if value.startswith("~/") else value
     devnull = os.open(os.devnull, os.O_RDWR)
     # start_new_session: its own session and process group, so it outlives this SSH connection and
     # cancel can signal the whole tree at once.

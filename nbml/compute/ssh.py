@@ -2,10 +2,10 @@
 
 On the host (paths are the target's settings, shown with their defaults)::
 
-    ~/.nbml/blobs/ab/abcd...      content-addressed cache of every file ever sent (sha256)
-    ~/.nbml/lib/<hash>/nbml/      the nbml package the job imports (Run.get_context), sent once per version
-    ~/.nbml/envs/<env hash>/      venvs built from an Environment's pip list, once per spec
-    /tmp/nbml_run/<run_id>/       the job folder: snapshot files, outputs/, logs/, events.jsonl, .nbml/
+    ~/.cache/nbml/blobs/ab/abcd...    content-addressed cache of every file ever sent (sha256)
+    ~/.cache/nbml/lib/<hash>/nbml/    the nbml package the job imports (Run.get_context), sent once per version
+    ~/.cache/nbml/envs/<env hash>/    venvs built from an Environment's pip list, once per spec
+    /tmp/nbml_run/<run_id>/           the job folder: snapshot files, outputs/, logs/, events.jsonl, .nbml/
 
 Staging sends a manifest (path -> sha256); the host copies every file it already has and answers with the
 blobs it lacks, which are streamed in one channel and verified. A repeat upload of the same snapshot sends
@@ -117,7 +117,7 @@ class SSHBackend(ComputeBackend):
         self._procfs: bool | None = None
         self.link_files = not config.get("copy_files", False)
         self.keep_job_dirs = bool(config.get("keep_job_dirs", False))
-        self.remote_root = str(config.get("remote_root") or "~/.nbml")
+        self.remote_root = str(config.get("remote_root") or "~/.cache/nbml")
         self.run_root = str(config.get("run_root") or "/tmp/nbml_run").rstrip("/")
         self.log: LogFn | None = None
         self.last_upload: dict[str, int] = {}

@@ -54,7 +54,7 @@ class RemoteAttachConfiguration:
     python: str = "python3"
     unreachable_timeout_seconds: float = 600.0
     connect_timeout: float = 15.0
-    remote_root: str = "~/.nbml"
+    remote_root: str = "~/.cache/nbml"
     run_root: str = "/tmp/nbml_run"
     keep_job_dirs: bool = False
     copy_files: bool = False
@@ -66,6 +66,9 @@ class RemoteAttachConfiguration:
         key = os.path.expanduser(self.private_key_file) if self.private_key_file else None
         if key and not os.path.isfile(key):
             raise ComputeTargetException(f"private_key_file {self.private_key_file!r} does not exist.")
+        if not str(self.run_root).startswith("/"):
+            raise ComputeTargetException(f"run_root {self.run_root!r} must be an absolute path on the host, e.g. "
+                                         "'/tmp/nbml_run'.")
         auth = "key" if key or not self.password else "password"
         known = [self.known_hosts or DEFAULT_KNOWN_HOSTS, str(workspace_known_hosts(workspace))]
         return {"address": self.address, "ssh_port": int(self.ssh_port), "username": self.username or getpass.getuser(),
@@ -189,7 +192,7 @@ class RemoteCompute(ComputeTarget):
         **options:
             ``trust_host_key`` (True, or the expected ``"SHA256:..."`` fingerprint) records an unknown host's key;
             ``known_hosts`` (default ~/.ssh/known_hosts), ``python`` (the host's interpreter, default python3),
-            ``unreachable_timeout_seconds`` (600), ``connect_timeout`` (15), ``remote_root`` (~/.nbml: caches),
+            ``unreachable_timeout_seconds`` (600), ``connect_timeout`` (15), ``remote_root`` (~/.cache/nbml: caches),
             ``run_root`` (/tmp/nbml_run: job folders), ``keep_job_dirs`` (False: a job folder is removed once its
             outputs are back), ``copy_files`` (False: snapshot files are hard-linked from the host's cache).
         """

@@ -141,3 +141,16 @@ def test_password_target_without_a_password_names_the_variables_to_set(sshd: Ssh
     config = sshd.target_config(auth="password", private_key_file=None)
     with pytest.raises(ComputeTargetException, match="NBML_SSH_PASSWORD_PW_BOX or NBML_SSH_PASSWORD"):
         run_sync(SSHBackend("pw-box", config, tmp_path).info())
+
+
+def test_default_host_paths_work_and_a_relative_run_root_is_refused(ws, project, sshd: SshServer, tmp_path: Path):
+    args = ssh_attach_args(sshd, tmp_path)
+    del args["remote_root"], args["run_root"]  # ~/.cache/nbml and /tmp/nbml_run, as a user gets them
+    with pytest.raises(ComputeTargetException, match="absolute"):
+        RemoteCompute.attach(ws, "plain", **args, run_root="runs")
+    RemoteCompute.attach(ws, "plain", **args)
+    project(**{"hi.py": "from nbml import Run\nRun.get_context().log('ok', 1)\n"})
+    run = Experiment(ws, "plain").submit(ScriptRunConfig(".", "hi.py", compute_target="plain"))
+    run.wait_for_completion(raise_on_error=True)
+    assert run.get_metrics()["ok"] == 1
+    assert any((Path.home() / ".cache" / "nbml" / "lib").iterdir())
