@@ -73,7 +73,8 @@ def test_killed_remote_job_fails_the_run_with_the_reason(ws, project, target_ssh
     assert "lost" in message and "without writing an exit code" in message and "127.0.0.1" in message
 
 
-def test_unreachable_host_shows_retries_then_fails_after_the_configured_time(ws, project, tmp_path: Path):
+def test_unreachable_host_shows_retries_then_fails_after_the_configured_time(ws, project, sshd: SshServer,
+                                                                            tmp_path: Path):  # sshd: skip without one
     down = SshServer(tmp_path / "down").start()
     RemoteCompute.attach(ws, "flaky", **ssh_attach_args(down, tmp_path, unreachable_timeout_seconds=4))
     down.stop()  # the host goes away after it was attached
