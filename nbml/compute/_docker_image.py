@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tarfile
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ ENV_PREFIX = "/opt/nbml-env"
 IMAGE_REPO = "nbml-env"
 
 LogFn = Callable[[str], None]
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def connect(docker_host: str | None = None, timeout: float = 60) -> Any:
@@ -73,7 +75,6 @@ def dockerfile(base: str, env: EnvSpec) -> str:
     pip = " ".join(_quote(p) for p in env.pip)
     return (
         f"FROM {base}\n"
-        f"LABEL nbml.env_hash={env.hash}\n"
         f"RUN python3 -m venv --system-site-packages {ENV_PREFIX} \\\n"
         f" && {ENV_PREFIX}/bin/python -m pip install --no-cache-dir --disable-pip-version-check {pip}\n"
     )
@@ -104,12 +105,12 @@ def ensure_image(client: Any, env: EnvSpec, default_base: str | None, log: LogFn
         for chunk in client.api.build(fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True,
                                       network_mode="host", decode=True, labels={"nbml.env_hash": env.hash}):
             text = chunk.get("stream") or chunk.get("status") or ""
-            for line in text.splitlines():
+            for line in _ANSI.sub("", text).splitlines():
                 if line.strip():
                     lines.append(line)
                     log(line)
             if "error" in chunk:
-                error = str(chunk["error"]).strip()
+                error = _ANSI.sub("", str(chunk["error"])).strip()
                 log(error)
     except docker.errors.APIError as exc:
         error = _short(exc)
