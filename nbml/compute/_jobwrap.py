@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def read_exit(job_dir: Path) -> tuple[int, str | None] | None:
 
 
 def run_job(job_dir: Path, python: str, argv: list[str], environ: dict[str, str] | None = None,
-            grace_seconds: float = 3.0) -> int:
+            grace_seconds: float = 3.0, preexec: Callable[[], None] | None = None) -> int:
     """Run the job to its end and return its exit code (negative for a signal, as subprocess does)."""
     job_dir = Path(job_dir)
     for sub in ("nbml-logs", "logs", "outputs", ".nbml"):
@@ -60,7 +61,8 @@ def run_job(job_dir: Path, python: str, argv: list[str], environ: dict[str, str]
     env.update(environ or {})
     with open(job_dir / DRIVER_LOG, "ab", buffering=0) as log:
         proc = subprocess.Popen([python, *argv], cwd=job_dir, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                preexec_fn=preexec)
     (job_dir / ".nbml" / "pid").write_text(str(proc.pid))
     stop_reason: list[str] = []
 
