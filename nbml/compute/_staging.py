@@ -6,17 +6,10 @@ import os
 import shutil
 from pathlib import Path
 
-from nbml.compute.base import FileEntry, JobSpec
+from nbml.compute.base import JobSpec
+from nbml.snapshot import blob_path
 
 JOB_SUBDIRS = ("outputs", "logs", "nbml-logs", ".nbml")
-
-
-def blob_path(blob_dir: Path, entry: FileEntry) -> Path:
-    """Where the snapshot store keeps the content of `entry`."""
-    flat = Path(blob_dir) / entry.sha256
-    if flat.exists():
-        return flat
-    return Path(blob_dir) / entry.sha256[:2] / entry.sha256
 
 
 def stage_local(job: JobSpec, dest: Path) -> Path:
@@ -30,8 +23,8 @@ def stage_local(job: JobSpec, dest: Path) -> Path:
     for rel, entry in job.files.items():
         target = _inside(dest, rel)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(blob_path(job.blob_dir, entry), target)
-        os.chmod(target, entry.mode & 0o7777 or 0o644)
+        shutil.copyfile(blob_path(job.blob_dir, entry.sha256), target)
+        os.chmod(target, (entry.mode & 0o7777) | 0o600)
     for rel, data in job.extra_files.items():
         target = _inside(dest, rel)
         target.parent.mkdir(parents=True, exist_ok=True)

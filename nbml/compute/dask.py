@@ -13,8 +13,8 @@ process can poll, read or cancel it from the job folder and the task key stored 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +22,8 @@ from typing import Any
 
 from nbml.compute import _dask_cluster, _jobwrap, _staging
 from nbml.compute._dask_task import HEARTBEAT_FILE, run_dask_job
-from nbml.compute.base import ComputeBackend, EnvSpec, JobHandle, JobSpec, JobState, LogFn
+from nbml.compute.base import ComputeBackend, EnvSpec, JobHandle, JobSpec, JobState, LogFn, job_environ
+from nbml.compute.local import runtime_dir
 from nbml.errors import ComputeTargetException
 
 #: A started job whose heartbeat is older than this has lost its worker (and wasn't retried).
@@ -94,10 +95,8 @@ class DaskBackend(ComputeBackend):
     async def start(self, job: JobSpec, python: str, job_dir: str) -> JobHandle:
         from distributed import fire_and_forget
 
-        pkg_parent = str(Path(__file__).resolve().parents[2])
-        environ = {**job.env.environment_variables, **job.environ, "NBML_RUN_ID": job.run_id,
-                   "NBML_JOB_DIR": job_dir, "PYTHONUNBUFFERED": "1"}
-        environ["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, environ.get("PYTHONPATH", "")) if p)
+        # As on the local target: the job imports the supervisor's nbml through a folder holding only it.
+        environ = job_environ(job, job_dir, runtime_dir(Path(job_dir)))
         client = await self.client()
         key = f"nbml-job-{_safe(job.run_id)}-{uuid.uuid4().hex[:8]}"
         future = client.submit(run_dask_job, job_dir, python, list(job.argv), environ, key=key, pure=False)
@@ -179,6 +178,9 @@ class DaskBackend(ComputeBackend):
         deadline = time.monotonic() + grace_seconds + 5
         while time.monotonic() < deadline and _jobwrap.read_exit(folder) is None:
             await asyncio.sleep(0.1)
+
+    async def cleanup(self, handle: JobHandle) -> None:
+        await asyncio.to_thread(shutil.rmtree, handle.job_dir, True)
 
     async def status(self) -> dict[str, Any]:
         if self.owned and _dask_cluster.live_state(self.workspace_root, self.name) is None:

@@ -22,6 +22,7 @@ import io
 import json
 import os
 import re
+import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import nbml
 from nbml.compute import _jobwrap, _staging
 from nbml.compute._docker_image import connect, ensure_image
-from nbml.compute.base import ComputeBackend, EnvSpec, JobHandle, JobSpec, JobState, LogFn
+from nbml.compute.base import ComputeBackend, EnvSpec, JobHandle, JobSpec, JobState, LogFn, job_environ
 from nbml.errors import ComputeTargetException
 
 CONTAINER_ROOT = "/tmp/nbml_run"
@@ -90,8 +91,8 @@ class DockerBackend(ComputeBackend):
 
     def _start(self, job: JobSpec, image: str, python: str, job_dir: Path) -> JobHandle:
         cdir = f"{CONTAINER_ROOT}/{_safe(job.run_id)}"
-        environ = {**job.env.environment_variables, **job.environ, "NBML_RUN_ID": job.run_id,
-                   "NBML_JOB_DIR": cdir, "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
+        environ = {**job_environ(job, cdir, NBML_MOUNT), "HOME": "/tmp"}
+        environ.pop("NBML_WORKSPACE", None)  # a path of this machine, meaningless in the container
         spec = {"python": python, "argv": list(job.argv), "environ": environ}
         (job_dir / _jobwrap.JOB_FILE).write_text(json.dumps(spec))
         client = self.client()
@@ -192,7 +193,7 @@ class DockerBackend(ComputeBackend):
         try:
             container = self.client().containers.get(handle.data["container"])
             # TERM reaches the wrapper (PID 1), which stops the job's process group; KILL after the grace.
-            container.stop(timeout=max(1, int(round(grace_seconds))))
+            container.stop(timeout=max(1, round(grace_seconds)))
         except docker.errors.NotFound:
             pass
 
@@ -206,6 +207,7 @@ class DockerBackend(ComputeBackend):
             self.client().containers.get(handle.data["container"]).remove(force=True)
         except docker.errors.NotFound:
             pass
+        shutil.rmtree(handle.job_dir, ignore_errors=True)
 
     async def status(self) -> dict[str, Any]:
         try:
