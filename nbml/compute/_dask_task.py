@@ -24,6 +24,8 @@ from nbml.compute._jobwrap import CANCEL_FILE, STARTED_FILE, read_exit, run_job,
 
 HEARTBEAT_FILE = ".nbml/heartbeat"
 HEARTBEAT_S = 2.0
+#: Marks an exit code written by the task, not by the job: the job was lost, not failed by itself.
+LOST_FILE = ".nbml/lost"
 
 
 def _worker_address() -> str:
@@ -55,6 +57,7 @@ def run_dask_job(job_dir: str, python: str, argv: list[str], environ: dict[str, 
             first = json.loads(started.read_text()).get("worker", "?")
         except ValueError:
             first = "?"
+        (folder / LOST_FILE).touch()
         write_exit(folder, 1, f"The Dask worker {first} running this job was lost mid-run (killed, out of "
                               "memory or disconnected); nbml does not rerun a job that already started. "
                               "Submit the run again.")
@@ -79,6 +82,7 @@ def run_dask_job(job_dir: str, python: str, argv: list[str], environ: dict[str, 
     try:
         return run_job(folder, python or sys.executable, argv, environ, preexec=_die_with_worker)
     except Exception as exc:
+        (folder / LOST_FILE).touch()
         write_exit(folder, 1, f"The job could not start on Dask worker {_worker_address()}: {exc}")
         return 1
     finally:

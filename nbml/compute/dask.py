@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from nbml.compute import _dask_cluster, _jobwrap, _staging
-from nbml.compute._dask_task import HEARTBEAT_FILE, run_dask_job
+from nbml.compute._dask_task import HEARTBEAT_FILE, LOST_FILE, run_dask_job
 from nbml.compute.base import ComputeBackend, EnvSpec, JobHandle, JobSpec, JobState, LogFn, job_environ
 from nbml.compute.local import runtime_dir
 from nbml.errors import ComputeTargetException
@@ -119,6 +119,8 @@ class DaskBackend(ComputeBackend):
         folder = Path(handle.job_dir)
         ended = _jobwrap.read_exit(folder)
         if ended is not None:
+            if (folder / LOST_FILE).exists():
+                return JobState("lost", reason=ended[1])
             return JobState("exited", ended[0], ended[1])
         if (folder / _jobwrap.STARTED_FILE).exists():
             try:

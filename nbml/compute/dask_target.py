@@ -226,7 +226,7 @@ def _check_scheduler(address: str) -> None:
     async def _ping() -> None:
         from distributed import Client
 
-        client = await Client(address, asynchronous=True, timeout="10s")
+        client = await Client(address, asynchronous=True, timeout="5s")
         await client.close()
 
     try:

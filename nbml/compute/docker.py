@@ -167,22 +167,25 @@ class DockerBackend(ComputeBackend):
         if state.get("Status") in ("created", "running", "restarting", "paused"):
             return JobState("running")
         code = int(state.get("ExitCode", -1))
-        reason = None
         if state.get("OOMKilled"):
-            reason = "The container ran out of memory (killed by the kernel's OOM killer)."
-        elif state.get("Error"):
-            reason = f"Docker: {state['Error']}"
-        else:
-            wrap = self._wrapper_reason(handle)
-            reason = wrap
-        return JobState("exited", code, reason)
+            return JobState("lost", code, "The container ran out of memory (killed by the kernel's OOM killer); "
+                                          "give it more memory or use less.")
+        if state.get("Error"):
+            return JobState("lost", code, f"Docker could not run the container: {state['Error']}")
+        ended = self._wrapper_exit(handle)
+        if ended is None:
+            return JobState("lost", code, f"The container stopped (exit code {code}) before the job ended: stopped "
+                                          "or killed outside nbml (docker stop/kill, an engine restart)?")
+        return JobState("exited", code, ended[1])
 
-    def _wrapper_reason(self, handle: JobHandle) -> str | None:
+    def _wrapper_exit(self, handle: JobHandle) -> tuple[int, str | None] | None:
         if handle.data.get("transfer") == "bind":
-            ended = _jobwrap.read_exit(Path(handle.job_dir))
-            return ended[1] if ended else None
-        data = self._get_file(handle, _jobwrap.REASON_FILE)
-        return data.decode(errors="replace").strip() or None if data else None
+            return _jobwrap.read_exit(Path(handle.job_dir))
+        code = self._get_file(handle, _jobwrap.EXIT_CODE_FILE)
+        if not code:
+            return None
+        reason = self._get_file(handle, _jobwrap.REASON_FILE)
+        return int(code.strip()), (reason.decode(errors="replace").strip() or None) if reason else None
 
     async def cancel(self, handle: JobHandle, grace_seconds: float = 3.0) -> None:
         await self._call(self._cancel, handle, grace_seconds)

@@ -16,7 +16,6 @@ from nbml import (
     Run,
     ScriptRunConfig,
 )
-
 from nbml.compute._docker_image import image_tag
 
 from .cluster_factories import BASE_IMAGE, docker_containers, docker_target, require_docker
