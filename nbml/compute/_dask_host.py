@@ -97,7 +97,7 @@ async def serve(state_dir: Path) -> None:
             except TimeoutError:
                 pass
     finally:
-        await cluster.close()
+        await cluster.close()  # type: ignore[misc]
         (state_dir / STATE).unlink(missing_ok=True)
         (state_dir / STOP).unlink(missing_ok=True)
 

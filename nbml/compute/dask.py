@@ -41,6 +41,7 @@ class DaskBackend(ComputeBackend):
     def __init__(self, name: str, config: dict[str, Any], workspace_root: Path) -> None:
         super().__init__(name, config, workspace_root)
         self._client: Any = None
+        self._connecting: asyncio.Lock | None = None
         self.job_root = Path(config.get("shared_dir") or Path(workspace_root) / "jobs" / name)
 
     @property
@@ -56,20 +57,26 @@ class DaskBackend(ComputeBackend):
 
     async def client(self) -> Any:
         if self._client is None:
-            from distributed import Client
-
-            address = await asyncio.to_thread(self.address)
-            try:
-                self._client = await Client(address, asynchronous=True, timeout=CONNECT_TIMEOUT,
-                                            name=f"nbml-{self.name}")
-            except Exception as exc:  # OSError, TimeoutError, CommClosedError...
-                raise ComputeTargetException(
-                    f"Can't connect to the Dask scheduler of compute target {self.name!r} at {address}: {exc}. "
-                    + ("Check that the scheduler runs and that this machine can reach it."
-                       if not self.owned else "Its cluster host may have died; look at "
-                       f"{_dask_cluster.state_dir(self.workspace_root, self.name) / 'host.log'}.")
-                ) from None
+            if self._connecting is None:
+                self._connecting = asyncio.Lock()
+            async with self._connecting:  # concurrent jobs of one coordinator share one connection
+                if self._client is None:
+                    self._client = await self._connect()
         return self._client
+
+    async def _connect(self) -> Any:
+        from distributed import Client
+
+        address = await asyncio.to_thread(self.address)
+        try:
+            return await Client(address, asynchronous=True, timeout=CONNECT_TIMEOUT, name=f"nbml-{self.name}")
+        except Exception as exc:  # OSError, TimeoutError, CommClosedError...
+            raise ComputeTargetException(
+                f"Can't connect to the Dask scheduler of compute target {self.name!r} at {address}: {exc}. "
+                + ("Check that the scheduler runs and that this machine can reach it."
+                   if not self.owned else "Its cluster host may have died; look at "
+                   f"{_dask_cluster.state_dir(self.workspace_root, self.name) / 'host.log'}.")
+            ) from None
 
     # -- protocol ----------------------------------------------------------------------------------
     async def prepare(self, env: EnvSpec, log: LogFn) -> str:

@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import tarfile
+import threading
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -52,6 +53,7 @@ class DockerBackend(ComputeBackend):
     def __init__(self, name: str, config: dict[str, Any], workspace_root: Path) -> None:
         super().__init__(name, config, workspace_root)
         self._client: Any = None
+        self._lock = threading.Lock()
         self._images: dict[str, tuple[str, str]] = {}
         transfer = config.get("transfer") or "auto"
         if transfer == "auto":
@@ -63,9 +65,10 @@ class DockerBackend(ComputeBackend):
 
     # -- engine ------------------------------------------------------------------------------------
     def client(self) -> Any:
-        if self._client is None:
-            self._client = connect(self.config.get("docker_host"))
-        return self._client
+        with self._lock:  # called from worker threads of concurrent jobs
+            if self._client is None:
+                self._client = connect(self.config.get("docker_host"))
+            return self._client
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
