@@ -6,11 +6,10 @@ import logging
 
 import numpy as np
 import pytest
+from cluster_factories import dask_target, stop_dask_targets
 from sklearn import datasets
 
 from nbml import Experiment
-
-from .cluster_factories import dask_target, stop_dask_targets
 
 automl = pytest.importorskip("nbml.automl")
 pytestmark = pytest.mark.dask

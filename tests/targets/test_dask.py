@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from cluster_factories import dask_target, stop_dask_targets
 
 from nbml import ComputeTarget, ComputeTargetException, Experiment, Run, ScriptRunConfig
 from nbml.compute import _dask_cluster
 from nbml.compute.dask_target import AmlCompute
-
-from .cluster_factories import dask_target, stop_dask_targets
 
 pytestmark = pytest.mark.dask
 

@@ -6,6 +6,7 @@ import subprocess
 import time
 
 import pytest
+from cluster_factories import BASE_IMAGE, docker_containers, docker_target, require_docker
 
 from nbml import (
     ComputeTarget,
@@ -17,8 +18,6 @@ from nbml import (
     ScriptRunConfig,
 )
 from nbml.compute._docker_image import image_tag
-
-from .cluster_factories import BASE_IMAGE, docker_containers, docker_target, require_docker
 
 pytestmark = pytest.mark.docker
 
