@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import tarfile
 from collections.abc import Callable
@@ -28,9 +29,11 @@ def connect(docker_host: str | None = None, timeout: float = 60) -> Any:
     import docker
 
     where = docker_host or "DOCKER_HOST or the local socket"
+    # ssh:// goes through the system's ssh client: your ~/.ssh/config, agent and known_hosts (host keys checked).
+    over_ssh = (docker_host or os.environ.get("DOCKER_HOST", "")).startswith("ssh://")
     try:
-        client = docker.DockerClient(base_url=docker_host, timeout=int(timeout)) if docker_host \
-            else docker.from_env(timeout=int(timeout))
+        client = docker.DockerClient(base_url=docker_host, timeout=int(timeout), use_ssh_client=over_ssh) \
+            if docker_host else docker.from_env(timeout=int(timeout), use_ssh_client=over_ssh)
         client.ping()
     except Exception as exc:  # docker raises DockerException, requests/paramiko errors, OSError...
         raise ComputeTargetException(

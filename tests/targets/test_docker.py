@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
@@ -169,3 +170,45 @@ def test_target_reloads_as_docker_compute_with_engine_status(ws):
     assert type(target).__name__ == "DockerCompute"
     status = target.get_status()
     assert status["state"] == "Succeeded" and status["engine"]
+
+
+def test_remote_engine_over_ssh_runs_with_copy_transfer(ws, project, tmp_path, monkeypatch):
+    """DOCKER_HOST=ssh://: through the system ssh client with host-key checking, to a real sshd on loopback."""
+    require_docker()
+    sshd = pytest.importorskip("sshd", reason="needs tests/targets/sshd.py (the SSH target's test server)")
+    if sshd.available():
+        pytest.skip(sshd.available())
+    server = sshd.SshServer(tmp_path / "sshd").start()
+    try:
+        # The engine is reached as `ssh root@127.0.0.1 -p PORT docker system dial-stdio`: give that ssh the
+        # test key and a known_hosts that trusts only the test server (as ~/.ssh/config would).
+        config = tmp_path / "ssh_config"
+        config.write_text(f"Host {server.host}\n  IdentityFile {server.client_key}\n  IdentitiesOnly yes\n"
+                          f"  UserKnownHostsFile {server.known_hosts}\n  StrictHostKeyChecking yes\n"
+                          "  BatchMode yes\n")
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "ssh").write_text(f'#!/bin/sh\nexec /usr/bin/ssh -F {config} "$@"\n')
+        (bin_dir / "ssh").chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+        folder = project(**{"train.py": TRAIN})
+        target = docker_target(ws, "docker-ssh", docker_host=f"ssh://{server.user}@{server.host}:{server.port}")
+        run = Experiment(ws, "docker").submit(ScriptRunConfig(str(folder), "train.py", compute_target=target))
+        run.wait_for_completion(raise_on_error=True)
+        assert run.get_tags()["where"] == f"/tmp/nbml_run/{run.id}"
+        assert (run.run_dir / "outputs" / "model.txt").read_text() == "weights"
+        assert "copy mode" in (run.run_dir / "nbml-logs" / "prepare_log.txt").read_text()
+    finally:
+        server.stop()
+
+
+def test_engine_gone_after_attach_fails_the_run_with_what_to_do(ws, project, tmp_path):
+    folder = project(**{"train.py": TRAIN})
+    target = docker_target(ws, "docker-gone")
+    config = target.config
+    config["docker_host"] = f"unix://{tmp_path}/stopped-engine.sock"  # as if the engine had stopped since
+    ws.store.update_compute("docker-gone", config=config)
+    run = Experiment(ws, "docker").submit(ScriptRunConfig(str(folder), "train.py", compute_target="docker-gone"))
+    run.wait_for_completion(raise_on_error=False)
+    assert run.get_status() == "Failed"
+    assert "Can't reach a Docker engine" in run.get_details()["error"]["error"]["message"]
