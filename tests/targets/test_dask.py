@@ -173,3 +173,18 @@ def test_bad_settings_and_unreachable_schedulers_are_refused_before_anything_is_
 def test_batchai_style_settings_are_accepted():
     cfg = AmlCompute.provisioning_configuration(vm_size="STANDARD_D2_V2", cluster_min_nodes=1, cluster_max_nodes=4)
     assert (cfg.min_nodes, cfg.max_nodes, cfg.vm_size) == (1, 4, "STANDARD_D2_V2")
+
+
+def test_system_managed_environment_is_built_once_and_used_by_the_workers(cluster_ws, project):
+    from nbml import CondaDependencies, Environment
+
+    folder = project(**{"which.py": "import sys, six\nprint('PY', sys.executable, six.__version__)\n"})
+    target = dask_target(cluster_ws, min_nodes=1, max_nodes=1)
+    env = Environment("with-six")
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["six"])
+    run = Experiment(cluster_ws, "cluster").submit(
+        ScriptRunConfig(str(folder), "which.py", compute_target=target, environment=env))
+    run.wait_for_completion(raise_on_error=True)
+    line = next(ln for ln in (run.run_dir / "nbml-logs" / "driver_log.txt").read_text().splitlines()
+                if ln.startswith("PY"))
+    assert line.split()[1].startswith(str(cluster_ws.path / "envs"))  # the built venv, not the worker's python
