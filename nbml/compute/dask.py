@@ -42,6 +42,8 @@ class DaskBackend(ComputeBackend):
         super().__init__(name, config, workspace_root)
         self._client: Any = None
         self._connecting: asyncio.Lock | None = None
+        self._slots: asyncio.Lock | None = None
+        self._store: Any = None
         self.job_root = Path(config.get("shared_dir") or Path(workspace_root) / "jobs" / name)
 
     @property
@@ -106,9 +108,44 @@ class DaskBackend(ComputeBackend):
         environ = job_environ(job, job_dir, runtime_dir(Path(job_dir)))
         client = await self.client()
         key = f"nbml-job-{_safe(job.run_id)}-{uuid.uuid4().hex[:8]}"
-        future = client.submit(run_dask_job, job_dir, python, list(job.argv), environ, key=key, pure=False)
-        fire_and_forget(future)  # the task must not depend on this process staying alive
+        if self._slots is None:
+            self._slots = asyncio.Lock()
+        async with self._slots:
+            # Wait for a free slot (nodes x threads): a job queued inside Dask would look Running, and its
+            # run-time limit would tick while it waits. The run stays Starting meanwhile.
+            await self._wait_for_slot(client, job.run_id, Path(job_dir))
+            future = client.submit(run_dask_job, job_dir, python, list(job.argv), environ, key=key, pure=False)
+            fire_and_forget(future)  # the task must not depend on this process staying alive
+            deadline = time.monotonic() + 10
+            while (await self._task_state(key))[0] is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)  # counted by the next _wait_for_slot
         return JobHandle(target=self.name, job_dir=job_dir, data={"key": key, "submitted": time.time()})
+
+    def capacity(self) -> int:
+        """How many jobs the cluster runs at once: max_nodes x threads_per_node."""
+        return max(1, int(self.config.get("max_nodes", 1))) * max(1, int(self.config.get("threads_per_node", 1)))
+
+    async def _wait_for_slot(self, client: Any, run_id: str, job_dir: Path) -> None:
+        def _active(dask_scheduler: Any) -> int:
+            return sum(1 for k, ts in dask_scheduler.tasks.items() if str(k).startswith("nbml-job-")
+                       and ts.state in ("released", "waiting", "queued", "no-worker", "processing"))
+
+        while await client.run_on_scheduler(_active) >= self.capacity():
+            if self._cancel_requested(run_id):
+                # Let it through marked canceled: the task ends at once without running the job.
+                (job_dir / _jobwrap.CANCEL_FILE).touch()
+                return
+            await asyncio.sleep(0.5)
+
+    def _cancel_requested(self, run_id: str) -> bool:
+        try:
+            from nbml.store import Store
+
+            if self._store is None:
+                self._store = Store(self.workspace_root)
+            return bool(self._store.cancel_requested(run_id))
+        except Exception:  # no store (backend used on its own): nothing to check
+            return False
 
     async def read(self, handle: JobHandle, relpath: str, offset: int, limit: int = 1 << 20) -> bytes:
         return await asyncio.to_thread(_staging.read_bytes, Path(handle.job_dir) / relpath, offset, limit)

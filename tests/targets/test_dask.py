@@ -124,7 +124,9 @@ def test_cancel_stops_a_running_job_and_a_queued_one(cluster_ws, project):
     running = _submit(cluster_ws, folder, "sleeper.py", target)
     _wait("a metric", lambda: "tick" in running.get_metrics(), 60)
     queued = _submit(cluster_ws, folder, "sleeper.py", target)  # the only node is busy
-    _wait("queued run reaches Running", lambda: queued.get_status() == "Running", 30)
+    _wait("queued run waits in Starting", lambda: queued.get_status() == "Starting", 30)
+    time.sleep(2)
+    assert queued.get_status() == "Starting"  # it waits for a free node instead of looking Running
     for run in (queued, running):
         run.cancel()
     for run in (queued, running):
