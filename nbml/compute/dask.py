@@ -132,10 +132,11 @@ class DaskBackend(ComputeBackend):
 
         while await client.run_on_scheduler(_active) >= self.capacity():
             if self._cancel_requested(run_id):
-                # Let it through marked canceled: the task ends at once without running the job.
-                (job_dir / _jobwrap.CANCEL_FILE).touch()
-                return
+                break
             await asyncio.sleep(0.5)
+        if self._cancel_requested(run_id):
+            # Let it through marked canceled: the task ends at once without running the job.
+            (job_dir / _jobwrap.CANCEL_FILE).touch()
 
     def _cancel_requested(self, run_id: str) -> bool:
         try:

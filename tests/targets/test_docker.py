@@ -172,6 +172,8 @@ def test_target_reloads_as_docker_compute_with_engine_status(ws):
     assert status["state"] == "Succeeded" and status["engine"]
 
 
+@pytest.mark.slow
+@pytest.mark.ssh
 def test_remote_engine_over_ssh_runs_with_copy_transfer(ws, project, tmp_path, monkeypatch):
     """DOCKER_HOST=ssh://: through the system ssh client with host-key checking, to a real sshd on loopback."""
     require_docker()
