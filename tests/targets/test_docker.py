@@ -200,6 +200,7 @@ def test_remote_engine_over_ssh_runs_with_copy_transfer(ws, project, tmp_path, m
         assert run.get_tags()["where"] == f"/tmp/nbml_run/{run.id}"
         assert (run.run_dir / "outputs" / "model.txt").read_text() == "weights"
         assert "copy mode" in (run.run_dir / "nbml-logs" / "prepare_log.txt").read_text()
+        _gone(run)  # removed through the same ssh connection, after the run ended
     finally:
         server.stop()
 
