@@ -3,4 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d .venv ] && . .venv/bin/activate
-exec python -m pytest -p no:cacheprovider "$@"
+# The default tier leaves out tests marked slow; pass -m slow (or -m "") to choose otherwise.
+if printf '%s\n' "$@" | grep -qx -- '-m'; then
+    exec python -m pytest -p no:cacheprovider "$@"
+fi
+exec python -m pytest -p no:cacheprovider -m "not slow" "$@"

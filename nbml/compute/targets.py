@@ -67,7 +67,7 @@ class ComputeTarget:
     def __new__(cls, workspace: Workspace | None = None, name: str | None = None) -> ComputeTarget:
         if cls is ComputeTarget and workspace is not None and name is not None:
             record = _record(workspace, name)
-            sub = ComputeTarget._by_kind.get(record["kind"], ComputeTarget)
+            sub = ComputeTarget._by_kind.get(record["kind"]) or _import_kind(record["kind"])
             return super().__new__(sub)
         return super().__new__(cls)
 
@@ -152,6 +152,15 @@ class ComputeTarget:
     def attach(workspace: Workspace, name: str, attach_configuration: Any) -> ComputeTarget:
         """Attach an existing machine from an attach configuration (e.g. RemoteCompute.attach_configuration)."""
         return _add(workspace, name, attach_configuration, verb="attach")
+
+
+def _import_kind(kind: str) -> builtins.type[ComputeTarget]:
+    """The public class of `kind`, importing its module (nbml.compute.<kind>_target) on first use."""
+    try:
+        importlib.import_module(f"nbml.compute.{kind}_target")
+    except ImportError:
+        pass
+    return ComputeTarget._by_kind.get(kind, ComputeTarget)
 
 
 class LocalCompute(ComputeTarget):

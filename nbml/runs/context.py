@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nbml.compute.base import ComputeBackend
+from nbml.compute.base import ComputeBackend, EnvSpec
 from nbml.compute.targets import LOCAL, backend_class
 from nbml.store import Store
 
@@ -50,12 +50,15 @@ class SupervisorContext:
     def is_cancelled(self, run_id: str) -> bool:
         return self.cancel_all.is_set() or self.store.cancel_requested(run_id)
 
-    def backend_for(self, target_name: str) -> ComputeBackend:
+    def backend_for(self, target_name: str, env: EnvSpec | None = None) -> ComputeBackend:
         rec = self.store.get_compute(target_name)
         if rec is None:
             if target_name != LOCAL:
                 raise RuntimeError(f"compute target {target_name!r} was detached from the workspace")
             rec = {"kind": "local", "config": {}}
+        if env is not None and env.docker_enabled and rec["kind"] == "local":
+            # Environment.docker.enabled on this machine: the job runs in a container on the local engine.
+            return backend_class("docker")(target_name, {}, self.ws_root)
         return backend_class(rec["kind"])(target_name, rec["config"], self.ws_root)
 
     def on_log_line(self) -> Callable[[str], None]:

@@ -201,7 +201,8 @@ async def _watch(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Com
         if state.state == "exited":
             if state.exit_code == 0:
                 return COMPLETED, None
-            return FAILED, f"exit code {state.exit_code}"  # replaced by the traceback in _finalize
+            reason = f"\n{state.reason}" if state.reason else ""
+            return FAILED, f"exit code {state.exit_code}{reason}"  # the traceback is added in _finalize
         if state.state == "lost":
             return FAILED, f"The job's process was lost: {state.reason}"
         if ctx.is_cancelled(run_id):
@@ -228,8 +229,11 @@ async def _finalize(ctx: SupervisorContext, run_id: str, backend: ComputeBackend
     if final == FAILED and error and error.startswith("exit code"):
         log_path = ctx.run_dir(run_id) / DRIVER_LOG
         text = log_path.read_text(errors="replace")[-200_000:] if log_path.exists() else ""
+        code, _, reason = error.partition("\n")
         tb = error_from_log(text)
-        error = tb or f"The script ended with {error}. Last output:\n" + "\n".join(text.splitlines()[-20:])
+        error = tb or f"The script ended with {code}. Last output:\n" + "\n".join(text.splitlines()[-20:])
+        if reason:
+            error += f"\n{reason}"
     return final, error
 
 

@@ -23,7 +23,7 @@ def build_job(ctx: SupervisorContext, run_id: str, config: dict, experiment: str
 async def drive(ctx: SupervisorContext) -> None:
     rec = ctx.record
     job = build_job(ctx, ctx.run_id, ctx.config, rec["experiment"])
-    backend = ctx.backend_for(rec["compute_target"])
+    backend = ctx.backend_for(rec["compute_target"], job.env)
     try:
         await execute(ctx, ctx.run_id, job, backend)
     finally:

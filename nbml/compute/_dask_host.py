@@ -1,0 +1,113 @@
+"""The long-lived process that owns a Dask LocalCluster for an nbml cluster target.
+
+nbml starts it detached (its own session, ``python -m nbml.compute._dask_host STATE_DIR``) so the cluster
+is shared by every process of the workspace and outlives the kernel that created it. It reads
+``spec.json`` (min/max nodes, idle seconds, threads and memory per node), keeps ``state.json`` up to date
+(pid, scheduler address, requested node count) and re-reads the spec when it changes (``update()``).
+It stops on SIGTERM or when ``stop`` appears in the folder.
+
+Adaptive scaling maps the SDK's settings: at least ``min_nodes`` and at most ``max_nodes`` workers, and a
+worker is retired after ``idle_seconds_before_scaledown`` consecutive seconds of being idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SPEC = "spec.json"
+STATE = "state.json"
+STOP = "stop"
+LOG = "host.log"
+ADAPT_INTERVAL_S = 1.0
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _adapt(cluster: Any, spec: dict[str, Any]) -> Any:
+    idle = float(spec.get("idle_seconds_before_scaledown", 120))
+    return cluster.adapt(minimum=int(spec["min_nodes"]), maximum=int(spec["max_nodes"]),
+                         interval=f"{ADAPT_INTERVAL_S}s", wait_count=max(1, math.ceil(idle / ADAPT_INTERVAL_S)),
+                         target_duration="5s")
+
+
+async def serve(state_dir: Path) -> None:
+    import dask
+    from distributed import LocalCluster
+
+    # Jobs are long: a task of unknown duration asks for a worker of its own (bounded by max_nodes).
+    dask.config.set({"distributed.scheduler.unknown-task-duration": "1h",
+                     "distributed.scheduler.worker-saturation": 1.0})
+    spec = read_json(state_dir / SPEC) or {}
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        import bokeh  # noqa: F401
+
+        dashboard: str | None = "127.0.0.1:0"
+    except ImportError:
+        dashboard = None
+    cluster = await LocalCluster(
+        n_workers=int(spec.get("min_nodes", 0)), threads_per_worker=int(spec.get("threads_per_node", 1)),
+        processes=True, host="127.0.0.1", scheduler_port=0, dashboard_address=dashboard,
+        memory_limit=spec.get("memory_limit") or "auto", asynchronous=True, silence_logs=logging.WARNING,
+        local_directory=str(state_dir / "dask-worker-space"),
+    )
+    _adapt(cluster, spec)
+    spec_mtime = (state_dir / SPEC).stat().st_mtime if (state_dir / SPEC).exists() else 0.0
+    started = time.time()
+    try:
+        while not stopping.is_set() and not (state_dir / STOP).exists():
+            try:
+                mtime = (state_dir / SPEC).stat().st_mtime
+            except FileNotFoundError:
+                mtime = spec_mtime
+            if mtime != spec_mtime:
+                spec_mtime = mtime
+                spec = read_json(state_dir / SPEC) or spec
+                _adapt(cluster, spec)
+            write_json(state_dir / STATE, {
+                "pid": os.getpid(), "address": cluster.scheduler_address, "dashboard": cluster.dashboard_link
+                if dashboard else None, "started": started, "heartbeat": time.time(),
+                "requested": len(cluster.worker_spec), "spec": spec,
+            })
+            try:
+                await asyncio.wait_for(stopping.wait(), ADAPT_INTERVAL_S)
+            except TimeoutError:
+                pass
+    finally:
+        await cluster.close()  # type: ignore[misc]
+        (state_dir / STATE).unlink(missing_ok=True)
+        (state_dir / STOP).unlink(missing_ok=True)
+
+
+def main(args: list[str]) -> int:
+    state_dir = Path(args[0]).resolve()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(serve(state_dir))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - started as a detached process
+    sys.exit(main(sys.argv[1:]))
