@@ -73,6 +73,25 @@ def test_killed_remote_job_fails_the_run_with_the_reason(ws, project, target_ssh
     assert "lost" in message and "without writing an exit code" in message and "127.0.0.1" in message
 
 
+def test_script_killed_by_a_signal_fails_the_run_naming_the_signal(ws, project, target_ssh):
+    project(**{"steady.py": STEADY})
+    run = Experiment(ws, "faults").submit(ScriptRunConfig(".", "steady.py", arguments=[600], compute_target=target_ssh))
+    _wait(run, {"Running"}, 60)
+    wrapper = json.loads(run._refresh()["handle_json"])["data"]["pid"]
+    children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == wrapper]
+    assert children
+    os.kill(children[0], signal.SIGKILL)  # the script only (the OOM killer's way); its wrapper records 137
+    assert _wait(run, {"Failed", "Completed", "Canceled"}, 30) == "Failed"
+    assert "SIGKILL" in run.get_details()["error"]["error"]["message"]
+
+
+def _ppid(proc: Path) -> int:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
 def test_unreachable_host_shows_retries_then_fails_after_the_configured_time(ws, project, sshd: SshServer,
                                                                             tmp_path: Path):  # sshd: skip without one
     down = SshServer(tmp_path / "down").start()
