@@ -56,17 +56,18 @@ class Placer:
         self.dirs = set()
 
     def cached(self, sha, size):
+        """The cached blob's mode if it is there intact, else None."""
         path = _blob(self.root, sha)
         try:
             st = os.stat(path)
         except OSError:
-            return False
+            return None
         if st.st_size != size or int(st.st_mtime) != 0:
             os.unlink(path)  # altered through a job's link: only that job keeps the altered copy
-            return False
-        return True
+            return None
+        return st.st_mode & 0o777
 
-    def place(self, rel, sha, mode):
+    def place(self, rel, sha, mode, blob_mode=None):
         dest = os.path.join(self.folder, rel)
         parent = os.path.dirname(dest)
         if parent not in self.dirs:
@@ -74,7 +75,9 @@ class Placer:
             self.dirs.add(parent)
         src = _blob(self.root, sha)
         mode = mode & 0o777 or 0o644
-        if self.link and os.stat(src).st_mode & 0o777 == mode:
+        if blob_mode is None:
+            blob_mode = os.stat(src).st_mode & 0o777
+        if self.link and blob_mode == mode:
             try:
                 os.link(src, dest)
                 return
@@ -104,8 +107,9 @@ def op_stage(root, job_dir):
     missing = set()
     placer = Placer(root, job_dir, spec.get("link", True))
     for rel, (sha, mode, size) in spec["files"].items():
-        if sha not in missing and placer.cached(sha, size):
-            placer.place(rel, sha, mode)
+        blob_mode = None if sha in missing else placer.cached(sha, size)
+        if blob_mode is not None:
+            placer.place(rel, sha, mode, blob_mode)
         else:
             missing.add(sha)
     if spec.get("marker") and not missing:
@@ -118,41 +122,81 @@ def op_stage(root, job_dir):
     _out({"missing": sorted(missing)})
 
 
+def _create(path, parents):
+    parent = os.path.dirname(path)
+    if parent not in parents:
+        os.makedirs(parent, exist_ok=True)
+        parents.add(parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        return os.open(path, flags, 0o600)
+    except FileExistsError:  # left by an attempt cut short: never write through an old link
+        os.unlink(path)
+        return os.open(path, flags, 0o600)
+
+
 def op_receive(root, job_dir):
     stream = sys.stdin.buffer
     pending = json.loads(stream.readline())
-    modes = dict((sha, mode) for sha, mode, _size in pending["files"].values())
+    first = {}  # sha -> the first file that needs it: written in place, then linked into the cache
+    for rel, (sha, mode, _size) in pending["files"].items():
+        first.setdefault(sha, (rel, mode & 0o777 or 0o644))
+    placer = Placer(root, job_dir, pending.get("link", True))
+    written = set()
     received = nbytes = 0
     while True:
         header = stream.readline()
         if not header.strip():
             break
-        sha, size = header.split()
+        sha, size = header.decode().split()
         size = int(size)
-        path = _blob(root, sha.decode())
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = "%s.%d.tmp" % (path, os.getpid())
+        blob = _blob(root, sha)
+        rel, mode = first.get(sha, (None, 0o644))
+        direct = rel is not None and placer.link
+        target = os.path.join(job_dir, rel) if direct else "%s.%d.tmp" % (blob, os.getpid())
+        fd = _create(target, placer.dirs)
         digest = hashlib.sha256()
-        with open(tmp, "wb") as f:
+        try:
             left = size
             while left:
                 chunk = stream.read(min(left, 1 << 20))
                 if not chunk:
                     raise SystemExit("blob stream ended early")
                 digest.update(chunk)
-                f.write(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
                 left -= len(chunk)
-        if digest.hexdigest() != sha.decode():
-            os.unlink(tmp)
-            raise SystemExit("blob %s arrived corrupted" % sha.decode())
-        os.chmod(tmp, modes.get(sha.decode(), 0o644) & 0o777 or 0o644)
-        os.utime(tmp, (0, 0))  # the cache's mark: a blob whose mtime moved was altered through a link
-        os.replace(tmp, path)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        if digest.hexdigest() != sha:
+            os.unlink(target)
+            raise SystemExit("blob %s arrived corrupted" % sha)
+        os.utime(target, (0, 0))  # the cache's mark: a blob whose mtime moved was altered through a link
+        if direct:
+            written.add(rel)
+            if os.path.dirname(blob) not in placer.dirs:
+                os.makedirs(os.path.dirname(blob), exist_ok=True)
+                placer.dirs.add(os.path.dirname(blob))
+            try:
+                os.link(target, blob)
+            except FileExistsError:
+                pass  # another upload cached the same content meanwhile
+            except OSError:  # the cache is on another filesystem: keep a copy there, copy from now on
+                placer.link = False
+                tmp = "%s.%d.tmp" % (blob, os.getpid())
+                shutil.copyfile(target, tmp)
+                os.chmod(tmp, mode)
+                os.utime(tmp, (0, 0))
+                os.replace(tmp, blob)
+        else:
+            os.replace(target, blob)
         received += 1
         nbytes += size
-    placer = Placer(root, job_dir, pending.get("link", True))
     for rel, (sha, mode, _size) in pending["files"].items():
-        placer.place(rel, sha, mode)
+        if rel not in written:
+            placer.place(rel, sha, mode)
     if pending.get("marker"):
         open(os.path.join(job_dir, ".nbml-ready"), "w").close()
     _out({"received": received, "bytes": nbytes})
