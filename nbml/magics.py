@@ -132,7 +132,9 @@ class NbmlMagics(Magics):
                 name = args.filename
                 if re.match(r"^(\'.*\')|(\".*\")$", name):
                     name = name[1:-1]
-                self.last_written = Path(os.path.expanduser(name)).resolve()
+                # After %reload_ext the registered instance is a new one: record on the current one.
+                current = self.shell.magics_manager.registry.get("NbmlMagics", self)
+                current.last_written = Path(os.path.expanduser(name)).resolve()
             except UsageError:
                 pass
             return result
