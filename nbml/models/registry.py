@@ -34,7 +34,7 @@ class Model:
         if id and not name:
             name, _, v = id.rpartition(":")
             version = int(v)
-        rec = _record or workspace.store.get_model(name, version)
+        rec = _record or (workspace.store.get_model(name, version) if name else None)
         if rec is None:
             versions = [m["version"] for m in workspace.store.list_models(name)] if name else []
             hint = f" (versions: {versions})" if versions else " (register it with Model.register or run.register_model)"

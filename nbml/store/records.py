@@ -85,7 +85,8 @@ class Store(MetricsMixin):
         offset: int = 0,
         newest_first: bool = True,
     ) -> list[dict[str, Any]]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if experiment is not None:
             where.append("experiment = ?")
             params.append(experiment)
@@ -128,7 +129,8 @@ class Store(MetricsMixin):
             row = c.execute("SELECT status, started_at FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None or row["status"] in TERMINAL:
                 return False
-            sets, params = ["status = ?"], [status]
+            sets: list[str] = ["status = ?"]
+            params: list[Any] = [status]
             if status == RUNNING and row["started_at"] is None:
                 sets.append("started_at = ?")
                 params.append(now)
