@@ -252,6 +252,7 @@ class ChildrenState:
         self.goal = goal_for(primary_metric, goal)
         self.rows: dict[str, IterationRow] = {}
         self.metrics: dict[str, dict[str, Any]] = {}
+        self.explained_by: dict[str, str] = {}  # iteration run id -> the run that explained its model
         self._order: list[str] = []
 
     def set_primary_metric(self, metric: str | None, goal: str | None = None) -> bool:
@@ -272,6 +273,8 @@ class ChildrenState:
             if rid in metrics:
                 self.metrics[rid] = dict(metrics[rid])
             p = props.get(rid, {})
+            if p.get("explained_run_id"):
+                self.explained_by[str(p["explained_run_id"])] = rid
             row = IterationRow(
                 run_id=rid, iteration=run.get("iteration"), pipeline=pipeline_name(p, run),
                 status=str(run.get("status")), metric=self._score(self.metrics.get(rid, {})),
@@ -397,14 +400,15 @@ def sort_and_page(rows: Sequence[IterationRow], sort_by: str, descending: bool, 
 def feature_importance(data: Any) -> tuple[list[str], list[float]] | None:
     """Feature names and importances from an explanation record, most important first.
 
-    Accepts ``{"feature_names": [...], "importance"|"global_importance_values": [...]}``, a mapping of
-    feature name to importance, or the SDK's ``get_feature_importance_dict()`` shape.
+    Accepts AutoML's explanation.json (``overall_imp`` names with ``overall_summary`` values),
+    ``{"feature_names": [...], "importance": [...]}``, or a mapping of feature name to importance.
     """
     if not isinstance(data, Mapping):
         return None
-    names = data.get("feature_names") or data.get("features")
+    names = data.get("overall_imp") or data.get("feature_names") or data.get("features")
     values = None
-    for key in ("importance", "importances", "global_importance_values", "overall_importance", "values"):
+    for key in ("overall_summary", "importance", "importances", "global_importance_values", "overall_importance",
+                "values"):
         if key in data:
             values = data[key]
             break

@@ -126,8 +126,8 @@ class RunView:
             if self.watcher.tail is not None:
                 self.log_text.value = log_html(self.watcher.tail.text, self.watcher.tail.truncated)
 
-    def show_explanation(self) -> None:
-        data = feature_importance(self.watcher.read_explanation())
+    def show_explanation(self, explained_by: str | None = None) -> None:
+        data = feature_importance(self.watcher.read_explanation(explained_by))
         if data is None:
             self.explanation.children = (w.HTML("<i>No explanation stored for this run.</i>"),)
             return
@@ -222,7 +222,7 @@ class ParentView:
             title = f"Iteration {row.iteration}: {row.pipeline}" if row else rid
             self.detail = RunView(self.store, rid, self.lock)
             self.detail.poll()
-            self.detail.show_explanation()
+            self.detail.show_explanation(self.watcher.children.explained_by.get(rid))
             self.detail_box.children = (_section(title), self.detail.widget)
 
     def finished(self) -> bool:

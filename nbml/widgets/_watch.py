@@ -220,15 +220,17 @@ class RunWatcher:
             self.outputs = found
             ch.outputs = True
 
-    def read_explanation(self) -> Any:
-        """The run's explanation record if one was stored (outputs/*explanation*.json or a metric)."""
+    def read_explanation(self, explained_by: str | None = None) -> Any:
+        """The run's explanation if one was stored: a metric, its own outputs/*explanation*.json, or that of
+        the run that explained it (AutoML explains a model in a separate child run)."""
         import json
 
         for name in ("feature_importance", "explanation", "global_importance"):
             if name in self.metrics.values:
                 return self.metrics.values[name]
-        base = self.folder / "outputs"
-        if base.is_dir():
+        for base in (self.folder / "outputs", self.folder.parent / (explained_by or "-") / "outputs"):
+            if not base.is_dir():
+                continue
             for path in sorted(base.rglob("*.json")):
                 if "explan" in path.name or "importance" in path.name:
                     try:

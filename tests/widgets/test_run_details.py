@@ -98,16 +98,20 @@ def test_clicking_a_row_shows_that_iterations_logs_metrics_and_explanation(store
     simulate.start_parent(store, "AutoML_sel")
     for i in range(3):
         simulate.add_iteration(store, "AutoML_sel", i)
-    out = Path(store.root) / "runs" / "AutoML_sel_1" / "outputs"
+    # AutoML explains a model in a separate child run that names the iteration it explained.
+    store.insert_run("AutoML_sel_explain", "automl-demo", "child", "local", {}, parent_id="AutoML_sel")
+    store.add_properties("AutoML_sel_explain", {"model_explanation": "True", "explained_run_id": "AutoML_sel_1"})
+    store.set_status("AutoML_sel_explain", "Completed")
+    out = Path(store.root) / "runs" / "AutoML_sel_explain" / "outputs"
     out.mkdir(parents=True)
-    (out / "explanation.json").write_text('{"feature_names": ["petal", "sepal"], "importance": [0.7, 0.2]}')
+    (out / "explanation.json").write_text('{"overall_imp": ["petal", "sepal"], "overall_summary": [0.7, 0.2]}')
     store.set_status("AutoML_sel", "Completed")
     details = RunDetails(Run.get(_ws(store), "AutoML_sel"))
     details.get_widget()
     view = details.view
     view.table.sort_by, view.table.descending = "metric", True
     metrics = [r["metric"] for r in view.table.rows]
-    assert metrics == sorted(metrics, reverse=True)
+    assert metrics[:3] == sorted(metrics[:3], reverse=True) and metrics[3] is None  # no score sorts last
     view.table.selected = "AutoML_sel_1"
     detail = view.detail
     assert detail is not None and detail.watcher.run_id == "AutoML_sel_1"
