@@ -144,6 +144,26 @@ class NbmlMagics(Magics):
         writefile.parser = getattr(original, "parser", None)  # type: ignore[attr-defined]
         cell_magics["writefile"] = writefile
 
+    def _last_writefile_in_history(self) -> Path | None:
+        """The target of the newest ``%%writefile`` cell in this kernel's input history.
+
+        Covers files written before ``%load_ext nbml`` (the wrapper only sees later ones). Variables in the
+        file name (``$project_folder``) are expanded with their current values.
+        """
+        history = getattr(self.shell.history_manager, "input_hist_raw", None) or []
+        for cell in reversed(history):
+            first = cell.lstrip().split("\n", 1)[0].strip()
+            if not first.startswith("%%writefile"):
+                continue
+            line = self.shell.var_expand(first[len("%%writefile"):].strip())
+            try:
+                tokens = [t for t in shlex.split(line) if t not in ("-a", "--append")]
+            except ValueError:
+                continue
+            if tokens:
+                return Path(os.path.expanduser(tokens[0])).resolve()
+        return None
+
     # -- %ml_submit ------------------------------------------------------------------------------
     @magic_arguments()
     @argument("script", nargs="?", help="Script to run; default: the file last written by %%writefile.")
@@ -163,10 +183,11 @@ class NbmlMagics(Magics):
         """
         own, script_args = _split_script_args(line)
         args = parse_argstring(self.ml_submit, own)
+        last = self.last_written or self._last_writefile_in_history()
         if args.script:
             script_path = Path(os.path.expanduser(args.script)).resolve()
-        elif self.last_written is not None:
-            script_path = self.last_written
+        elif last is not None:
+            script_path = last
         else:
             raise UsageError("%ml_submit needs a script: write one with %%writefile train.py first, or pass it: "
                              "%ml_submit train.py")
@@ -195,8 +216,8 @@ class NbmlMagics(Magics):
             raise UsageError("%%ml_submit needs the script's code in the cell body, below the magic line.")
         if args.source_directory:
             folder = Path(os.path.expanduser(args.source_directory)).resolve()
-        elif self.last_written is not None:
-            folder = self.last_written.parent
+        elif (last := self.last_written or self._last_writefile_in_history()) is not None:
+            folder = last.parent
         else:
             folder = Path.cwd()
         script_path = Path(os.path.expanduser(args.script))

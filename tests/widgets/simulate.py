@@ -59,6 +59,7 @@ def main(argv: list[str]) -> None:
     if store.get_run(parent_id) is None:
         start_parent(store, parent_id)
     for i in range(n):
+        store.heartbeat([parent_id])  # as a supervisor does: readers would otherwise mark the run Failed
         add_iteration(store, parent_id, i)
         time.sleep(delay)
     store.set_status(parent_id, "Completed")

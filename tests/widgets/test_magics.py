@@ -22,6 +22,7 @@ def ip(ws: Any) -> Any:
     shell.run_line_magic("reload_ext", "nbml")  # loading twice must not wrap %%writefile twice
     magics = shell.magics_manager.registry["NbmlMagics"]
     magics.last_written = None
+    shell.history_manager.reset(new_session=True)
     magics.show_details = False
     return shell
 
@@ -46,6 +47,19 @@ def test_ml_submit_with_no_script_submits_the_last_writefile_with_its_folder_as_
     assert run.get_metrics() == {"value": 42}
     log = (Path(run.run_dir) / "nbml-logs" / "driver_log.txt").read_text()
     assert "args ['--alpha', '0.5', 'two words']" in log
+
+
+def test_a_writefile_run_before_load_ext_is_found_in_the_input_history(ip: Any, ws: Any) -> None:
+    magics = ip.magics_manager.registry["NbmlMagics"]
+    ip.user_ns["folder"] = "early"
+    os.makedirs("early")
+    ip.run_cell("%%writefile $folder/first.py\nprint('first')\n", store_history=True)
+    magics.last_written = None  # as if %load_ext nbml came after the %%writefile
+    ip.run_cell("x = 1", store_history=True)
+    run = _run(ip, "%ml_submit")
+    assert run.config["script"] == "first.py"
+    run.wait_for_completion(raise_on_error=True)
+    assert "first" in (Path(run.run_dir) / "nbml-logs" / "driver_log.txt").read_text()
 
 
 def test_cell_magic_writes_the_cell_into_the_project_folder_and_submits_it(ip: Any, ws: Any) -> None:
