@@ -31,11 +31,9 @@ def base_url() -> str:
 
 
 def line_chart(title: str, height: int = 260) -> go.FigureWidget:
-    fig = go.FigureWidget(layout={"title": {"text": title}, "height": height, "margin": {"l": 50, "r": 20, "t": 40,
-                                                                                        "b": 40},
-                                  "template": "plotly_white"})
-    fig.add_scatter(mode="lines+markers", name=title)
-    return fig
+    return go.FigureWidget(data=[go.Scatter(mode="lines+markers", name=title)],
+                           layout={"title": {"text": title}, "height": height, "template": "plotly_white",
+                                   "margin": {"l": 50, "r": 20, "t": 40, "b": 40}})
 
 
 def _section(title: str) -> w.HTML:
@@ -152,11 +150,11 @@ class ParentView:
         self.table = IterationTable(self.watcher.children)
         self.metric_choice = w.Dropdown(options=[], description="Metric", layout=w.Layout(width="50%"))
         self.metric_choice.add_class("nbml-metric-choice")
-        self.chart = go.FigureWidget(layout={"height": 320, "template": "plotly_white",
-                                             "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
-                                             "xaxis": {"title": {"text": "Iteration"}}})
-        self.chart.add_scatter(mode="markers", name="Iteration")
-        self.chart.add_scatter(mode="lines", line={"shape": "hv"}, name="Best so far")
+        self.chart = go.FigureWidget(
+            data=[go.Scatter(mode="markers", name="Iteration"),
+                  go.Scatter(mode="lines", line={"shape": "hv"}, name="Best so far")],
+            layout={"height": 320, "template": "plotly_white", "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
+                    "xaxis": {"title": {"text": "Iteration"}}})
         self.detail_box = w.VBox()
         self.detail_box.add_class("nbml-iteration-detail")
         self.detail: RunView | None = None

@@ -39,6 +39,8 @@ def add_iteration(store: Store, parent_id: str, i: int, *, finish: bool = True, 
     with open(logs / "iteration_log.txt", "a") as fh:
         for k in range(log_lines):
             fh.write(f"iteration {i} ({pre} {algo}): fold {k} done\n")
+        if log_lines:
+            fh.write("a log line with markup: <script>window.__nbml_xss = 1</script>\n")
     if finish:
         finish_iteration(store, rid, rng)
     return rid

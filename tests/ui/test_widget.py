@@ -1,0 +1,117 @@
+"""RunDetails in a real JupyterLab, driven by headless Chromium: a live AutoML-shaped run.
+
+The run's records are written by a separate process at the pace of an AutoML coordinator
+(tests/widgets/simulate.py); the widget only agrees with AutoML on those store records.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _widget_fixtures import REPO, Lab, browser_page, lab  # noqa: E402, F401
+
+pytestmark = pytest.mark.ui
+SHOTS = REPO / "test-output" / "ui"
+SIMULATE = REPO / "tests" / "widgets" / "simulate.py"
+
+
+def _notebook(lab: Lab, iterations: int, delay: float) -> str:
+    ws = lab.root / "ws"
+    setup = f"""
+import subprocess, sys
+from pathlib import Path
+from nbml import Run, RunDetails, Workspace
+sys.path.insert(0, {str(SIMULATE.parent)!r})
+import simulate
+ws = Workspace(path={str(ws)!r})
+simulate.start_parent(ws.store, 'AutoML_ui')
+feeder = subprocess.Popen([sys.executable, {str(SIMULATE)!r}, {str(ws)!r}, 'AutoML_ui', '{iterations}', '{delay}'])
+remote_run = Run.get(ws, 'AutoML_ui')
+RunDetails(remote_run).show()
+"""
+    busy = "import time\nt = time.time()\nwhile time.time() - t < 12:\n    sum(i * i for i in range(10_000))\nprint('done')"
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(setup), nbformat.v4.new_code_cell(busy)],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+    )
+    nbformat.write(nb, lab.root / "automl.ipynb")
+    return "automl.ipynb"
+
+
+def _run_all(page: Any, lab: Lab, name: str) -> None:
+    page.goto(lab.open_url(f"lab/tree/{name}"))
+    page.wait_for_selector(".jp-Notebook", timeout=90_000)
+    page.wait_for_function("document.body.innerText.includes('Idle')", timeout=90_000)
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_text("Run All Cells", exact=True).click()
+
+
+def test_live_automl_widget_rows_dropdown_and_iteration_logs(lab: Lab, browser_page: Any) -> None:
+    page = browser_page
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    _run_all(page, lab, _notebook(lab, iterations=60, delay=0.6))
+    rows = page.locator(".nbml-iter-table tr.nbml-row")
+    status = page.locator(".nbml-parent-view .nbml-header .nbml-status")
+
+    # Rows appear and grow while the run is active (and while the next cell keeps the kernel busy).
+    rows.first.wait_for(timeout=90_000)
+    first = page.locator(".nbml-pager .nbml-page").inner_text()
+    deadline = time.monotonic() + 30
+    while page.locator(".nbml-pager .nbml-page").inner_text() == first and time.monotonic() < deadline:
+        time.sleep(0.3)
+    later = page.locator(".nbml-pager .nbml-page").inner_text()
+    assert later != first, f"the table did not grow: {first!r}"
+    assert status.inner_text() == "Running"
+    assert page.locator(".nbml-statusbar .nbml-cell").count() >= 2
+    page.screenshot(path=str(SHOTS / "01-rows-while-active.png"), full_page=True)
+
+    # Clicks reach the kernel between cells (ipykernel handles widget messages on its main thread), so
+    # wait for the busy cell to end; the run is still going.
+    page.get_by_text("done", exact=True).wait_for(timeout=60_000)
+    assert status.inner_text() == "Running"
+
+    # The metric dropdown switches the chart's metric.
+    chart_title = page.locator(".nbml-parent-view .js-plotly-plot .gtitle").first
+    page.wait_for_function("() => document.querySelector('.nbml-parent-view .js-plotly-plot .gtitle')", timeout=30_000)
+    assert chart_title.text_content() == "AUC_weighted per iteration"
+    page.locator(".nbml-metric-choice select").select_option("accuracy")
+    page.wait_for_function(
+        "() => document.querySelector('.nbml-parent-view .js-plotly-plot .gtitle').textContent"
+        " === 'accuracy per iteration'", timeout=15_000)
+    page.screenshot(path=str(SHOTS / "02-metric-dropdown.png"), full_page=True)
+
+    # Clicking a row opens that iteration's details and logs in place; log markup shows as text.
+    rows.nth(2).click()
+    log = page.locator(".nbml-iteration-detail .nbml-log-panel pre")
+    log.wait_for(timeout=15_000)
+    page.wait_for_function(
+        "() => document.querySelector('.nbml-iteration-detail .nbml-log-panel pre').textContent"
+        ".includes('iteration 2 (')", timeout=15_000)
+    assert "<script>window.__nbml_xss = 1</script>" in log.inner_text()
+    assert page.evaluate("() => window.__nbml_xss") is None
+    assert "Iteration 2:" in page.locator(".nbml-iteration-detail").inner_text()
+    log.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "03-iteration-logs.png"), full_page=True)
+
+    # Sorting by the iteration metric puts the best first.
+    page.locator(".nbml-iter-table th[data-key='metric']").click()
+    page.wait_for_function("() => document.querySelector(\".nbml-iter-table th[data-key='metric']\")"
+                           ".textContent.includes('\\u25BC')", timeout=10_000)
+    time.sleep(1)
+    values = [float(v) for v in page.locator(".nbml-iter-table td.nbml-col-metric").all_inner_texts() if v]
+    assert values == sorted(values, reverse=True)
+
+    # The widget stops at the end of the run with every iteration shown.
+    page.wait_for_function(
+        "() => document.querySelector('.nbml-parent-view .nbml-header .nbml-status').textContent === 'Completed'",
+        timeout=90_000)
+    assert "(60 iterations)" in page.locator(".nbml-pager .nbml-page").inner_text()
+    page.locator(".nbml-parent-view").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "04-completed.png"), full_page=True)
