@@ -7,6 +7,7 @@ asks them what changed, so that only the affected parts of the view are redrawn.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 import json
 import math
@@ -254,6 +255,8 @@ class ChildrenState:
         self.metrics: dict[str, dict[str, Any]] = {}
         self.explained_by: dict[str, str] = {}  # iteration run id -> the run that explained its model
         self._order: list[str] = []
+        self._ordered: list[IterationRow] | None = None
+        self._metric_names: set[str] = set()
 
     def set_primary_metric(self, metric: str | None, goal: str | None = None) -> bool:
         if metric == self.primary_metric and goal_for(metric, goal) == self.goal:
@@ -272,6 +275,7 @@ class ChildrenState:
             rid = str(run["run_id"])
             if rid in metrics:
                 self.metrics[rid] = dict(metrics[rid])
+                self._metric_names.update(n for n, v in metrics[rid].items() if is_number(v))
             p = props.get(rid, {})
             if p.get("explained_run_id"):
                 self.explained_by[str(p["explained_run_id"])] = rid
@@ -287,6 +291,7 @@ class ChildrenState:
                 if old is not None and not row.pipeline:
                     row.pipeline = old.pipeline
                 self.rows[rid] = row
+                self._ordered = None
                 changed.add(rid)
         if changed:
             changed |= self._recompute_best()
@@ -310,9 +315,12 @@ class ChildrenState:
         return float(value) if is_number(value) else None
 
     def ordered(self) -> list[IterationRow]:
-        """Rows by iteration number (then creation order)."""
-        rows = [self.rows[r] for r in self._order]
-        return sorted(rows, key=lambda r: (r.iteration is None, r.iteration if r.iteration is not None else 0))
+        """Rows by iteration number (then creation order); cached until the set of rows changes."""
+        if self._ordered is None or len(self._ordered) != len(self.rows):
+            rows = [self.rows[r] for r in self._order]
+            self._ordered = sorted(rows, key=lambda r: (r.iteration is None,
+                                                        r.iteration if r.iteration is not None else 0))
+        return self._ordered
 
     def _recompute_best(self) -> set[str]:
         changed, best = set(), None
@@ -333,9 +341,8 @@ class ChildrenState:
 
     def metric_names(self) -> list[str]:
         """Numeric metrics logged by any iteration, the primary metric first."""
-        names = {n for m in self.metrics.values() for n, v in m.items() if is_number(v)}
-        ordered = sorted(names)
-        if self.primary_metric in names:
+        ordered = sorted(self._metric_names)
+        if self.primary_metric in self._metric_names:
             ordered.remove(self.primary_metric)
             ordered.insert(0, self.primary_metric)
         return ordered
@@ -375,8 +382,13 @@ class ChildrenState:
 
 
 def _green(frac: float) -> str:
-    """Light green for the worst score to deep green for the best."""
-    frac = min(max(frac, 0.0), 1.0)
+    """Light green for the worst score to deep green for the best (in 50 shades)."""
+    return _shade(round(min(max(frac, 0.0), 1.0) * 50))
+
+
+@functools.lru_cache(maxsize=64)
+def _shade(level: int) -> str:
+    frac = level / 50
     light, dark = (200, 230, 201), (27, 94, 32)
     rgb = [round(a + (b - a) * frac) for a, b in zip(light, dark, strict=True)]
     return "#{:02x}{:02x}{:02x}".format(*rgb)

@@ -7,6 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
+import numpy as np
 import plotly.graph_objects as go
 
 from nbml.widgets._model import (
@@ -100,8 +101,8 @@ class RunView:
                 fig.layout.width = 420
                 self.chart_box.children = (*self.chart_box.children, fig)
             with fig.batch_update():
-                fig.data[0].x = list(range(len(values)))
-                fig.data[0].y = values
+                fig.data[0].x = np.arange(len(values))
+                fig.data[0].y = np.asarray(values, dtype=float)
 
     def _update_log_choice(self) -> None:
         names = sorted(self.watcher.log_files)
@@ -203,7 +204,8 @@ class ParentView:
         name = self.metric_choice.value
         if not name:
             return
-        xs, ys, best = self.watcher.children.metric_series(name)
+        xs, ys, best = (np.asarray(v, dtype=float) for v in self.watcher.children.metric_series(name))
+        # numpy arrays go to the browser as binary buffers, skipping plotly's per-element validation
         with self.chart.batch_update():
             self.chart.layout.title.text = f"{name} per iteration"
             self.chart.layout.yaxis.title.text = name
