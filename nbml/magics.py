@@ -110,17 +110,18 @@ class NbmlMagics(Magics):
 
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
+        self.ip: Any = shell
         self.last_written: Path | None = None
         self.show_details = True
 
     # -- %%writefile tracking --------------------------------------------------------------------
     def track_writefile(self) -> None:
         """Wrap IPython's ``%%writefile`` so that ``%ml_submit`` knows the file it wrote last."""
-        cell_magics = self.shell.magics_manager.magics["cell"]
+        cell_magics = self.ip.magics_manager.magics["cell"]
         if getattr(cell_magics.get("writefile"), _WRAPPED, False):
             return
         # The registered entry may be a lazy loader that looks itself up again; wrap the real method.
-        os_magics = self.shell.magics_manager.registry.get("OSMagics")
+        os_magics = self.ip.magics_manager.registry.get("OSMagics")
         original = getattr(os_magics, "writefile", None)
         if original is None:
             return
@@ -133,7 +134,7 @@ class NbmlMagics(Magics):
                 if re.match(r"^(\'.*\')|(\".*\")$", name):
                     name = name[1:-1]
                 # After %reload_ext the registered instance is a new one: record on the current one.
-                current = self.shell.magics_manager.registry.get("NbmlMagics", self)
+                current = self.ip.magics_manager.registry.get("NbmlMagics", self)
                 current.last_written = Path(os.path.expanduser(name)).resolve()
             except UsageError:
                 pass
@@ -150,12 +151,12 @@ class NbmlMagics(Magics):
         Covers files written before ``%load_ext nbml`` (the wrapper only sees later ones). Variables in the
         file name (``$project_folder``) are expanded with their current values.
         """
-        history = getattr(self.shell.history_manager, "input_hist_raw", None) or []
+        history = getattr(self.ip.history_manager, "input_hist_raw", None) or []
         for cell in reversed(history):
             first = cell.lstrip().split("\n", 1)[0].strip()
             if not first.startswith("%%writefile"):
                 continue
-            line = self.shell.var_expand(first[len("%%writefile"):].strip())
+            line = self.ip.var_expand(first[len("%%writefile"):].strip())
             try:
                 tokens = [t for t in shlex.split(line) if t not in ("-a", "--append")]
             except ValueError:
@@ -206,7 +207,7 @@ class NbmlMagics(Magics):
               help="Project folder the cell is written to and snapshotted (default: the folder of the last "
                    "%%writefile, else the working directory).")
     @argument("--no-details", action="store_true", help="Don't show the RunDetails widget.")
-    @cell_magic("ml_submit")
+    @cell_magic("ml_submit")  # type: ignore[arg-type]
     @_user_errors
     def ml_submit_cell(self, line: str, cell: str) -> Any:
         """Write the cell to the project folder and submit it: ``%%ml_submit [SCRIPT] [options] [-- ARGS]``."""

@@ -55,7 +55,7 @@ def status_colour(status: str | None) -> str:
 def format_duration(seconds: float | None) -> str:
     if seconds is None or seconds < 0 or math.isnan(seconds):
         return ""
-    total = int(round(seconds))
+    total = round(seconds)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"
@@ -312,7 +312,7 @@ class ChildrenState:
         value = metrics.get(self.primary_metric)
         if isinstance(value, list):
             value = value[-1] if value else None
-        return float(value) if is_number(value) else None
+        return float(value) if value is not None and is_number(value) else None
 
     def ordered(self) -> list[IterationRow]:
         """Rows by iteration number (then creation order); cached until the set of rows changes."""
@@ -353,7 +353,7 @@ class ChildrenState:
         xs, ys, best_ys, best = [], [], [], None
         for i, row in enumerate(self.ordered()):
             value = self.metrics.get(row.run_id, {}).get(name)
-            if row.status != COMPLETED or not is_number(value):
+            if row.status != COMPLETED or value is None or not is_number(value):
                 continue
             v = float(value)
             best = v if best is None else (max(best, v) if goal == "maximize" else min(best, v))

@@ -20,8 +20,8 @@ class IterationTable(anywidget.AnyWidget):  # type: ignore[misc]
     _css = _HERE / "_table.css"
 
     columns = traitlets.List([list(c) for c in TABLE_COLUMNS]).tag(sync=True)
-    rows = traitlets.List([]).tag(sync=True)
-    cells = traitlets.List([]).tag(sync=True)
+    rows: traitlets.List[dict[str, Any]] = traitlets.List([]).tag(sync=True)
+    cells: traitlets.List[list[Any]] = traitlets.List([]).tag(sync=True)
     sort_by = traitlets.Unicode("iteration").tag(sync=True)
     descending = traitlets.Bool(False).tag(sync=True)
     page = traitlets.Int(0).tag(sync=True)
@@ -40,7 +40,7 @@ class IterationTable(anywidget.AnyWidget):  # type: ignore[misc]
         rows = self._state.ordered()
         visible, pages = sort_and_page(rows, self.sort_by, self.descending, self.page, self.page_size)
         if changed is None or changed:
-            cells = [c + [r.run_id] for c, r in zip(self._state.status_cells(), rows, strict=True)]
+            cells = [[*c, r.run_id] for c, r in zip(self._state.status_cells(), rows, strict=True)]
             if cells != self.cells:
                 self.cells = cells
         with self.hold_sync():

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-import simulate  # noqa: E402
+import simulate  # tests/widgets is on sys.path (pytest rootdir-relative import)
+
 from nbml import Experiment, Run, ScriptRunConfig
 from nbml.widgets import RunDetails
 
