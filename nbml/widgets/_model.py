@@ -279,6 +279,8 @@ class ChildrenState:
             p = props.get(rid, {})
             if p.get("explained_run_id"):
                 self.explained_by[str(p["explained_run_id"])] = rid
+            if p.get("model_explanation_run_id"):
+                self.explained_by[rid] = str(p["model_explanation_run_id"])
             row = IterationRow(
                 run_id=rid, iteration=run.get("iteration"), pipeline=pipeline_name(p, run),
                 status=str(run.get("status")), metric=self._score(self.metrics.get(rid, {})),
