@@ -7,7 +7,6 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
-import numpy as np
 import plotly.graph_objects as go
 
 from nbml.widgets._model import (
@@ -101,8 +100,8 @@ class RunView:
                 fig.layout.width = 420
                 self.chart_box.children = (*self.chart_box.children, fig)
             with fig.batch_update():
-                fig.data[0].x = np.arange(len(values))
-                fig.data[0].y = np.asarray(values, dtype=float)
+                fig.data[0].x = list(range(len(values)))
+                fig.data[0].y = values
 
     def _update_log_choice(self) -> None:
         names = sorted(self.watcher.log_files)
@@ -159,6 +158,7 @@ class ParentView:
         self.detail_box = w.VBox()
         self.detail_box.add_class("nbml-iteration-detail")
         self.detail: RunView | None = None
+        self._drawn: tuple[Any, ...] = ()
         self.metric_choice.observe(lambda _c: self._redraw_chart(), names="value")
         self.table.observe(self._on_select, names="selected")
         self.widget = w.VBox([self.header, self.props, _section("Iterations"), self.table, self.metric_choice,
@@ -204,8 +204,11 @@ class ParentView:
         name = self.metric_choice.value
         if not name:
             return
-        xs, ys, best = (np.asarray(v, dtype=float) for v in self.watcher.children.metric_series(name))
-        # numpy arrays go to the browser as binary buffers, skipping plotly's per-element validation
+        xs, ys, best = self.watcher.children.metric_series(name)
+        if (name, xs, ys) == self._drawn:  # most events (an iteration starting) leave the chart as it is
+            return
+        self._drawn = (name, xs, ys)
+        # Plain lists: numpy arrays travel as binary buffers, which plotly's widget fails to apply on update.
         with self.chart.batch_update():
             self.chart.layout.title.text = f"{name} per iteration"
             self.chart.layout.yaxis.title.text = name
