@@ -195,9 +195,14 @@ def properties_rows(run: Mapping[str, Any], metrics: MetricsState) -> list[tuple
 
 
 def table_html(rows: Iterable[tuple[str, str]], css_class: str = "nbml-props") -> str:
-    body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{esc(k)}</th><td>{esc(v)}</td></tr>"
-                   for k, v in rows)
-    return f'<table class="{esc(css_class)}">{body}</table>'
+    """Name/value pairs in compact columns that wrap with the width of the output area."""
+    cells = "".join(
+        "<div style='display:flex;gap:1em;justify-content:space-between;padding:1px 0;"
+        "border-bottom:1px solid var(--jp-border-color2,#e0e0e0)'>"
+        f"<b>{esc(k)}</b><span style='text-align:right;overflow-wrap:anywhere'>{esc(v)}</span></div>"
+        for k, v in rows)
+    return (f'<div class="{esc(css_class)}" style="display:grid;grid-template-columns:repeat(auto-fill,'
+            f'minmax(22em,1fr));column-gap:2em;font-size:92%;margin:4px 0">{cells}</div>')
 
 
 def files_html(files: Sequence[tuple[str, int]], empty: str = "No outputs yet.") -> str:

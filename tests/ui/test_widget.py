@@ -37,7 +37,7 @@ def _has_automl() -> bool:
 
 
 REAL_AUTOML = _has_automl()
-ITERATIONS = 14 if REAL_AUTOML else 60
+ITERATIONS = 10 if REAL_AUTOML else 60
 GET_DATA = """%%writefile $project_folder/get_data.py
 from sklearn import datasets
 
