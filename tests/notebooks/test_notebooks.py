@@ -73,11 +73,11 @@ def test_every_example_notebook_is_covered() -> None:
 def test_train_on_local_and_the_widget_resumes_in_a_new_kernel(nb_env: Path) -> None:
     nb = execute(REPO / "notebooks" / "01-train-on-local.ipynb", nb_env)
     out = text_of(nb)
-    assert "Accuracy of SVM classifier on test set" in out
-    assert "'Kernel type': 'rbf'" in out  # %ml_submit passed the arguments after --
-    assert "Submitted train_iris.py to local" in out
+    assert "Accuracy of SVM classifier on test set" in out, out
+    assert "'Kernel type': 'rbf'" in out, out  # %ml_submit passed the arguments after --
+    assert "Submitted train_iris.py to local" in out, out
     assert widget_views(nb) == 2
-    assert "Completed" in widget_html(nb)  # the widget state nbclient saved with the notebook
+    assert "Completed" in widget_html(nb), widget_html(nb)  # the widget state nbclient saved with the notebook
     # A new kernel reattaches to the finished run by id and shows it.
     from nbml import Workspace
 
@@ -89,7 +89,7 @@ def test_train_on_local_and_the_widget_resumes_in_a_new_kernel(nb_env: Path) -> 
     NotebookClient(again, timeout=120, kernel_name="python3").execute()
     assert widget_views(again) == 1
     html = widget_html(again)
-    assert run_id in html and "Completed" in html and "Accuracy" in html
+    assert run_id in html and "Completed" in html and "Accuracy" in html, html
 
 
 def test_train_over_ssh_falls_back_to_local_when_no_host_is_configured(nb_env: Path) -> None:

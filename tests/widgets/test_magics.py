@@ -113,3 +113,26 @@ def test_format_table_aligns_columns() -> None:
     lines = text.splitlines()
     assert lines[0] == "A           Bee" and lines[1].startswith("----------  ---")
     assert lines[3].rstrip() == "            x"
+
+
+def _has(name: str) -> bool:
+    import nbml
+
+    try:
+        getattr(nbml, name)
+    except (ImportError, AttributeError):
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has("AmlCompute"), reason="the cluster target kind is not in this build")
+def test_create_show_and_detach_a_cluster(ip: Any, ws: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    target = _run(ip, "%ml_compute create cluster cpu-cluster --min-nodes 0 --max-nodes 2 --idle-seconds 60")
+    try:
+        assert target.name == "cpu-cluster"
+        _run(ip, "%ml_compute list")
+        out = capsys.readouterr().out
+        assert "cpu-cluster" in out and "0-2 nodes" in out
+    finally:
+        _run(ip, "%ml_compute detach cpu-cluster")
+    assert ws.store.get_compute("cpu-cluster") is None
