@@ -151,8 +151,8 @@ class ParentView:
         self.metric_choice = w.Dropdown(options=[], description="Metric", layout=w.Layout(width="50%"))
         self.metric_choice.add_class("nbml-metric-choice")
         self.chart = go.FigureWidget(
-            data=[go.Scatter(mode="markers", name="Iteration"),
-                  go.Scatter(mode="lines", line={"shape": "hv"}, name="Best so far")],
+            # Trace names are set at the first draw: names given here don't reach the browser's legend.
+            data=[go.Scatter(mode="markers"), go.Scatter(mode="lines", line={"shape": "hv"})],
             layout={"height": 320, "template": "plotly_white", "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
                     "xaxis": {"title": {"text": "Iteration"}}})
         self.detail_box = w.VBox()

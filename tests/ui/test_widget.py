@@ -121,6 +121,8 @@ def test_live_automl_widget_rows_dropdown_and_iteration_logs(lab: Lab, browser_p
     page.wait_for_function(
         "() => document.querySelector('.nbml-parent-view .js-plotly-plot .gtitle').textContent"
         " === 'accuracy per iteration'", timeout=15_000)
+    legend = page.locator(".nbml-parent-view .js-plotly-plot .legendtext").all_text_contents()
+    assert legend == ["accuracy", "Best so far"], legend
     page.screenshot(path=str(SHOTS / "02-metric-dropdown.png"), full_page=True)
 
     # Clicking a row opens that iteration's details and logs in place; log markup shows as text.
