@@ -329,6 +329,10 @@ class ChildrenState:
                                                         r.iteration if r.iteration is not None else 0))
         return self._ordered
 
+    def iterations(self) -> list[IterationRow]:
+        """The rows that are iterations of the search (children with an iteration number)."""
+        return [r for r in self.ordered() if r.iteration is not None]
+
     def _recompute_best(self) -> set[str]:
         changed, best = set(), None
         better = (lambda a, b: a > b) if self.goal == "maximize" else (lambda a, b: a < b)
@@ -358,20 +362,20 @@ class ChildrenState:
         """(iterations, values, best so far) of one metric over the completed iterations."""
         goal = self.goal if name == self.primary_metric else goal_for(name)
         xs, ys, best_ys, best = [], [], [], None
-        for i, row in enumerate(self.ordered()):
+        for row in self.ordered():
             value = self.metrics.get(row.run_id, {}).get(name)
-            if row.status != COMPLETED or value is None or not is_number(value):
-                continue
+            if row.iteration is None or row.status != COMPLETED or value is None or not is_number(value):
+                continue  # runs without an iteration number (an explanation run) aren't points of the search
             v = float(value)
             best = v if best is None else (max(best, v) if goal == "maximize" else min(best, v))
-            xs.append(row.iteration if row.iteration is not None else i)
+            xs.append(row.iteration)
             ys.append(v)
             best_ys.append(best)
         return xs, ys, best_ys
 
     def status_cells(self) -> list[list[Any]]:
         """One cell per iteration for the status bar: [iteration, status, colour, title]."""
-        rows = self.ordered()
+        rows = self.iterations()
         scores = [r.metric for r in rows if r.metric is not None and r.status == COMPLETED]
         lo, hi = (min(scores), max(scores)) if scores else (0.0, 0.0)
         cells = []

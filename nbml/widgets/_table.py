@@ -40,7 +40,8 @@ class IterationTable(anywidget.AnyWidget):  # type: ignore[misc]
         rows = self._state.ordered()
         visible, pages = sort_and_page(rows, self.sort_by, self.descending, self.page, self.page_size)
         if changed is None or changed:
-            cells = [[*c, r.run_id] for c, r in zip(self._state.status_cells(), rows, strict=True)]
+            cells = [[*c, r.run_id] for c, r in zip(self._state.status_cells(), self._state.iterations(),
+                                                     strict=True)]
             if cells != self.cells:
                 self.cells = cells
         with self.hold_sync():

@@ -93,3 +93,15 @@ def test_durations_and_arguments() -> None:
     assert m.format_duration(None) == ""
     run = {"config_json": '{"script": "train.py", "arguments": ["--alpha", "0.5"]}'}
     assert m.run_arguments(run) == "train.py --alpha 0.5"
+
+
+def test_a_run_without_iteration_number_is_listed_but_not_a_point_of_the_search() -> None:
+    state = m.ChildrenState("AUC_weighted")
+    explain = {"run_id": "P_explain", "iteration": None, "status": "Completed", "started_at": 1.0,
+               "ended_at": 2.0, "display_name": "ModelExplain"}
+    state.apply([_child(0), explain], {"P_explain": {"explained_run_id": "P_0"}},
+                {"P_0": {"AUC_weighted": 0.9}, "P_explain": {}})
+    assert [r.run_id for r in state.ordered()] == ["P_0", "P_explain"]
+    assert len(state.status_cells()) == 1
+    assert state.metric_series("AUC_weighted")[0] == [0]
+    assert state.explained_by == {"P_0": "P_explain"}
