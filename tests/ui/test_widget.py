@@ -7,7 +7,6 @@ without it, a separate process writes an AutoML-shaped run into the store at an 
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,11 @@ from typing import Any
 import nbformat
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import _widget_fixtures as fx
-from _widget_fixtures import REPO, Lab
-
-# Fixtures of this folder's stand-in (see _widget_fixtures), until tests/ui/conftest.py provides them.
-lab = fx.lab
-browser_page = fx.browser_page
+from .conftest import OUTPUT, LabServer, lab_command, open_lab
 
 pytestmark = pytest.mark.ui
-SHOTS = REPO / "test-output" / "ui"
-SIMULATE = REPO / "tests" / "widgets" / "simulate.py"
+SHOTS = OUTPUT
+SIMULATE = Path(__file__).resolve().parents[1] / "widgets" / "simulate.py"
 
 
 def _has_automl() -> bool:
@@ -48,9 +41,9 @@ def get_data():
 """
 
 
-def _notebook(lab: Lab) -> str:
+def _notebook(lab: LabServer) -> str:
     """An AutoML notebook: a real AutoML run when nbml.automl is installed, else a store-written stand-in."""
-    ws = lab.root / "ws"
+    ws = lab.workspace
     if REAL_AUTOML:
         cells = [
             f"import os\nfrom nbml import AutoMLConfig, Experiment, RunDetails, Workspace\n"
@@ -82,16 +75,17 @@ RunDetails(remote_run).show()
     return "automl.ipynb"
 
 
-def _run_all(page: Any, lab: Lab, name: str) -> None:
-    page.goto(lab.open_url(f"lab/tree/{name}"))
-    page.wait_for_selector(".jp-Notebook", timeout=90_000)
+def _run_all(page: Any, lab: LabServer, name: str) -> None:
+    open_lab(page, lab, f"lab/tree/{name}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
     page.wait_for_function("document.body.innerText.includes('Idle')", timeout=90_000)
-    page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_text("Run All Cells", exact=True).click()
+    lab_command(page, "notebook:run-all-cells")
 
 
-def test_live_automl_widget_rows_dropdown_and_iteration_logs(lab: Lab, browser_page: Any) -> None:
-    page = browser_page
+def test_live_automl_widget_rows_dropdown_and_iteration_logs(lab_server: LabServer, lab_context: Any) -> None:
+    page = lab_context.new_page()
+    page.set_viewport_size({"width": 1400, "height": 1800})
+    lab = lab_server
     SHOTS.mkdir(parents=True, exist_ok=True)
     _run_all(page, lab, _notebook(lab))
     rows = page.locator(".nbml-iter-table tr.nbml-row")
@@ -107,7 +101,7 @@ def test_live_automl_widget_rows_dropdown_and_iteration_logs(lab: Lab, browser_p
     assert later != first, f"the table did not grow: {first!r}"
     assert status.inner_text() == "Running"
     assert page.locator(".nbml-statusbar .nbml-cell").count() >= 2
-    page.screenshot(path=str(SHOTS / "01-rows-while-active.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "widget-01-rows-while-active.png"), full_page=True)
 
     # Clicks reach the kernel between cells (ipykernel handles widget messages on its main thread), so
     # wait for the busy cell to end.
@@ -123,7 +117,7 @@ def test_live_automl_widget_rows_dropdown_and_iteration_logs(lab: Lab, browser_p
         " === 'accuracy per iteration'", timeout=15_000)
     legend = page.locator(".nbml-parent-view .js-plotly-plot .legendtext").all_text_contents()
     assert legend == ["accuracy", "Best so far"], legend
-    page.screenshot(path=str(SHOTS / "02-metric-dropdown.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "widget-02-metric-dropdown.png"), full_page=True)
 
     # Clicking a row opens that iteration's details and logs in place; log markup shows as text.
     rows.nth(2).click()
@@ -143,7 +137,7 @@ def test_live_automl_widget_rows_dropdown_and_iteration_logs(lab: Lab, browser_p
         assert page.evaluate("() => window.__nbml_xss") is None
     assert "Iteration 2:" in detail.inner_text()
     log.scroll_into_view_if_needed()
-    page.screenshot(path=str(SHOTS / "03-iteration-logs.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "widget-03-iteration-logs.png"), full_page=True)
 
     # Sorting by the iteration metric puts the best first.
     page.locator(".nbml-iter-table th[data-key='metric']").click()
@@ -159,4 +153,12 @@ def test_live_automl_widget_rows_dropdown_and_iteration_logs(lab: Lab, browser_p
         timeout=300_000)
     assert f"({ITERATIONS} iterations)" in page.locator(".nbml-pager .nbml-page").inner_text() or REAL_AUTOML
     page.locator(".nbml-parent-view").scroll_into_view_if_needed()
-    page.screenshot(path=str(SHOTS / "04-completed.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "widget-04-completed.png"), full_page=True)
+
+    # The header links to the run's page served by the nbml server extension.
+    header = page.locator(".nbml-parent-view .nbml-header").first
+    run_id = header.locator(".nbml-run-id").inner_text()
+    href = header.locator("a").get_attribute("href")
+    assert href == f"/nbml/runs/{run_id}"
+    answer = page.request.get(f"{lab.url.rstrip('/')}{href}?token={lab.token}")
+    assert answer.ok and run_id in answer.text()
