@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import threading
 from typing import Any
 
 import anywidget
@@ -30,10 +31,15 @@ class IterationTable(anywidget.AnyWidget):  # type: ignore[misc]
     page_size = traitlets.Int(10).tag(sync=True)
     selected = traitlets.Unicode("").tag(sync=True)
 
-    def __init__(self, state: ChildrenState, **kwargs: Any) -> None:
+    def __init__(self, state: ChildrenState, lock: threading.RLock | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._state = state
-        self.observe(lambda _c: self.refresh(), names=["sort_by", "descending", "page", "page_size"])
+        self._lock = lock or threading.RLock()
+        self.observe(self._on_view_change, names=["sort_by", "descending", "page", "page_size"])
+
+    def _on_view_change(self, _change: dict[str, Any]) -> None:
+        with self._lock:  # the polling thread patches the same rows
+            self.refresh()
 
     def refresh(self, changed: set[str] | None = None) -> None:
         """Recompute the visible page (and the status bar when iterations changed); send only what differs."""

@@ -145,7 +145,7 @@ class ParentView:
         self.watcher = RunWatcher(store, run_id, with_children=True)
         self.header = w.HTML()
         self.props = w.HTML()
-        self.table = IterationTable(self.watcher.children)
+        self.table = IterationTable(self.watcher.children, lock)
         self.metric_choice = w.Dropdown(options=[], description="Metric", layout=w.Layout(width="50%"))
         self.metric_choice.add_class("nbml-metric-choice")
         self.chart = go.FigureWidget(
