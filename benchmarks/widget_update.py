@@ -29,7 +29,7 @@ def measure(iterations: int) -> dict[str, float]:
 
     from nbml import Run, Workspace
     from nbml.widgets import RunDetails
-    from nbml.widgets._model import ChildrenState
+    from nbml.widgets._iterations import ChildrenState
     from nbml.widgets._table import IterationTable
 
     ws = Workspace(path=tempfile.mkdtemp(prefix="nbml-bench-"))

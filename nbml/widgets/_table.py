@@ -9,7 +9,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from nbml.widgets._model import TABLE_COLUMNS, ChildrenState, sort_and_page
+from nbml.widgets._iterations import TABLE_COLUMNS, ChildrenState, sort_and_page
 
 _HERE = pathlib.Path(__file__).parent
 

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from nbml.runs import reaper
 from nbml.runs.status import ACTIVE, TERMINAL
-from nbml.widgets._model import ChildrenState, MetricsState, run_config
+from nbml.widgets._iterations import ChildrenState
+from nbml.widgets._model import MetricsState, run_config
 
 if TYPE_CHECKING:
     from nbml.store import Store

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nbml.widgets import _iterations as it
 from nbml.widgets import _model as m
 
 
@@ -38,7 +39,7 @@ def _child(i: int, status: str = "Completed", start: float = 100.0) -> dict[str,
 
 
 def test_children_best_so_far_follows_the_goal_of_the_primary_metric() -> None:
-    state = m.ChildrenState("AUC_weighted")
+    state = it.ChildrenState("AUC_weighted")
     scores = [0.7, 0.9, 0.8, 0.95]
     runs = [_child(i) for i in range(4)]
     props = {f"P_{i}": {"run_preprocessor": "MaxAbsScaler", "run_algorithm": "LightGBM"} for i in range(4)}
@@ -56,7 +57,7 @@ def test_children_best_so_far_follows_the_goal_of_the_primary_metric() -> None:
 
 
 def test_minimised_primary_metric_and_unfinished_iterations() -> None:
-    state = m.ChildrenState("normalized_root_mean_squared_error")
+    state = it.ChildrenState("normalized_root_mean_squared_error")
     assert state.goal == "minimize"
     state.apply([_child(0), _child(1, "Running"), _child(2)], {},
                 {"P_0": {"normalized_root_mean_squared_error": 0.3}, "P_1": {},
@@ -68,15 +69,15 @@ def test_minimised_primary_metric_and_unfinished_iterations() -> None:
 
 
 def test_sort_and_page_keeps_empty_values_last() -> None:
-    state = m.ChildrenState("AUC_weighted")
+    state = it.ChildrenState("AUC_weighted")
     runs = [_child(i, "Completed" if i != 3 else "Running") for i in range(25)]
     metrics = {f"P_{i}": ({"AUC_weighted": i / 100} if i != 3 else {}) for i in range(25)}
     state.apply(runs, {}, metrics)
-    page, pages = m.sort_and_page(state.ordered(), "metric", True, 0, 10)
+    page, pages = it.sort_and_page(state.ordered(), "metric", True, 0, 10)
     assert pages == 3 and [c["iteration"] for c in page[:3]] == [24, 23, 22]
-    last, _ = m.sort_and_page(state.ordered(), "metric", True, 2, 10)
+    last, _ = it.sort_and_page(state.ordered(), "metric", True, 2, 10)
     assert last[-1]["iteration"] == 3
-    beyond, _ = m.sort_and_page(state.ordered(), "iteration", False, 99, 10)
+    beyond, _ = it.sort_and_page(state.ordered(), "iteration", False, 99, 10)
     assert beyond[0]["iteration"] == 20
 
 
@@ -96,7 +97,7 @@ def test_durations_and_arguments() -> None:
 
 
 def test_a_run_without_iteration_number_is_listed_but_not_a_point_of_the_search() -> None:
-    state = m.ChildrenState("AUC_weighted")
+    state = it.ChildrenState("AUC_weighted")
     explain = {"run_id": "P_explain", "iteration": None, "status": "Completed", "started_at": 1.0,
                "ended_at": 2.0, "display_name": "ModelExplain"}
     state.apply([_child(0), explain], {"P_explain": {"explained_run_id": "P_0"}},
