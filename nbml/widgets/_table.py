@@ -1,0 +1,61 @@
+"""The iterations table and status bar of a parent run, as a small anywidget (ships with plotly's widget)."""
+
+from __future__ import annotations
+
+import pathlib
+import threading
+from typing import Any
+
+import anywidget
+import traitlets
+
+from nbml.widgets._iterations import TABLE_COLUMNS, ChildrenState, sort_and_page
+
+_HERE = pathlib.Path(__file__).parent
+
+
+class IterationTable(anywidget.AnyWidget):  # type: ignore[misc]
+    """Status bar + paged, sortable table; ``selected`` holds the clicked iteration's run id."""
+
+    _esm = _HERE / "_table.js"
+    _css = _HERE / "_table.css"
+
+    columns = traitlets.List([list(c) for c in TABLE_COLUMNS]).tag(sync=True)
+    rows: traitlets.List[dict[str, Any]] = traitlets.List([]).tag(sync=True)
+    cells: traitlets.List[list[Any]] = traitlets.List([]).tag(sync=True)
+    sort_by = traitlets.Unicode("iteration").tag(sync=True)
+    descending = traitlets.Bool(False).tag(sync=True)
+    page = traitlets.Int(0).tag(sync=True)
+    pages = traitlets.Int(1).tag(sync=True)
+    total = traitlets.Int(0).tag(sync=True)
+    page_size = traitlets.Int(10).tag(sync=True)
+    selected = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, state: ChildrenState, lock: threading.RLock | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._state = state
+        self._lock = lock or threading.RLock()
+        self.observe(self._on_view_change, names=["sort_by", "descending", "page", "page_size"])
+
+    def _on_view_change(self, _change: dict[str, Any]) -> None:
+        with self._lock:  # the polling thread patches the same rows
+            self.refresh()
+
+    def refresh(self, changed: set[str] | None = None) -> None:
+        """Recompute the visible page (and the status bar when iterations changed); send only what differs."""
+        rows = self._state.ordered()
+        visible, pages = sort_and_page(rows, self.sort_by, self.descending, self.page, self.page_size)
+        if changed is None or changed:
+            cells = [[*c, r.run_id] for c, r in zip(self._state.status_cells(), self._state.iterations(),
+                                                     strict=True)]
+            if cells != self.cells:
+                self.cells = cells
+        with self.hold_sync():
+            if pages != self.pages:
+                self.pages = pages
+            if self.page > pages - 1:
+                self.page = pages - 1
+            if len(rows) != self.total:
+                self.total = len(rows)
+            if visible != self.rows:
+                self.rows = visible

@@ -1,0 +1,115 @@
+"""Execute every example notebook top to bottom with a real kernel (nbclient) and check what it shows."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def _has(module: str, name: str) -> bool:
+    try:
+        mod = __import__(module, fromlist=[name])
+        return hasattr(mod, name)
+    except ImportError:
+        return False
+
+
+@pytest.fixture
+def nb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch folder and an embedded default workspace of its own; the kernel inherits both."""
+    monkeypatch.setenv("NBML_HOME", str(tmp_path / "nbml-home"))
+    monkeypatch.delenv("NBML_WORKSPACE", raising=False)
+    for var in ("NBML_SSH_HOST", "NBML_SSH_USER", "NBML_SSH_PORT", "NBML_SSH_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    work = tmp_path / "work"
+    work.mkdir()
+    return work
+
+
+def execute(path: Path, work: Path, timeout: int = 300) -> Any:
+    shutil.copy(path, work / path.name)
+    nb = nbformat.read(work / path.name, as_version=4)
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
+    nbformat.write(nb, work / path.name)
+    return nb
+
+
+def text_of(nb: Any) -> str:
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            parts.append(str(out.get("data", {}).get("text/plain", "")))
+    return "\n".join(parts)
+
+
+def widget_views(nb: Any) -> int:
+    return sum(1 for c in nb.cells for o in c.get("outputs", []) if WIDGET_MIME in o.get("data", {}))
+
+
+def widget_html(nb: Any) -> str:
+    """Every HTML value in the saved widget state (what the widgets showed when the notebook ended)."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    return "\n".join(str(m.get("state", {}).get("value", "")) for m in state.values())
+
+
+def test_every_example_notebook_is_covered() -> None:
+    assert [p.name for p in NOTEBOOKS] == ["01-train-on-local.ipynb", "02-train-on-remote-ssh.ipynb",
+                                           "03-automl-remote.ipynb", "04-register-model.ipynb"]
+
+
+def test_train_on_local_and_the_widget_resumes_in_a_new_kernel(nb_env: Path) -> None:
+    nb = execute(REPO / "notebooks" / "01-train-on-local.ipynb", nb_env)
+    out = text_of(nb)
+    assert "Accuracy of SVM classifier on test set" in out, out
+    assert "'Kernel type': 'rbf'" in out, out  # %ml_submit passed the arguments after --
+    assert "Submitted train_iris.py to local" in out, out
+    assert widget_views(nb) == 2
+    assert "Completed" in widget_html(nb), widget_html(nb)  # the widget state nbclient saved with the notebook
+    # A new kernel reattaches to the finished run by id and shows it.
+    from nbml import Workspace
+
+    ws = Workspace.from_config()
+    run_id = ws.store.list_runs(experiment="Tutorial-TrainIRIS", limit=1, newest_first=False)[0]["run_id"]
+    again = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        f"from nbml import Run, RunDetails, Workspace\nRunDetails(Run.get(Workspace.from_config(), {run_id!r})).show()")],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    NotebookClient(again, timeout=120, kernel_name="python3").execute()
+    assert widget_views(again) == 1
+    html = widget_html(again)
+    assert run_id in html and "Completed" in html and "Accuracy" in html, html
+
+
+def test_train_over_ssh_falls_back_to_local_when_no_host_is_configured(nb_env: Path) -> None:
+    nb = execute(REPO / "notebooks" / "02-train-on-remote-ssh.ipynb", nb_env)
+    out = text_of(nb)
+    assert "NBML_SSH_HOST is not set: using the local target" in out
+    assert "'Accuracy':" in out and widget_views(nb) == 1
+
+
+@pytest.mark.skipif(not _has("nbml.automl.config", "AutoMLConfig"), reason="AutoML is not in this build yet")
+def test_automl_on_remote_compute(nb_env: Path) -> None:
+    nb = execute(REPO / "notebooks" / "03-automl-remote.ipynb", nb_env, timeout=600)
+    out = text_of(nb)
+    assert "iterations" in out and widget_views(nb) == 1
+    assert "Iterations" in widget_html(nb)
+
+
+def test_register_model(nb_env: Path) -> None:
+    nb = execute(REPO / "notebooks" / "04-register-model.ipynb", nb_env)
+    out = text_of(nb)
+    assert "sklearn-iris 1" in out and "{'area': 'iris', 'type': 'classification'}" in out
+    assert "[0]" in out  # the downloaded model predicts setosa
+    assert json.dumps(nb.cells[-1].outputs[0]["text"]).count("0") >= 1

@@ -1,0 +1,108 @@
+"""What RunDetails shows, computed from store rows (no widgets involved)."""
+
+from __future__ import annotations
+
+from nbml.widgets import _iterations as it
+from nbml.widgets import _model as m
+
+
+def _metric_rows(start: int, rows: list[tuple[str, str, object]]) -> list[dict[str, object]]:
+    return [{"id": start + i, "name": n, "kind": k, "value": v} for i, (n, k, v) in enumerate(rows)]
+
+
+def test_metrics_fold_incrementally_and_report_only_changed_names() -> None:
+    state = m.MetricsState()
+    assert state.apply(_metric_rows(1, [("loss", "scalar", 0.9), ("alpha", "scalar", 0.1)])) == {"loss", "alpha"}
+    assert state.apply(_metric_rows(3, [("loss", "scalar", 0.5)])) == {"loss"}
+    assert state.after_id == 3
+    assert state.series() == {"loss": [0.9, 0.5]}
+    assert state.scalars() == {"alpha": 0.1}
+    state.apply(_metric_rows(4, [("acc", "list", [0.1, 0.2, 0.3])]))
+    assert state.series()["acc"] == [0.1, 0.2, 0.3]
+
+
+def test_html_is_escaped_everywhere_run_data_is_shown() -> None:
+    run = {"run_id": "r<1>", "status": "Running", "experiment": "<b>x</b>", "compute_target": "t&t",
+           "started_at": 1.0, "kind": "script"}
+    header = m.Header.from_run(run).html()
+    assert "<b>x</b>" not in header and "&lt;b&gt;x&lt;/b&gt;" in header
+    assert "r&lt;1&gt;" in header and "/nbml/runs/r&lt;1&gt;" in header
+    assert "<script>" not in m.log_html("a <script>alert(1)</script>", truncated=False)
+    table = m.table_html([("<k>", "<img src=x onerror=alert(1)>")])
+    assert "<img" not in table and "&lt;img src=x" in table
+    assert "<img" not in m.files_html([("<img>.txt", 3)])
+
+
+def _child(i: int, status: str = "Completed", start: float = 100.0) -> dict[str, object]:
+    return {"run_id": f"P_{i}", "iteration": i, "status": status, "started_at": start + i, "ended_at":
+            start + i + 2 if status == "Completed" else None, "display_name": None}
+
+
+def test_children_best_so_far_follows_the_goal_of_the_primary_metric() -> None:
+    state = it.ChildrenState("AUC_weighted")
+    scores = [0.7, 0.9, 0.8, 0.95]
+    runs = [_child(i) for i in range(4)]
+    props = {f"P_{i}": {"run_preprocessor": "MaxAbsScaler", "run_algorithm": "LightGBM"} for i in range(4)}
+    metrics = {f"P_{i}": {"AUC_weighted": s, "log_loss": 1 - s} for i, s in enumerate(scores)}
+    assert state.apply(runs, props, metrics) == {"P_0", "P_1", "P_2", "P_3"}
+    assert [r.best for r in state.ordered()] == [0.7, 0.9, 0.9, 0.95]
+    assert state.ordered()[0].pipeline == "MaxAbsScaler LightGBM"
+    assert state.best_run().run_id == "P_3"  # type: ignore[union-attr]
+    xs, ys, best = state.metric_series("log_loss")  # a loss: lower is better
+    assert xs == [0, 1, 2, 3] and best[-1] == min(ys)
+    assert state.metric_names()[0] == "AUC_weighted"
+    # One more iteration changes only that row (its best doesn't move the others).
+    changed = state.apply([_child(4)], {"P_4": {}}, {"P_4": {"AUC_weighted": 0.5}})
+    assert changed == {"P_4"}
+
+
+def test_minimised_primary_metric_and_unfinished_iterations() -> None:
+    state = it.ChildrenState("normalized_root_mean_squared_error")
+    assert state.goal == "minimize"
+    state.apply([_child(0), _child(1, "Running"), _child(2)], {},
+                {"P_0": {"normalized_root_mean_squared_error": 0.3}, "P_1": {},
+                 "P_2": {"normalized_root_mean_squared_error": 0.1}})
+    assert [r.best for r in state.ordered()] == [0.3, 0.3, 0.1]
+    cells = state.status_cells()
+    assert cells[1][1] == "Running" and cells[1][2] == m.status_colour("Running")
+    assert cells[2][2] != cells[0][2]  # shaded by score
+
+
+def test_sort_and_page_keeps_empty_values_last() -> None:
+    state = it.ChildrenState("AUC_weighted")
+    runs = [_child(i, "Completed" if i != 3 else "Running") for i in range(25)]
+    metrics = {f"P_{i}": ({"AUC_weighted": i / 100} if i != 3 else {}) for i in range(25)}
+    state.apply(runs, {}, metrics)
+    page, pages = it.sort_and_page(state.ordered(), "metric", True, 0, 10)
+    assert pages == 3 and [c["iteration"] for c in page[:3]] == [24, 23, 22]
+    last, _ = it.sort_and_page(state.ordered(), "metric", True, 2, 10)
+    assert last[-1]["iteration"] == 3
+    beyond, _ = it.sort_and_page(state.ordered(), "iteration", False, 99, 10)
+    assert beyond[0]["iteration"] == 20
+
+
+def test_feature_importance_accepts_the_usual_shapes() -> None:
+    names, values = m.feature_importance({"feature_names": ["a", "b"], "importance": [0.1, -0.5]})  # type: ignore[misc]
+    assert names == ["b", "a"] and values == [-0.5, 0.1]
+    assert m.feature_importance({"x": 0.2, "y": 0.3}) == (["y", "x"], [0.3, 0.2])
+    assert m.feature_importance([1, 2]) is None
+    assert m.feature_importance({"feature_names": ["a"], "importance": [1, 2]}) is None
+
+
+def test_durations_and_arguments() -> None:
+    assert m.format_duration(3725) == "1:02:05"
+    assert m.format_duration(None) == ""
+    run = {"config_json": '{"script": "train.py", "arguments": ["--alpha", "0.5"]}'}
+    assert m.run_arguments(run) == "train.py --alpha 0.5"
+
+
+def test_a_run_without_iteration_number_is_listed_but_not_a_point_of_the_search() -> None:
+    state = it.ChildrenState("AUC_weighted")
+    explain = {"run_id": "P_explain", "iteration": None, "status": "Completed", "started_at": 1.0,
+               "ended_at": 2.0, "display_name": "ModelExplain"}
+    state.apply([_child(0), explain], {"P_explain": {"explained_run_id": "P_0"}},
+                {"P_0": {"AUC_weighted": 0.9}, "P_explain": {}})
+    assert [r.run_id for r in state.ordered()] == ["P_0", "P_explain"]
+    assert len(state.status_cells()) == 1
+    assert state.metric_series("AUC_weighted")[0] == [0]
+    assert state.explained_by == {"P_0": "P_explain"}
