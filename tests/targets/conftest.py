@@ -13,11 +13,14 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from cluster_factories import dask_target, docker_target, stop_dask_targets
 from sshd import SshServer, available, ssh_attach_args
 
 KINDS = [
     pytest.param("local", id="local"),
     pytest.param("ssh", id="ssh", marks=pytest.mark.ssh),
+    pytest.param("docker", id="docker", marks=pytest.mark.docker),
+    pytest.param("dask", id="dask", marks=pytest.mark.dask),
 ]
 
 
@@ -38,6 +41,18 @@ def target_ssh(ws, sshd: SshServer, tmp_path: Path) -> str:  # type: ignore[no-u
 
     RemoteCompute.attach(ws, "ssh-box", **ssh_attach_args(sshd, tmp_path))
     return "ssh-box"
+
+
+@pytest.fixture
+def target_docker(ws) -> str:  # type: ignore[no-untyped-def]
+    return docker_target(ws).name
+
+
+@pytest.fixture
+def target_dask(ws) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    target = dask_target(ws)
+    yield target.name
+    stop_dask_targets(ws)
 
 
 @pytest.fixture(scope="session")
