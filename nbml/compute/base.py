@@ -151,3 +151,29 @@ class ComputeBackend(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Close connections held by this backend object."""
+
+
+def job_environ(job: JobSpec, job_dir: str, runtime_dir: str | None = None) -> dict[str, str]:
+    """Variables every job gets, whatever the target: where to log, which run it is."""
+    env = {
+        "NBML_RUN_ID": job.run_id,
+        "NBML_JOB_DIR": job_dir,
+        "PYTHONUNBUFFERED": "1",
+        **job.env.environment_variables,
+        **job.environ,
+    }
+    if runtime_dir:
+        env["PYTHONPATH"] = runtime_dir
+    return env
+
+
+def wrapper_script(job_dir: str) -> str:
+    """POSIX sh that runs the job with output to the driver log and records its exit code.
+
+    `$@` is the command. Used by targets that can't wait() on the job from the caller's process.
+    """
+    return (
+        f'cd "{job_dir}" && mkdir -p nbml-logs .nbml outputs logs && '
+        '"$@" >> nbml-logs/driver_log.txt 2>&1; code=$?; '
+        'echo $code > .nbml/exit_code.tmp && mv .nbml/exit_code.tmp .nbml/exit_code'
+    )

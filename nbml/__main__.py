@@ -1,0 +1,5 @@
+import sys
+
+from nbml.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Compute targets: one backend module per kind behind one protocol."""

@@ -1,0 +1,179 @@
+"""The local target: jobs are processes on this machine, in their own session."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import nbml
+from nbml.compute.base import (
+    EXIT_CODE_FILE,
+    ComputeBackend,
+    EnvSpec,
+    JobHandle,
+    JobSpec,
+    JobState,
+    LogFn,
+    job_environ,
+    wrapper_script,
+)
+from nbml.envbuild import ensure_local_env
+from nbml.snapshot import blob_path
+
+NBML_PACKAGE_DIR = str(Path(nbml.__file__).resolve().parent)
+
+
+def runtime_dir(job_dir: Path) -> str:
+    """A folder holding only `nbml` (a link to this package), put on the job's PYTHONPATH so any interpreter
+    imports the same nbml as the supervisor without seeing the rest of this site-packages."""
+    rt = job_dir / ".nbml" / "runtime"
+    rt.mkdir(parents=True, exist_ok=True)
+    link = rt / "nbml"
+    if not link.exists():
+        os.symlink(NBML_PACKAGE_DIR, link)
+    return str(rt)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class LocalBackend(ComputeBackend):
+    kind = "local"
+
+    def __init__(self, name: str, config: dict, workspace_root: Path) -> None:  # type: ignore[type-arg]
+        super().__init__(name, config, workspace_root)
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    async def prepare(self, env: EnvSpec, log: LogFn) -> str:
+        return await asyncio.to_thread(ensure_local_env, self.workspace_root / "envs", env, log)
+
+    async def stage(self, job: JobSpec, log: LogFn) -> str:
+        job_dir = self.workspace_root / "jobs" / job.run_id
+        await asyncio.to_thread(self._stage_sync, job, job_dir)
+        return str(job_dir)
+
+    def _stage_sync(self, job: JobSpec, job_dir: Path) -> None:
+        for sub in ("outputs", "logs", "nbml-logs", ".nbml"):
+            (job_dir / sub).mkdir(parents=True, exist_ok=True)
+        for rel, entry in job.files.items():
+            dest = job_dir / rel
+            if dest.exists():
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(blob_path(job.blob_dir, entry.sha256), dest)
+            os.chmod(dest, entry.mode | 0o200)
+        for rel, data in job.extra_files.items():
+            dest = job_dir / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+
+    async def start(self, job: JobSpec, python: str, job_dir: str) -> JobHandle:
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        env.update(job_environ(job, job_dir, runtime_dir(Path(job_dir))))
+        cmd = ["/bin/sh", "-c", wrapper_script(job_dir), "nbml-job", python, *job.argv]
+        proc = subprocess.Popen(cmd, cwd=job_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        self._procs[proc.pid] = proc
+        return JobHandle(target=self.name, job_dir=job_dir, data={"pid": proc.pid, "pgid": proc.pid,
+                                                                   "started": time.time()})
+
+    async def read(self, handle: JobHandle, relpath: str, offset: int, limit: int = 1 << 20) -> bytes:
+        path = Path(handle.job_dir) / relpath
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                return fh.read(limit)
+        except FileNotFoundError:
+            return b""
+
+    async def list_files(self, handle: JobHandle, prefix: str) -> list[tuple[str, int]]:
+        base = Path(handle.job_dir)
+        root = base / prefix
+        out: list[tuple[str, int]] = []
+        for dirpath, _dirs, files in os.walk(root):
+            for fn in files:
+                full = Path(dirpath) / fn
+                try:
+                    st = full.stat()
+                except OSError:
+                    continue
+                out.append((full.relative_to(base).as_posix(), st.st_size))
+        return out
+
+    async def poll(self, handle: JobHandle) -> JobState:
+        pid = int(handle.data["pid"])
+        proc = self._procs.get(pid)
+        if proc is not None:
+            if proc.poll() is None:
+                return JobState("running")
+        elif _alive(pid):
+            return JobState("running")
+        code_file = Path(handle.job_dir) / EXIT_CODE_FILE
+        for _ in range(20):  # the wrapper writes the code right after the job ends
+            if code_file.exists():
+                text = code_file.read_text().strip()
+                if text:
+                    return JobState("exited", exit_code=int(text))
+            await asyncio.sleep(0.05)
+        return JobState("lost", reason=f"process {pid} ended without recording an exit code (killed?)")
+
+    async def cancel(self, handle: JobHandle, grace_seconds: float = 3.0) -> None:
+        pgid = int(handle.data.get("pgid") or handle.data["pid"])
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace_seconds
+        while time.monotonic() < deadline:
+            proc = self._procs.get(pgid)
+            if proc is not None:
+                proc.poll()  # reap the wrapper so it doesn't linger as a zombie of the group
+            if not _group_alive(pgid):
+                return
+            await asyncio.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+
+    async def fetch(self, handle: JobHandle, relpath: str, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(handle.job_dir) / relpath, dest)
+
+    async def cleanup(self, handle: JobHandle) -> None:
+        proc = self._procs.pop(int(handle.data["pid"]), None)
+        if proc is not None:
+            proc.poll()
+        await asyncio.to_thread(shutil.rmtree, handle.job_dir, True)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as fh:
+                        fields = fh.read().rsplit(")", 1)[1].split()
+                    if int(fields[2]) == pgid and fields[0] != "Z":
+                        return True
+                except (OSError, IndexError, ValueError):
+                    continue
+    except OSError:
+        return True
+    return False

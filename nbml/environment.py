@@ -1,0 +1,279 @@
+"""Environments: which Python and packages a run uses (the SDK's Environment and CondaDependencies)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from nbml.compute.base import EnvSpec
+from nbml.errors import UserErrorException
+
+if TYPE_CHECKING:
+    from nbml.workspace import Workspace
+
+DEFAULT_CPU_IMAGE = "nbml-base:latest"
+# Conda packages that have no pip equivalent (toolchains, system libraries) and are provided otherwise.
+_CONDA_ONLY = {"python", "pip", "setuptools", "wheel", "cudatoolkit", "cudnn", "nccl", "mkl", "mkl-service", "nomkl",
+               "blas", "libblas", "libgcc", "libgcc-ng", "libstdcxx-ng", "openssl", "ca-certificates", "git",
+               "_libgcc_mutex", "libopenblas", "openblas", "intel-openmp", "cmake", "make", "gcc", "gxx"}
+_CONDA_TO_PIP = {"pytorch": "torch", "py-xgboost": "xgboost", "matplotlib-base": "matplotlib",
+                 "pytorch-cpu": "torch", "tensorflow-mkl": "tensorflow", "pillow-simd": "pillow"}
+_SDK_PACKAGES = re.compile(r"^(azureml|azureml-.*|inference-schema.*)$")
+
+
+def _conda_to_pip(dep: str) -> tuple[str | None, str | None]:
+    """Map one conda dependency to a pip requirement; returns (requirement, note-if-not-mapped)."""
+    raw = dep.strip()
+    if "::" in raw:
+        raw = raw.split("::", 1)[1]
+    m = re.match(r"^([A-Za-z0-9_.\-]+)\s*(.*)$", raw)
+    if not m:
+        return None, f"{dep!r} (not a package spec)"
+    name, rest = m.group(1).lower(), m.group(2).strip()
+    if name in _CONDA_ONLY:
+        return None, f"{dep} (conda-only; the target's own is used)"
+    name = _CONDA_TO_PIP.get(name, name)
+    if not rest:
+        return name, None
+    if rest.startswith("=") and not rest.startswith("=="):
+        version = rest[1:].split("=")[0]  # drop a build string: numpy=1.19.2=py38_0
+        return (f"{name}=={version}" if version.count(".") >= 2 else f"{name}=={version}.*"), None
+    if rest.startswith(("==", ">=", "<=", ">", "<", "!=", "~=")):
+        return f"{name}{rest}".replace(" ", ""), None
+    return f"{name}=={rest}", None
+
+
+@dataclass
+class CondaDependencies:
+    """Conda-style dependency list; pip installs what maps to PyPI and notes what doesn't."""
+
+    conda_packages: list[str] = field(default_factory=list)
+    pip_packages: list[str] = field(default_factory=list)
+    python_version: str | None = None
+    channels: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, pip_packages: list[str] | None = None, conda_packages: list[str] | None = None,
+               python_version: str | None = None, pin_sdk_version: bool = True, pip_indexurl: str | None = None,
+               channels: list[str] | None = None) -> CondaDependencies:
+        return cls(list(conda_packages or []), list(pip_packages or []), python_version, list(channels or []))
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "conda specification") -> CondaDependencies:
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise UserErrorException(f"{source} isn't valid YAML: {exc}") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("dependencies", []), list):
+            raise UserErrorException(f"{source} needs a 'dependencies:' list, as in a conda environment.yml.")
+        deps = cls(channels=list(data.get("channels") or []))
+        for dep in data.get("dependencies") or []:
+            if isinstance(dep, dict) and "pip" in dep:
+                deps.pip_packages += [str(p) for p in dep["pip"] or []]
+            elif isinstance(dep, str):
+                m = re.match(r"^python\s*=+\s*([\d.]+)", dep.strip())
+                if m:
+                    deps.python_version = m.group(1)
+                else:
+                    deps.conda_packages.append(dep)
+        return deps
+
+    def add_pip_package(self, pip_package: str) -> None:
+        self.pip_packages.append(pip_package)
+
+    def add_conda_package(self, conda_package: str) -> None:
+        self.conda_packages.append(conda_package)
+
+    def set_python_version(self, version: str) -> None:
+        self.python_version = version
+
+    def serialize_to_string(self) -> str:
+        deps: list[Any] = ([f"python={self.python_version}"] if self.python_version else []) + list(self.conda_packages)
+        if self.pip_packages:
+            deps.append({"pip": list(self.pip_packages)})
+        doc: dict[str, Any] = {"dependencies": deps}
+        if self.channels:
+            doc["channels"] = self.channels
+        return yaml.safe_dump(doc, sort_keys=False)
+
+    def save(self, path: str | os.PathLike[str]) -> str:
+        Path(path).write_text(self.serialize_to_string())
+        return str(path)
+
+    def to_pip(self) -> tuple[list[str], list[str]]:
+        """(pip requirements, notes on what could not be mapped)."""
+        reqs, notes = [], []
+        for dep in self.conda_packages:
+            req, note = _conda_to_pip(dep)
+            if req:
+                reqs.append(req)
+            if note:
+                notes.append(note)
+        for p in self.pip_packages:
+            name = re.split(r"[\s<>=!~\[;]", p.strip(), maxsplit=1)[0].lower()
+            if _SDK_PACKAGES.match(name):
+                notes.append(f"{p} (Azure ML SDK package; nbml provides Run.get_context() itself)")
+            else:
+                reqs.append(p.strip())
+        return reqs, notes
+
+
+@dataclass
+class PythonSection:
+    user_managed_dependencies: bool = False
+    interpreter_path: str | None = None
+    conda_dependencies: CondaDependencies | None = None
+
+
+@dataclass
+class DockerSection:
+    enabled: bool = False
+    base_image: str | None = None
+    base_dockerfile: str | None = None
+    arguments: list[str] = field(default_factory=list)
+
+
+class Environment:
+    """What a run needs to execute: interpreter, packages, Docker image, environment variables.
+
+    With no dependencies the run uses the interpreter that submitted it. With dependencies nbml builds a
+    virtual environment once per distinct spec (keyed by its hash) and reuses it.
+    """
+
+    def __init__(self, name: str = "default") -> None:
+        self.name = name
+        self.version: int | None = None
+        self.python = PythonSection()
+        self.docker = DockerSection()
+        self.environment_variables: dict[str, str] = {}
+        self.pip_requirements: list[str] = []
+
+    # -- constructors --------------------------------------------------------------------------
+    @classmethod
+    def from_conda_specification(cls, name: str, file_path: str | os.PathLike[str]) -> Environment:
+        path = Path(file_path)
+        if not path.is_file():
+            raise UserErrorException(f"Conda specification {str(path)!r} not found; pass the path of your "
+                                     "conda_dependencies.yml / environment.yml.")
+        env = cls(name)
+        env.python.conda_dependencies = CondaDependencies.from_yaml(path.read_text(), str(path))
+        return env
+
+    @classmethod
+    def from_pip_requirements(cls, name: str, file_path: str | os.PathLike[str]) -> Environment:
+        path = Path(file_path)
+        if not path.is_file():
+            raise UserErrorException(f"Requirements file {str(path)!r} not found; pass the path of requirements.txt.")
+        env = cls(name)
+        env.pip_requirements = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()
+                                if ln.split("#", 1)[0].strip() and not ln.strip().startswith("-")]
+        return env
+
+    @classmethod
+    def from_docker_image(cls, name: str, image: str, container_registry: Any = None,
+                          conda_specification: str | None = None, pip_requirements: str | None = None) -> Environment:
+        if conda_specification:
+            env = cls.from_conda_specification(name, conda_specification)
+        elif pip_requirements:
+            env = cls.from_pip_requirements(name, pip_requirements)
+        else:
+            env = cls(name)
+            env.python.user_managed_dependencies = True
+        env.docker.enabled = True
+        env.docker.base_image = image
+        return env
+
+    @classmethod
+    def from_existing_interpreter(cls, name: str, interpreter_path: str) -> Environment:
+        env = cls(name)
+        env.python.user_managed_dependencies = True
+        env.python.interpreter_path = interpreter_path
+        return env
+
+    # -- spec ----------------------------------------------------------------------------------
+    def requirements(self) -> tuple[list[str], list[str]]:
+        reqs, notes = list(self.pip_requirements), []
+        if self.python.conda_dependencies is not None:
+            more, notes = self.python.conda_dependencies.to_pip()
+            reqs += more
+        return reqs, notes
+
+    def spec(self) -> EnvSpec:
+        """The target-neutral description that compute targets prepare (hash included)."""
+        reqs, _ = self.requirements()
+        user_managed = self.python.user_managed_dependencies or not reqs
+        py = self.python.conda_dependencies.python_version if self.python.conda_dependencies else None
+        payload = {
+            "pip": sorted(reqs) if not user_managed else [],
+            "user_managed": user_managed,
+            "interpreter": self.python.interpreter_path,
+            "base_python": sys.executable if not user_managed else None,
+            "docker": [self.docker.enabled, self.docker.base_image],
+        }
+        h = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+        return EnvSpec(
+            name=self.name, hash=h, user_managed=user_managed, interpreter_path=self.python.interpreter_path,
+            pip=[] if user_managed else reqs, python_version=py, docker_enabled=self.docker.enabled,
+            docker_base_image=self.docker.base_image, environment_variables=dict(self.environment_variables),
+        )
+
+    def unmapped(self) -> list[str]:
+        return self.requirements()[1]
+
+    # -- registry ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        cd = self.python.conda_dependencies
+        return {
+            "name": self.name, "pip_requirements": self.pip_requirements,
+            "python": {"user_managed_dependencies": self.python.user_managed_dependencies,
+                       "interpreter_path": self.python.interpreter_path,
+                       "conda": cd.serialize_to_string() if cd else None},
+            "docker": {"enabled": self.docker.enabled, "base_image": self.docker.base_image},
+            "environment_variables": self.environment_variables,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Environment:
+        env = cls(d["name"])
+        env.pip_requirements = list(d.get("pip_requirements") or [])
+        py = d.get("python") or {}
+        env.python.user_managed_dependencies = bool(py.get("user_managed_dependencies"))
+        env.python.interpreter_path = py.get("interpreter_path")
+        if py.get("conda"):
+            env.python.conda_dependencies = CondaDependencies.from_yaml(py["conda"])
+        dk = d.get("docker") or {}
+        env.docker.enabled = bool(dk.get("enabled"))
+        env.docker.base_image = dk.get("base_image")
+        env.environment_variables = dict(d.get("environment_variables") or {})
+        return env
+
+    def register(self, workspace: Workspace) -> Environment:
+        self.version = workspace.store.register_environment(self.name, self.spec().hash, self.to_dict())
+        return self
+
+    @classmethod
+    def get(cls, workspace: Workspace, name: str, version: int | str | None = None) -> Environment:
+        rec = workspace.store.get_environment(name, int(version) if version is not None else None)
+        if rec is None:
+            known = sorted({e["name"] for e in workspace.store.list_environments()})
+            raise UserErrorException(f"No environment {name!r} registered in this workspace (known: "
+                                     f"{', '.join(known) or 'none'}); create one and call env.register(ws).")
+        env = cls.from_dict(json.loads(rec["spec_json"]))
+        env.version = rec["version"]
+        return env
+
+    @classmethod
+    def list(cls, workspace: Workspace) -> dict[str, Environment]:
+        return {e["name"]: cls.get(workspace, e["name"]) for e in workspace.store.list_environments()}
+
+    def __repr__(self) -> str:
+        reqs, _ = self.requirements()
+        return f"Environment(name={self.name!r}, version={self.version}, packages={reqs})"

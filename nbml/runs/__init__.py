@@ -1,0 +1,1 @@
+"""Runs: Run, Experiment, configurations, the supervisor and the job executor."""

@@ -1,0 +1,30 @@
+"""The supervisor driver of a script run (ScriptRunConfig): one job on the run's compute target."""
+
+from __future__ import annotations
+
+from nbml.compute.base import EnvSpec, JobSpec
+from nbml.runs.context import SupervisorContext
+from nbml.runs.executor import execute
+from nbml.snapshot import load_manifest
+
+
+def build_job(ctx: SupervisorContext, run_id: str, config: dict, experiment: str) -> JobSpec:  # type: ignore[type-arg]
+    return JobSpec(
+        run_id=run_id,
+        argv=[config["script"], *[str(a) for a in config.get("arguments", [])]],
+        env=EnvSpec.from_dict(config["env"]),
+        files=load_manifest(ctx.ws_root, config["snapshot_id"]),
+        blob_dir=ctx.ws_root / "snapshots" / "blobs",
+        environ={"NBML_EXPERIMENT": experiment, "NBML_WORKSPACE": str(ctx.ws_root)},
+        timeout_seconds=config.get("max_run_duration_seconds"),
+    )
+
+
+async def drive(ctx: SupervisorContext) -> None:
+    rec = ctx.record
+    job = build_job(ctx, ctx.run_id, ctx.config, rec["experiment"])
+    backend = ctx.backend_for(rec["compute_target"])
+    try:
+        await execute(ctx, ctx.run_id, job, backend)
+    finally:
+        await backend.close()

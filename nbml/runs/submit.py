@@ -1,0 +1,111 @@
+"""Submitting a script run: validate everything first, so a failed submit leaves nothing behind."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nbml.compute.targets import resolve_target
+from nbml.errors import UserErrorException
+from nbml.runs.ids import new_run_id
+from nbml.runs.supervisor import start_supervisor
+
+if TYPE_CHECKING:
+    from nbml.runs.config import ScriptRunConfig
+    from nbml.runs.experiment import Experiment
+    from nbml.runs.run import Run
+
+
+def check_script(source_directory: str, script: str | None) -> tuple[Path, str]:
+    """Resolve and syntax-check the entry script; returns (source dir, script path relative to it)."""
+    source = Path(source_directory).expanduser().resolve()
+    if not source.is_dir():
+        raise UserErrorException(f"source_directory {str(source)!r} doesn't exist; pass the folder that holds the "
+                                 "training script.")
+    if not script:
+        raise UserErrorException("ScriptRunConfig needs script='train.py' (a file inside source_directory).")
+    path = (source / script).resolve()
+    if source not in path.parents:
+        raise UserErrorException(f"script {script!r} is outside source_directory {str(source)!r}; move it into the "
+                                 "folder or set source_directory to the folder that holds it.")
+    if not path.is_file():
+        candidates = [p.relative_to(source).as_posix() for p in source.rglob("*.py")][:2000]
+        close = difflib.get_close_matches(script, candidates, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UserErrorException(f"Script {script!r} not found in {source}.{hint}")
+    if path.suffix == ".py":
+        try:
+            compile(path.read_bytes(), str(path), "exec")
+        except SyntaxError as exc:
+            raise UserErrorException(
+                f"{script} has a syntax error at line {exc.lineno}: {exc.msg}\n    {(exc.text or '').rstrip()}\n"
+                "Fix it and submit again."
+            ) from None
+    return source, path.relative_to(source).as_posix()
+
+
+def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[str, Any] | None = None,
+                  show_output: bool = False, **_: Any) -> Run:
+    from nbml.runs.run import Run
+    from nbml.snapshot import take_snapshot
+
+    ws = experiment.workspace
+    source, script = check_script(config.source_directory, config.script)
+    target = resolve_target(ws, config.compute_target)
+    env = config.environment
+    spec = env.spec()
+    notes = env.unmapped()
+    if notes:
+        warnings.warn(f"Environment {env.name!r}: not installed with pip: {'; '.join(notes)}.", stacklevel=3)
+    if target.target_kind == "local" and not spec.docker_enabled:
+        # Build (or find) the environment now: a bad package fails the submit, not a run.
+        from nbml.envbuild import ensure_local_env
+
+        ensure_local_env(ws.path / "envs", spec, _progress(spec.pip))
+    snapshot = take_snapshot(ws, source)
+    run_id = new_run_id(experiment.name)
+    run_config = {
+        "driver": "nbml.runs.script_driver",
+        "script": script,
+        "arguments": [str(a) for a in config.arguments],
+        "source_directory": str(source),
+        "snapshot_id": snapshot.id,
+        "env": spec.to_dict(),
+        "environment_name": env.name,
+        "max_run_duration_seconds": config.max_run_duration_seconds,
+    }
+    ws.store.insert_run(run_id, experiment.name, "script", target.name, run_config, snapshot_id=snapshot.id)
+    try:
+        if tags:
+            ws.store.set_tags(run_id, tags)
+        ws.store.add_properties(run_id, {"script": script, "arguments": " ".join(run_config["arguments"]),
+                                         "environment": env.name})
+        start_supervisor(ws.path, run_id)
+    except BaseException:
+        ws.store.delete_run(run_id)
+        raise
+    run = Run(experiment, run_id)
+    if show_output:
+        run.wait_for_completion(show_output=True)
+    return run
+
+
+def _progress(packages: list[str]) -> Any:
+    """Print a one-line notice, then the installer's output only if building takes a while."""
+    if not packages:
+        return lambda _line: None
+    state = {"started": False}
+
+    def log(line: str) -> None:
+        if not state["started"]:
+            print(f"Preparing environment ({', '.join(packages)}); built once and reused...", file=sys.stderr,
+                  flush=True)
+            state["started"] = True
+        if os.environ.get("NBML_VERBOSE"):
+            print(line, file=sys.stderr, flush=True)
+
+    return log
