@@ -200,7 +200,7 @@ class Environment:
 
     # -- spec ----------------------------------------------------------------------------------
     def requirements(self) -> tuple[list[str], list[str]]:
-        reqs, notes = list(self.pip_requirements), []
+        reqs, notes = list(self.pip_requirements), list[str]()
         if self.python.conda_dependencies is not None:
             more, notes = self.python.conda_dependencies.to_pip()
             reqs += more

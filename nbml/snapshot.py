@@ -43,7 +43,7 @@ class Snapshot:
         return len(self.files)
 
 
-def _ignore_spec(source: Path) -> tuple[pathspec.PathSpec, str | None]:
+def _ignore_spec(source: Path) -> tuple[pathspec.GitIgnoreSpec, str | None]:
     lines = list(ALWAYS_IGNORED)
     used = None
     for name in (".amlignore", ".gitignore"):
@@ -52,7 +52,7 @@ def _ignore_spec(source: Path) -> tuple[pathspec.PathSpec, str | None]:
             lines += f.read_text(errors="replace").splitlines()
             used = name
             break
-    return pathspec.PathSpec.from_lines("gitwildmatch", lines), used
+    return pathspec.GitIgnoreSpec.from_lines(lines), used
 
 
 def scan(source: Path, exclude: Path | None = None) -> tuple[list[tuple[str, os.stat_result]], str | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import re
 import time
@@ -56,7 +57,7 @@ class ComputeTarget:
 
     type: ClassVar[str] = "ComputeTarget"
     kind: ClassVar[str] = ""
-    _by_kind: ClassVar[dict[str, type[ComputeTarget]]] = {}
+    _by_kind: ClassVar[dict[str, builtins.type[ComputeTarget]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

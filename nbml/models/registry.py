@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -34,7 +35,7 @@ class Model:
         if id and not name:
             name, _, v = id.rpartition(":")
             version = int(v)
-        rec = _record or workspace.store.get_model(name, version)
+        rec = _record or (workspace.store.get_model(name, version) if name else None)
         if rec is None:
             versions = [m["version"] for m in workspace.store.list_models(name)] if name else []
             hint = f" (versions: {versions})" if versions else " (register it with Model.register or run.register_model)"
@@ -56,7 +57,7 @@ class Model:
     def register(workspace: Workspace, model_path: str, model_name: str, tags: dict[str, Any] | None = None,
                  properties: dict[str, Any] | None = None, description: str | None = None,
                  model_framework: str | None = None, model_framework_version: str | None = None,
-                 _run_id: str | None = None, **_: Any) -> Model:
+                 resource_configuration: Any = None, _run_id: str | None = None, **_: Any) -> Model:
         """Copy a file or folder into the registry as the next version of `model_name`."""
         if not _NAME.match(model_name or ""):
             raise UserErrorException(f"Model name {model_name!r} is not valid: use letters, digits, '-', '_', '.'.")
@@ -76,7 +77,8 @@ class Model:
             version = workspace.store.add_model(
                 model_name, str(root / "{version}" / src.name), run_id=_run_id, description=description,
                 framework=model_framework, framework_version=model_framework_version, tags=tags,
-                properties=properties)
+                properties={**(properties or {}), **({"resource_configuration": json.dumps(
+                    resource_configuration.serialize())} if resource_configuration is not None else {})})
             os.replace(staging, root / str(version))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -99,6 +101,17 @@ class Model:
             seen.add(m.name)
             out.append(m)
         return out
+
+    @staticmethod
+    def deploy(workspace: Workspace, name: str, models: builtins.list[Model], inference_config: Any = None,
+               deployment_config: Any = None, deployment_target: Any = None, overwrite: bool = False) -> Any:
+        """Serve models on this machine: no-code for scikit-learn models, or an InferenceConfig entry script.
+
+        Returns a Webservice; call ``wait_for_deployment()``, then ``run(json)`` or POST to ``scoring_uri``.
+        """
+        from nbml.models.deploy import deploy
+
+        return deploy(workspace, name, models, inference_config, deployment_config, deployment_target, overwrite)
 
     @staticmethod
     def get_model_path(model_name: str, version: int | None = None, _workspace: Workspace | None = None) -> str:

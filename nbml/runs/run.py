@@ -340,7 +340,7 @@ class Run(RunLoggingMixin):
     def register_model(self, model_name: str, model_path: str | None = None, tags: dict[str, Any] | None = None,
                        properties: dict[str, Any] | None = None, model_framework: str | None = None,
                        model_framework_version: str | None = None, description: str | None = None,
-                       **_: Any) -> Model:
+                       **kwargs: Any) -> Model:
         """Register a file or folder of this run's outputs as a model version."""
         from nbml.models.registry import Model
 
@@ -352,7 +352,8 @@ class Run(RunLoggingMixin):
                                      f"{', '.join(files) or 'none (write files to ./outputs in the script)'}.")
         return Model.register(self.workspace, model_path=str(src), model_name=model_name, tags=tags,
                               properties=properties, description=description, model_framework=model_framework,
-                              model_framework_version=model_framework_version, _run_id=self.id)
+                              model_framework_version=model_framework_version,
+                              resource_configuration=kwargs.get("resource_configuration"), _run_id=self.id)
 
     def restore_snapshot(self, snapshot_id: str | None = None, path: str | None = None) -> str:
         from nbml.snapshot import restore

@@ -68,10 +68,11 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
         ensure_local_env(ws.path / "envs", spec, _progress(spec.pip))
     snapshot = take_snapshot(ws, source)
     run_id = new_run_id(experiment.name)
-    run_config = {
+    arguments = [str(a) for a in config.arguments]
+    run_config: dict[str, Any] = {
         "driver": "nbml.runs.script_driver",
         "script": script,
-        "arguments": [str(a) for a in config.arguments],
+        "arguments": arguments,
         "source_directory": str(source),
         "snapshot_id": snapshot.id,
         "env": spec.to_dict(),
@@ -82,7 +83,7 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
     try:
         if tags:
             ws.store.set_tags(run_id, tags)
-        ws.store.add_properties(run_id, {"script": script, "arguments": " ".join(run_config["arguments"]),
+        ws.store.add_properties(run_id, {"script": script, "arguments": " ".join(arguments),
                                          "environment": env.name})
         start_supervisor(ws.path, run_id)
     except BaseException:

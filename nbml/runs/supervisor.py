@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop.set()
         store.heartbeat(set(ctx.active) | {run_id})
+        err = run_dir / "supervisor_stderr.txt"
+        if err.exists() and err.stat().st_size == 0:
+            err.unlink()  # keep the run's file list to what matters
     return 0
 
 

@@ -109,6 +109,20 @@ MIGRATIONS: list[str] = [
         sha256 TEXT NOT NULL
     );
     """,
+    # 2: local web services (Model.deploy)
+    """
+    CREATE TABLE services (
+        name TEXT PRIMARY KEY,
+        models_json TEXT NOT NULL,
+        config_json TEXT NOT NULL,
+        state TEXT NOT NULL,
+        port INTEGER,
+        pid INTEGER,
+        error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -95,11 +95,11 @@ class MetricsMixin:
                     (ev["run"], parent["experiment"], ev.get("parent") or owner_run_id, "child", "Running",
                      parent["compute_target"], ev.get("name"), ev.get("t", now), ev.get("t", now)),
                 )
-            for ev in events:
-                if ev[1].get("type") == "child_end":
+            for _offset, end in events:
+                if end.get("type") == "child_end":
                     c.execute(
                         "UPDATE runs SET status = ?, ended_at = ? WHERE run_id = ? AND status = 'Running'",
-                        (ev[1].get("status", "Completed"), ev[1].get("t", now), ev[1]["run"]),
+                        (end.get("status", "Completed"), end.get("t", now), end["run"]),
                     )
             c.executemany(
                 """INSERT OR IGNORE INTO metrics(run_id, name, kind, value_json, step, logged_at, source_key)

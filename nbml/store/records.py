@@ -85,7 +85,8 @@ class Store(MetricsMixin):
         offset: int = 0,
         newest_first: bool = True,
     ) -> list[dict[str, Any]]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if experiment is not None:
             where.append("experiment = ?")
             params.append(experiment)
@@ -128,7 +129,8 @@ class Store(MetricsMixin):
             row = c.execute("SELECT status, started_at FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None or row["status"] in TERMINAL:
                 return False
-            sets, params = ["status = ?"], [status]
+            sets: list[str] = ["status = ?"]
+            params: list[Any] = [status]
             if status == RUNNING and row["started_at"] is None:
                 sets.append("started_at = ?")
                 params.append(now)
@@ -309,3 +311,33 @@ class Store(MetricsMixin):
     def delete_model(self, name: str, version: int) -> None:
         with self.db.tx() as c:
             c.execute("DELETE FROM models WHERE name = ? AND version = ?", (name, version))
+
+    # -- web services --------------------------------------------------------------------------
+    def put_service(self, name: str, models: list[str], config: dict[str, Any], state: str, **fields: Any) -> None:
+        now = time.time()
+        with self.db.tx() as c:
+            c.execute(
+                """INSERT INTO services(name, models_json, config_json, state, port, pid, error, created_at, updated_at)
+                   VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET models_json = excluded.models_json,
+                   config_json = excluded.config_json, state = excluded.state, port = excluded.port,
+                   pid = excluded.pid, error = excluded.error, updated_at = excluded.updated_at""",
+                (name, json.dumps(models), json.dumps(config), state, fields.get("port"), fields.get("pid"),
+                 fields.get("error"), now, now),
+            )
+
+    def update_service(self, name: str, **fields: Any) -> None:
+        allowed = {"state", "port", "pid", "error"}
+        sets = [f"{k} = ?" for k in fields if k in allowed]
+        with self.db.tx() as c:
+            c.execute(f"UPDATE services SET {', '.join([*sets, 'updated_at = ?'])} WHERE name = ?",
+                      (*[v for k, v in fields.items() if k in allowed], time.time(), name))
+
+    def get_service(self, name: str) -> dict[str, Any] | None:
+        return _row(self.db.one("SELECT * FROM services WHERE name = ?", (name,)))
+
+    def list_services(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.query("SELECT * FROM services ORDER BY name")]
+
+    def delete_service(self, name: str) -> None:
+        with self.db.tx() as c:
+            c.execute("DELETE FROM services WHERE name = ?", (name,))

@@ -1,0 +1,206 @@
+"""Local deployment of registered models as web services (``Model.deploy``), served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nbml.errors import NbmlError, UserErrorException
+
+if TYPE_CHECKING:
+    from nbml.environment import Environment
+    from nbml.models.registry import Model
+    from nbml.workspace import Workspace
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
+
+
+class WebserviceException(NbmlError):
+    """A web service could not be deployed, reached or removed (name kept from the Azure ML SDK)."""
+
+
+class ResourceConfiguration:
+    """Resources a model needs when served (kept with the model; local services don't enforce them)."""
+
+    def __init__(self, cpu: float | None = None, memory_in_gb: float | None = None, gpu: int | None = None) -> None:
+        self.cpu, self.memory_in_gb, self.gpu = cpu, memory_in_gb, gpu
+
+    def serialize(self) -> dict[str, Any]:
+        return {"cpu": self.cpu, "memory_in_gb": self.memory_in_gb, "gpu": self.gpu}
+
+
+class InferenceConfig:
+    """How to score: an entry script with ``init()`` and ``run(raw_data)``, and the environment it needs."""
+
+    def __init__(self, entry_script: str, environment: Environment | None = None, source_directory: str | None = None,
+                 **_: Any) -> None:
+        self.entry_script = entry_script
+        self.environment = environment
+        self.source_directory = source_directory
+
+
+class LocalWebserviceDeploymentConfiguration:
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port
+
+
+class LocalWebservice:
+    """Deployment target on this machine."""
+
+    @staticmethod
+    def deploy_configuration(port: int | None = None) -> LocalWebserviceDeploymentConfiguration:
+        return LocalWebserviceDeploymentConfiguration(port)
+
+
+class Webservice:
+    """A deployed service. ``Webservice(ws, name)`` reattaches to one."""
+
+    def __init__(self, workspace: Workspace, name: str) -> None:
+        if workspace.store.get_service(name) is None:
+            raise WebserviceException(f"No web service {name!r} in this workspace; deploy one with Model.deploy.")
+        self.workspace, self.name = workspace, name
+
+    @property
+    def _rec(self) -> dict[str, Any]:
+        rec = self.workspace.store.get_service(self.name)
+        if rec is None:
+            raise WebserviceException(f"Web service {self.name!r} was deleted.")
+        return rec
+
+    @property
+    def state(self) -> str:
+        rec = self._rec
+        if rec["state"] == "Healthy" and not _alive(rec["pid"]):
+            self.workspace.store.update_service(self.name, state="Unhealthy", error="service process stopped")
+            return "Unhealthy"
+        return str(rec["state"])
+
+    @property
+    def port(self) -> int | None:
+        return self._rec["port"]
+
+    @property
+    def scoring_uri(self) -> str | None:
+        return f"http://127.0.0.1:{self.port}/score" if self.port else None
+
+    @property
+    def error(self) -> str | None:
+        return self._rec["error"]
+
+    @property
+    def models(self) -> list[str]:
+        return list(json.loads(self._rec["models_json"]))
+
+    def wait_for_deployment(self, show_output: bool = False, timeout_sec: float = 120) -> None:
+        deadline = time.monotonic() + timeout_sec
+        while self.state == "Transitioning":
+            if time.monotonic() > deadline:
+                raise WebserviceException(f"Service {self.name} not ready after {timeout_sec} s; see get_logs().")
+            time.sleep(0.1)
+        if show_output:
+            print(f"{self.name}: {self.state} {self.scoring_uri or ''}", flush=True)
+        if self.state != "Healthy":
+            raise WebserviceException(f"Service {self.name} failed to start: {self.error}\n{self.get_logs()[-3000:]}")
+
+    def run(self, input_data: str | bytes | dict[str, Any]) -> Any:
+        """Score: send `input_data` (a JSON string, or a dict) to the service and return the decoded answer."""
+        body = input_data if isinstance(input_data, bytes) else (
+            input_data.encode() if isinstance(input_data, str) else json.dumps(input_data).encode())
+        req = urllib.request.Request(str(self.scoring_uri), data=body, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise WebserviceException(f"{self.name} answered {exc.code}: {exc.read().decode(errors='replace')}") from None
+
+    def get_logs(self, num_lines: int = 5000) -> str:
+        log = _log_path(self.workspace, self.name)
+        return "\n".join(log.read_text(errors="replace").splitlines()[-num_lines:]) if log.exists() else ""
+
+    def delete(self) -> None:
+        pid = self._rec["pid"]
+        if pid and _alive(pid):
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        self.workspace.store.delete_service(self.name)
+
+    @staticmethod
+    def list(workspace: Workspace) -> list[Webservice]:
+        return [Webservice(workspace, r["name"]) for r in workspace.store.list_services()]
+
+    def __repr__(self) -> str:
+        return f"Webservice(name={self.name!r}, state={self.state!r}, scoring_uri={self.scoring_uri!r})"
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    except (PermissionError, OSError):
+        return True
+
+
+def _log_path(workspace: Workspace, name: str) -> Path:
+    return workspace.path / "services" / name / "service_log.txt"
+
+
+def deploy(workspace: Workspace, name: str, models: list[Model], inference_config: InferenceConfig | None = None,
+           deployment_config: Any = None, deployment_target: Any = None, overwrite: bool = False) -> Webservice:
+    if not _NAME.match(name or ""):
+        raise UserErrorException(f"Service name {name!r} is not valid: 3-32 lowercase letters, digits or '-', starting "
+                                 "with a letter (e.g. 'sklearn-iris-svc').")
+    if not models:
+        raise UserErrorException("Model.deploy needs at least one registered model.")
+    existing = workspace.store.get_service(name)
+    if existing is not None:
+        if not overwrite:
+            raise WebserviceException(f"A service named {name!r} exists; pass overwrite=True or delete it first.")
+        Webservice(workspace, name).delete()
+    config: dict[str, Any] = {"port": getattr(deployment_config, "port", None), "host": "127.0.0.1"}
+    python = sys.executable
+    if inference_config is None:
+        not_sklearn = [m.id for m in models if (m.model_framework or "").lower() != "scikitlearn"]
+        if not_sklearn:
+            raise UserErrorException(
+                f"No-code deployment serves scikit-learn models only; {', '.join(not_sklearn)} weren't registered with "
+                "model_framework=Model.Framework.SCIKITLEARN. Pass inference_config=InferenceConfig(entry_script=...)."
+            )
+    else:
+        source = Path(inference_config.source_directory or ".").resolve()
+        if not (source / inference_config.entry_script).is_file():
+            raise UserErrorException(f"entry_script {inference_config.entry_script!r} not found in {source}.")
+        config.update(entry_script=inference_config.entry_script, source_directory=str(source))
+        if inference_config.environment is not None:
+            from nbml.envbuild import ensure_local_env
+
+            python = ensure_local_env(workspace.path / "envs", inference_config.environment.spec(), lambda _l: None)
+    workspace.store.put_service(name, [m.id for m in models], config, "Transitioning")
+    log = _log_path(workspace, name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").exists():
+        env["PYTHONPATH"] = str(checkout) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen([python, "-m", "nbml.models.serve", str(workspace.path), name], stdout=fh, stderr=fh,
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    workspace.store.update_service(name, pid=proc.pid)
+    import threading
+
+    threading.Thread(target=proc.wait, daemon=True).start()
+    return Webservice(workspace, name)

@@ -1,0 +1,48 @@
+"""Fixtures shared by every test folder: an isolated workspace and a project folder to submit from."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from nbml import Workspace
+
+
+@pytest.fixture
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    """A fresh embedded-default workspace (NBML_HOME points at it, as a user's would)."""
+    root = tmp_path / "nbml-home"
+    monkeypatch.setenv("NBML_HOME", str(root))
+    monkeypatch.delenv("NBML_WORKSPACE", raising=False)
+    workspace = Workspace.from_config(tmp_path)
+    yield workspace
+    # Stop whatever a test left running, so no supervisor outlives its test.
+    from nbml.runs.status import ACTIVE
+
+    for rec in workspace.store.list_runs(status=list(ACTIVE), limit=10_000):
+        workspace.store.request_cancel(rec["run_id"])
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """Write files into a project folder (the source directory) and chdir there: project(**{"a.py": src})."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+
+    def write(**files: str) -> Path:
+        for name, text in files.items():
+            path = folder / name.replace("__", "/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text))
+        return folder
+
+    return write
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("NBML_HEARTBEAT_SECONDS", "1")
