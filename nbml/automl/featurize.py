@@ -128,7 +128,7 @@ class AutoFeaturizer(BaseEstimator, TransformerMixin):
                 parts.append(s.isna().to_numpy(dtype=float).reshape(-1, 1))
             elif role == "datetime":
                 d = pd.to_datetime(s, errors="coerce")
-                cols = [d.dt.year, d.dt.month, d.dt.day, d.dt.dayofweek, d.dt.hour]
+                cols = [d.dt.year, d.dt.month, d.dt.day, d.dt.day_of_week, d.dt.hour]
                 parts.append(np.column_stack([c.fillna(-1).to_numpy(dtype=float) for c in cols]))
             elif role == "onehot":
                 values = s.astype(str).where(s.notna(), None).to_numpy()
