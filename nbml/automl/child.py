@@ -54,7 +54,7 @@ def _score_rows(spec: dict[str, Any], ds: Any) -> tuple[list[tuple[np.ndarray, n
     return folds, rows
 
 
-def _classes_and_range(spec: dict[str, Any], ds: Any) -> tuple[np.ndarray | None, float | None]:
+def _classes_and_range(spec: dict[str, Any], ds: Any) -> tuple[Any, float | None]:
     if spec["task"] == "classification":
         return np.unique(ds.y), None
     return None, float(np.ptp(ds.y.astype(float))) or 1.0
@@ -114,7 +114,7 @@ def run_ensemble(spec: dict[str, Any], ds: Any) -> tuple[Any, dict[str, float], 
         model = EnsembleModel(task, [models[i] for i in chosen], [weights[i] for i in chosen], classes, meta=meta,
                               kind="StackEnsemble")
     else:
-        pred = sum(weights[i] * preds[i] for i in chosen)
+        pred = sum(weights[i] * preds[i] for i in chosen)  # type: ignore[assignment]
         model = EnsembleModel(task, [models[i] for i in chosen], [weights[i] for i in chosen], classes)
     model.member_iterations = [members[i]["iteration"] for i in chosen]
     scores = metrics.score(task, y_true, pred, classes, y_range)

@@ -22,7 +22,7 @@ def caruana(
     metric: str,
     y_true: np.ndarray,
     oof: list[np.ndarray],
-    classes: np.ndarray | None = None,
+    classes: Any = None,
     rounds: int = 40,
     init_size: int = 1,
     y_range: float | None = None,
@@ -38,7 +38,7 @@ def caruana(
     single = [score(p) for p in oof]
     ranked = sorted(range(len(oof)), key=lambda i: -sign * np.nan_to_num(single[i], nan=-sign * np.inf))
     chosen: list[int] = ranked[: max(1, init_size)]
-    total = sum(oof[i] for i in chosen)
+    total: np.ndarray = sum(oof[i] for i in chosen)  # type: ignore[assignment]
     best_score = score(total / len(chosen))
     best_chosen = list(chosen)
     for _ in range(rounds):
@@ -57,7 +57,7 @@ def fit_stack(
     task: str,
     y_true: np.ndarray,
     oof: list[np.ndarray],
-    classes: np.ndarray | None,
+    classes: Any,
     n_folds: int = 5,
     seed: int = 0,
 ) -> tuple[Any, np.ndarray]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -88,18 +88,18 @@ def check_metric(task: str, metric: str) -> None:
         )
 
 
-def _safe(fn: Callable[[], float]) -> float:
+def _safe(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            value = float(fn())
+            value = float(fn(*args, **kwargs))
         except (ValueError, ZeroDivisionError, FloatingPointError):
             return float("nan")
     return value
 
 
 def classification_metrics(
-    y_true: np.ndarray, proba: np.ndarray, classes: Sequence[Any], sample_weight: np.ndarray | None = None
+    y_true: Any, proba: Any, classes: Any, sample_weight: np.ndarray | None = None
 ) -> dict[str, float]:
     """All classification metrics from class probabilities (columns ordered as `classes`)."""
     from sklearn import metrics as m
@@ -121,25 +121,19 @@ def classification_metrics(
     counts = onehot.sum(axis=0)
     class_weight = counts / counts.sum()
     per_class_acc = [
-        _safe(lambda i=i: m.accuracy_score(onehot[:, i], (y_pred == classes[i]).astype(int))) for i in range(n_classes)
+        _safe(m.accuracy_score, onehot[:, i], (y_pred == classes[i]).astype(int)) for i in range(n_classes)
     ]
     out["weighted_accuracy"] = float(np.nansum(np.asarray(per_class_acc) * class_weight))
     for avg in ("weighted", "macro", "micro"):
         cols = present if avg != "micro" else slice(None)
-        out[f"AUC_{avg}"] = _safe(
-            lambda avg=avg, cols=cols: m.roc_auc_score(onehot[:, cols], proba[:, cols], average=avg, sample_weight=sw)
-        )
+        out[f"AUC_{avg}"] = _safe(m.roc_auc_score, onehot[:, cols], proba[:, cols], average=avg, sample_weight=sw)
         out[f"average_precision_score_{avg}"] = _safe(
-            lambda avg=avg, cols=cols: m.average_precision_score(
-                onehot[:, cols], proba[:, cols], average=avg, sample_weight=sw
-            )
+            m.average_precision_score, onehot[:, cols], proba[:, cols], average=avg, sample_weight=sw
         )
         for name, fn in (("precision_score", m.precision_score), ("recall_score", m.recall_score),
                          ("f1_score", m.f1_score)):
-            out[f"{name}_{avg}"] = _safe(
-                lambda fn=fn, avg=avg: fn(y_true, y_pred, labels=classes, average=avg, sample_weight=sw,
-                                          zero_division=0)
-            )
+            out[f"{name}_{avg}"] = _safe(fn, y_true, y_pred, labels=classes, average=avg, sample_weight=sw,
+                                         zero_division=0)
     chance = 1.0 / n_classes
     out["norm_macro_recall"] = max(0.0, (out["recall_score_macro"] - chance) / (1 - chance))
     clipped = np.clip(proba, 1e-15, 1 - 1e-15)
@@ -183,7 +177,7 @@ def score(
     task: str,
     y_true: np.ndarray,
     predictions: np.ndarray,
-    classes: Sequence[Any] | None = None,
+    classes: Any = None,
     y_range: float | None = None,
 ) -> dict[str, float]:
     """Every metric of `task`: `predictions` are class probabilities (classification) or values."""
@@ -215,7 +209,7 @@ def score_one(
     metric: str,
     y_true: np.ndarray,
     predictions: np.ndarray,
-    classes: Sequence[Any] | None = None,
+    classes: Any = None,
     y_range: float | None = None,
 ) -> float:
     """One metric, for the inner loop of ensemble selection (skips computing the others where it can)."""

@@ -48,7 +48,7 @@ class AutoMLModel:
     def __init__(self, task: str, pipeline: Pipeline, classes: np.ndarray | None = None) -> None:
         self.task = task
         self.pipeline = pipeline
-        self.classes_ = classes
+        self.classes_: Any = classes
 
     @property
     def steps(self) -> list[tuple[str, Any]]:
@@ -105,6 +105,7 @@ class EnsembleModel:
         self.classes_ = classes
         self.meta = meta
         self.kind = kind
+        self.member_iterations: list[int] = []
 
     def _stacked(self, X: Any) -> list[np.ndarray]:
         return [m.raw_predictions(X) for m in self.models]
@@ -117,7 +118,8 @@ class EnsembleModel:
                 return np.asarray(self.meta.predict_proba(features), dtype=float)
             return np.asarray(self.meta.predict(features), dtype=float)
         total = sum(self.weights)
-        return sum(w * p for w, p in zip(self.weights, preds, strict=True)) / total
+        blend: np.ndarray = sum(w * p for w, p in zip(self.weights, preds, strict=True)) / total  # type: ignore[assignment]
+        return blend
 
     def predict_proba(self, X: Any) -> np.ndarray:
         if self.task != CLASSIFICATION:

@@ -33,9 +33,9 @@ BEST: The best observed score thus far.
 
 
 def _duration(rec: dict[str, Any]) -> str:
-    start = rec.get("started_at") or rec.get("created_at")
-    end = rec.get("ended_at") or time.time()
-    secs = max(0, int(round(end - start)))
+    start = float(rec.get("started_at") or rec.get("created_at") or 0.0)
+    end = float(rec.get("ended_at") or time.time())
+    secs = max(0, round(end - start))
     return f"{secs // 3600}:{secs % 3600 // 60:02d}:{secs % 60:02d}"
 
 

@@ -73,7 +73,7 @@ class SearchStrategy:
                 seed=seed, multivariate=True, group=True, constant_liar=True,
                 n_startup_trials=len(self.algorithms) + 4, n_ei_candidates=48,
             )
-        self.study = optuna.create_study(direction=goal(metric), sampler=sampler)
+        self.study = optuna.create_study(direction=goal(metric), sampler=sampler)  # type: ignore[arg-type]
         self._trials: dict[int, optuna.Trial] = {}
         for algo in self.algorithms:
             scaler = "StandardScalerWrapper" if estimators.ALGORITHMS[algo].scale_sensitive else "MaxAbsScaler"

@@ -64,5 +64,5 @@ def test_caruana_blend_is_no_worse_than_its_best_member() -> None:
     weights, score = ensemble.caruana("classification", "AUC_weighted", y, members, np.arange(3))
     assert sum(weights.values()) == pytest.approx(1.0)
     assert score >= max(single)
-    meta, pred = ensemble.fit_stack("classification", y, members, np.arange(3))
+    _meta, pred = ensemble.fit_stack("classification", y, members, np.arange(3))
     assert pred.shape == (300, 3)
