@@ -50,6 +50,7 @@ def test_random_search_with_bandit_policy(ws: Workspace, project: Callable[..., 
     assert best is not None and json.loads(best.get_properties()["hyperparameters"])["--quality"] >= 0.9
     stopped = [c for c in children if c.get_properties().get("early_termination") == "Bandit"]
     low = [c for c in children if json.loads(c.get_properties()["hyperparameters"])["--quality"] == 0.2]
-    assert {c.id for c in stopped} <= {c.id for c in low}
+    assert low and {c.id for c in stopped} == {c.id for c in low}  # seed 3 draws 1.0, then 0.2 four times
+    assert all(c.get_status() == "Canceled" for c in stopped)
     ranked = run.get_children_sorted_by_primary_metric(top=2)
     assert ranked[0]["run_id"] == best.id and len(ranked) == 2
