@@ -142,6 +142,14 @@ def _save(model: Any, scores: dict[str, float], pred: np.ndarray, index: np.ndar
 
 def execute(spec: dict[str, Any], run: Any) -> dict[str, Any]:
     """Run the spec's work and log through `run` (anything with ``log`` and ``add_properties``)."""
+    from threadpoolctl import threadpool_limits
+
+    # OpenMP/BLAS pools sized to this iteration's share of the cores, whatever the environment says
+    with threadpool_limits(limits=int(spec.get("n_jobs", 1))):
+        return _execute(spec, run)
+
+
+def _execute(spec: dict[str, Any], run: Any) -> dict[str, Any]:
     started = time.time()
     ds = load_dataset(spec)
     kind = spec.get("kind", "iteration")

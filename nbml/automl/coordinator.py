@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import math
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ class Coordinator:
         self.best: Result | None = None
         self.since_improvement = 0
         self.exit_reached = False
+        self.durations: list[float] = []  # seconds taken by completed search iterations
         timeout = self.settings.get("experiment_timeout_minutes")
         self.deadline = self.created_at + float(timeout) * 60 if timeout else None
         it_timeout = self.settings.get("iteration_timeout_minutes")
@@ -136,8 +138,11 @@ class Coordinator:
     def _should_stop(self, launched: int, n_search: int) -> bool:
         if self._cancelled() or self.exit_reached or launched >= n_search:
             return True
-        if self._remaining() - self._reserve() <= 0:
+        left = self._remaining() - self._reserve()
+        if left <= 0:
             return True
+        if self.durations and left < 0.5 * statistics.median(self.durations):
+            return True  # an iteration started now would most likely be stopped unfinished
         n_algos = len(self.cfg["algorithms"])
         return bool(self.settings.get("enable_early_stopping") and len(self.results) >= n_algos
                     and self.since_improvement >= int(self.settings.get("early_stopping_n_iters", 10)))
@@ -168,6 +173,9 @@ class Coordinator:
         if score is not None and math.isnan(score):
             score = None
         result = Result(n, run_id, name, status, score, trial)
+        rec = self.store.get_run(run_id)
+        if status == COMPLETED and rec and rec.get("ended_at"):
+            self.durations.append(float(rec["ended_at"]) - float(rec["created_at"]))
         self.results[n] = result
         if score is not None and (self.best is None or is_better(score, self.best.score, self.metric)):
             self.best = result

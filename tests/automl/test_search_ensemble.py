@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
+from threadpoolctl import threadpool_limits
 
 from nbml.automl import ensemble, estimators, metrics
 from nbml.automl.child import run_iteration
@@ -47,7 +48,8 @@ def test_every_estimator_default_fits_and_scores(task: str, algo: str) -> None:
     spec = {"task": task, "algorithm": algo, "scaler": scaler, "featurization": False, "seed": 0,
             "hyperparameters": estimators.default_config(algo, task, 150, X.shape[1]),
             "validation": {"n_cross_validations": 3}}
-    model, scores, pred, index = run_iteration(spec, ds)
+    with threadpool_limits(limits=1):  # as in an iteration's process: one thread
+        model, scores, pred, index = run_iteration(spec, ds)
     assert set(scores) == set(metrics.ALL_METRICS[task])
     assert len(pred) == len(index) == 150
     assert model.predict(X[:5]).shape == (5,)
