@@ -107,6 +107,11 @@ class EnsembleModel:
         self.kind = kind
         self.member_iterations: list[int] = []
 
+    @property
+    def steps(self) -> list[tuple[str, Any]]:
+        name = "stackensemble" if self.meta is not None else "prefittedsoftvotingensemble"
+        return [(name, self)]
+
     def _stacked(self, X: Any) -> list[np.ndarray]:
         return [m.raw_predictions(X) for m in self.models]
 

@@ -106,6 +106,16 @@ class AutoMLRun(Run):
             model = pickle.load(fh)
         return child, model
 
+    def register_model(self, model_name: str | None = None, model_path: str | None = None,  # type: ignore[override]
+                       tags: dict[str, Any] | None = None, description: str | None = None,
+                       iteration: int | None = None, metric: str | None = None, **kwargs: Any) -> Any:
+        """Register the best iteration's model (or `iteration`'s) as a model version; returns the Model."""
+        child, _ = self.get_output(iteration=iteration, metric=metric)
+        name = model_name or f"{self.experiment.name}-automl"
+        self.model_id = name
+        return child.register_model(name, model_path or f"outputs/{MODEL_FILE}", tags=tags, description=description,
+                                    model_framework="ScikitLearn", **kwargs)
+
     def cancel_iteration(self, iteration: int) -> None:
         """Stop one running iteration; the search goes on with the others."""
         rec = next((r for r in self._iterations() if r["iteration"] == int(iteration)), None)

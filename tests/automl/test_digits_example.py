@@ -63,6 +63,9 @@ def test_seed_digits_example(ws: Workspace, project: Callable[..., Path], capsys
     frame = remote_run.get_children_metrics()
     assert list(frame.index) == list(range(6)) and frame["AUC_weighted"].min() > 0.9
 
+    registered = remote_run.register_model(model_name="digits-best", description="best AutoML pipeline")
+    assert registered.version == 1 and registered.run_id == best_run.id
+
     again = AutoMLRun(Experiment(ws, "automl_remote"), remote_run.id)  # as after a kernel restart
     assert again.get_best_child().id == best_run.id
     assert isinstance(Run.get(ws, remote_run.id), AutoMLRun)
