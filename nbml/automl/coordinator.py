@@ -106,7 +106,8 @@ class Coordinator:
 
     def _record_child(self, run_id: str, iteration: int | None, kind: str, name: str, spec: dict[str, Any],
                       props: dict[str, Any]) -> None:
-        self.store.insert_run(run_id, self.experiment, kind, self.target, {"automl_spec": spec},
+        self.store.insert_run(run_id, self.experiment, kind, self.target,
+                              {"automl_spec": spec, "primary_metric": self.metric},
                               snapshot_id=self.cfg["snapshot_id"], parent_id=self.parent, iteration=iteration,
                               display_name=name)
         self.store.add_properties(run_id, props)
@@ -181,6 +182,7 @@ class Coordinator:
             self.best = result
             self.since_improvement = 0
             self.store.add_properties(self.parent, {"best_child_run_id": run_id, "best_score": str(score)})
+            self.store.log_metric(self.parent, self.metric, "scalar", score, None)  # the best so far, as a series
             target = self.settings.get("experiment_exit_score")
             if target is not None and not is_better(float(target), score, self.metric):
                 self.exit_reached = True

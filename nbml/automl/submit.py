@@ -125,6 +125,7 @@ def submit_automl(experiment: Experiment, config: AutoMLConfig, tags: dict[str, 
         max_cores = max(1, (os.cpu_count() or 1) // config.max_concurrent_iterations)
     run_config = {
         "driver": DRIVER,
+        "primary_metric": config.primary_metric,
         "settings": config.user_settings,
         "algorithms": algos,
         "n_cross_validations": n_cv if ds.X_valid is None else None,

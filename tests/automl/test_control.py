@@ -90,5 +90,7 @@ def test_frame_with_missing_values_and_strings_stops_at_the_exit_score(ws: Works
     assert len(children) < 12  # stopped early
     best, model = run.get_output()
     assert best.get_metrics()["r2_score"] >= 0.5
+    best_so_far = run.get_metrics()["r2_score"]  # the parent logs the best score each time it improves
+    assert (best_so_far[-1] if isinstance(best_so_far, list) else best_so_far) == best.get_metrics()["r2_score"]
     new = pd.DataFrame({"size": [10.0, np.nan], "city": ["Braga", None], "note": ["id-x", None]})
     assert np.isfinite(model.predict(new)).all()
