@@ -135,7 +135,7 @@ def main() -> int:
 
     from nbml import Workspace
 
-    ws = Workspace.from_config(tempfile.mkdtemp(prefix="nbml-bench-"))
+    ws = Workspace(path=tempfile.mkdtemp(prefix="nbml-bench-"))  # a throwaway workspace, not the default one
     print(f"{'budget':>6}  {'dataset':<14} {'split':>5}  {'nbml loss':>10} {'FLAML loss':>10}  {'ratio':>6}  "
           f"{'nbml s':>6} {'FLAML s':>7}  nbml best (iterations) / FLAML best", flush=True)
     for budget in args.budgets:
