@@ -1,0 +1,98 @@
+"""A run's files in the workspace (logs and outputs), reached only through paths checked to stay inside.
+
+Layout (see nbml.compute.base): ``runs/<run_id>/outputs/`` holds the outputs brought back; every other
+file under ``runs/<run_id>/`` (``logs/``, ``nbml-logs/driver_log.txt``, ...) is a log file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path, PurePosixPath
+
+OUTPUTS = "outputs"
+#: Files of the run folder that are bookkeeping, not logs.
+_HIDDEN_PREFIXES = (".nbml/", "events.jsonl", "snapshot/")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]*$")
+
+
+class UnsafePath(ValueError):
+    """A requested path that would leave the run's folder (``..``, absolute, or a link pointing out)."""
+
+
+def valid_run_id(run_id: str) -> bool:
+    """Run ids become folder names: letters, digits and ``_.:@+-``, never ``.`` or ``..`` alone."""
+    return bool(_RUN_ID.match(run_id)) and run_id not in (".", "..") and len(run_id) <= 256
+
+
+def run_dir(workspace_root: Path, run_id: str) -> Path:
+    if not valid_run_id(run_id):
+        raise UnsafePath(f"{run_id!r} is not a valid run id")
+    return workspace_root / "runs" / run_id
+
+
+def resolve_inside(base: Path, relpath: str) -> Path:
+    """`base / relpath`, refusing any path that escapes `base` (checked after following links)."""
+    pure = PurePosixPath(relpath.replace("\\", "/"))
+    if not relpath or pure.is_absolute() or ".." in pure.parts or "\x00" in relpath:
+        raise UnsafePath(f"{relpath!r} is not a relative path inside the run folder")
+    candidate = (base / pure).resolve()
+    root = base.resolve()
+    if candidate != root and not candidate.is_relative_to(root):
+        raise UnsafePath(f"{relpath!r} points outside the run folder")
+    return candidate
+
+
+def _walk(base: Path) -> list[tuple[str, int]]:
+    if not base.is_dir():
+        return []
+    root = base.resolve()
+    found: list[tuple[str, int]] = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            try:
+                real = path.resolve()
+                if not real.is_relative_to(root) or not real.is_file():
+                    continue  # links that leave the folder are neither listed nor served
+                found.append((path.relative_to(base).as_posix(), real.stat().st_size))
+            except OSError:
+                continue
+    return found
+
+
+def log_files(workspace_root: Path, run_id: str) -> list[tuple[str, int]]:
+    """(path relative to the run folder, size) of each log file."""
+    files = _walk(run_dir(workspace_root, run_id))
+    return [
+        (p, s)
+        for p, s in files
+        if not p.startswith(OUTPUTS + "/") and not any(p.startswith(h) for h in _HIDDEN_PREFIXES)
+    ]
+
+
+def output_files(workspace_root: Path, run_id: str) -> list[tuple[str, int]]:
+    """(path relative to outputs/, size) of each output file."""
+    return _walk(run_dir(workspace_root, run_id) / OUTPUTS)
+
+
+def log_path(workspace_root: Path, run_id: str, relpath: str) -> Path:
+    """The file of a log, refusing outputs/, bookkeeping files and anything outside the run folder."""
+    path = resolve_inside(run_dir(workspace_root, run_id), relpath)
+    rel = PurePosixPath(relpath).as_posix()
+    if rel.startswith(OUTPUTS + "/") or any(rel.startswith(h) for h in _HIDDEN_PREFIXES):
+        raise UnsafePath(f"{relpath!r} is not a log file; outputs are under /outputs/")
+    return path
+
+
+def output_path(workspace_root: Path, run_id: str, relpath: str) -> Path:
+    return resolve_inside(run_dir(workspace_root, run_id) / OUTPUTS, relpath)
+
+
+def read_chunk(path: Path, offset: int, limit: int) -> tuple[bytes, int]:
+    """Up to `limit` bytes from `offset`, and the file's size."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        fh.seek(min(offset, size))
+        return fh.read(limit), size

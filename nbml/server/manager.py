@@ -1,0 +1,264 @@
+"""The one object the handlers talk to: reads the workspace store and asks compute backends for status.
+
+Store reads run in worker threads (SQLite is blocking) and are turned into JSON models by the pure
+functions of nbml.server.models. Backend status checks can be slow (an SSH connect, a Dask scheduler),
+so each is cached for a few seconds and refreshed in the background while the last answer is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nbml.runs import reaper
+from nbml.runs.status import ACTIVE
+from nbml.server import files, models
+
+if TYPE_CHECKING:
+    from nbml.workspace import Workspace
+
+LOCAL_TARGET = {"name": "local", "kind": "local", "config": {}, "state": "Succeeded"}
+
+
+class RunMissing(LookupError):
+    """No run with that id in the workspace."""
+
+
+@dataclass
+class _Cached:
+    at: float
+    value: dict[str, Any]
+
+
+def _probe_status(record: dict[str, Any], workspace_root: Path) -> dict[str, Any]:
+    """Ask a target's backend for its status (in a worker thread: backends may block)."""
+    from nbml._aio import run_sync
+    from nbml.compute.targets import backend_class
+
+    try:
+        backend = backend_class(record["kind"])(record["name"], record.get("config") or {}, workspace_root)
+    except Exception as exc:  # a kind whose backend isn't installed here
+        return {"state": "Unknown", "error": f"{type(exc).__name__}: {exc}"}
+
+    async def _status() -> dict[str, Any]:
+        try:
+            return await backend.status()
+        finally:
+            await backend.close()
+
+    try:
+        return dict(run_sync(_status()))
+    except Exception as exc:
+        return {"state": "Unreachable", "error": f"{type(exc).__name__}: {exc}"}
+
+
+class NbmlManager:
+    """Answers the REST API from one workspace (its root folder and its store)."""
+
+    status_ttl = 10.0
+    status_wait = 3.0
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace_obj = workspace
+        self.root = workspace.path
+        self.store = workspace.store
+        self.name = workspace.name
+        self._status: dict[str, _Cached] = {}
+        self._probing: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    # -- workspace and compute -----------------------------------------------------------------
+    def workspace(self) -> dict[str, Any]:
+        return {"name": self.name, "path": str(self.root)}
+
+    async def compute(self) -> dict[str, Any]:
+        records = await asyncio.to_thread(self.store.list_compute)
+        if not any(r["name"] == LOCAL_TARGET["name"] for r in records):
+            records.insert(0, dict(LOCAL_TARGET))
+        statuses = await asyncio.gather(*(self._target_status(r) for r in records))
+        return {"targets": [models.compute_model(r, s) for r, s in zip(records, statuses, strict=True)]}
+
+    async def _target_status(self, record: dict[str, Any]) -> dict[str, Any]:
+        name = record["name"]
+        cached = self._status.get(name)
+        if cached is not None and time.monotonic() - cached.at < self.status_ttl:
+            return cached.value
+        future = self._probing.get(name)
+        if future is None:
+            future = asyncio.ensure_future(asyncio.to_thread(_probe_status, record, self.root))
+            self._probing[name] = future
+
+            def _done(f: asyncio.Future[dict[str, Any]], name: str = name) -> None:
+                self._probing.pop(name, None)
+                if not f.cancelled() and f.exception() is None:
+                    self._status[name] = _Cached(time.monotonic(), f.result())
+
+            future.add_done_callback(_done)
+        if cached is not None:  # serve the last answer while a fresh one is fetched
+            return cached.value
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.status_wait)
+        except TimeoutError:
+            return {"state": "Unknown", "error": "the status check is still running"}
+
+    # -- experiments and runs ------------------------------------------------------------------
+    async def experiments(self, latest: int) -> dict[str, Any]:
+        return await asyncio.to_thread(self._experiments, latest)
+
+    def _experiments(self, latest: int) -> dict[str, Any]:
+        now = time.time()
+        out = []
+        for record in self.store.list_experiments():
+            rows = self.store.list_runs(experiment=record["name"], top_level=True, limit=latest) if latest else []
+            rows = self._reaped(rows)
+            metrics = self._metrics(rows)
+            out.append(models.experiment_model(record, rows, metrics, now))
+        return {"experiments": out}
+
+    def _reaped(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows with runs whose supervisor died marked Failed (as Run.get_status does), so none stays Running."""
+        out = []
+        for row in rows:
+            if row["status"] in ACTIVE and reaper.reap(self.store, row):
+                row = self.store.get_run(row["run_id"]) or row
+            out.append(row)
+        return out
+
+    def _metrics(self, rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        ids = [r["run_id"] for r in rows]
+        return self.store.metrics_for_runs(ids) if ids else {}
+
+    async def runs(
+        self,
+        *,
+        experiment: str | None,
+        status: list[str] | None,
+        parent_id: str | None,
+        top_level: bool,
+        limit: int,
+        offset: int,
+    ) -> dict[str, Any]:
+        def _list() -> dict[str, Any]:
+            rows = self._reaped(self.store.list_runs(
+                experiment=experiment, status=status or None, parent_id=parent_id, top_level=top_level,
+                limit=limit + 1, offset=offset,
+            ))
+            return models.run_list(rows, self._metrics(rows[:limit]), time.time(), limit=limit, offset=offset)
+
+        return await asyncio.to_thread(_list)
+
+    def _row(self, run_id: str) -> dict[str, Any]:
+        row = self.store.get_run(run_id) if files.valid_run_id(run_id) else None
+        if row is None:
+            raise RunMissing(f"No run {run_id!r} in workspace {self.name!r}.")
+        return self._reaped([row])[0]
+
+    async def run(self, run_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.run_details, run_id)
+
+    def run_details(self, run_id: str) -> dict[str, Any]:
+        """The run's full model (also used by the run page)."""
+        row = self._row(run_id)
+        children = self.store.children(run_id)
+        return models.run_details(
+            row,
+            metrics=self.store.get_metrics(run_id),
+            tags=self.store.get_tags(run_id),
+            properties=self.store.get_properties(run_id),
+            history=self.store.status_history(run_id),
+            children=children,
+            child_metrics=self._metrics(children),
+            log_files=files.log_files(self.root, run_id),
+            output_files=files.output_files(self.root, run_id),
+            now=time.time(),
+        )
+
+    async def metrics(self, run_id: str, after: int) -> dict[str, Any]:
+        def _metrics() -> dict[str, Any]:
+            self._row(run_id)
+            rows = self.store.metric_rows(run_id, after_id=after)
+            return {
+                "run_id": run_id,
+                "metrics": models.jsonable_metrics(self.store.get_metrics(run_id)),
+                "rows": [{**r, "value": models.jsonable_metrics({"v": r["value"]})["v"]} for r in rows],
+                "last_id": rows[-1]["id"] if rows else after,
+            }
+
+        return await asyncio.to_thread(_metrics)
+
+    async def children(self, run_id: str) -> dict[str, Any]:
+        def _children() -> dict[str, Any]:
+            self._row(run_id)
+            rows = self.store.children(run_id)
+            now = time.time()
+            metrics = self._metrics(rows)
+            return {"run_id": run_id, "children": [models.run_summary(r, metrics.get(r["run_id"], {}), now) for r in rows]}
+
+        return await asyncio.to_thread(_children)
+
+    async def log_list(self, run_id: str) -> dict[str, Any]:
+        def _logs() -> dict[str, Any]:
+            self._row(run_id)
+            return {"run_id": run_id, "files": models.file_entries(files.log_files(self.root, run_id))}
+
+        return await asyncio.to_thread(_logs)
+
+    async def log_chunk(self, run_id: str, relpath: str, offset: int, limit: int) -> dict[str, Any]:
+        """Text of a log file from a byte offset; `next_offset` is where the next read starts."""
+
+        def _chunk() -> dict[str, Any]:
+            self._row(run_id)
+            path = files.log_path(self.root, run_id, relpath)
+            if not path.is_file():
+                raise FileNotFoundError(f"Run {run_id!r} has no log file {relpath!r}.")
+            data, size = files.read_chunk(path, offset, limit)
+            start = min(offset, size)
+            text, used = models.decode_chunk(data, at_eof=start + len(data) >= size)
+            return {"run_id": run_id, "path": relpath, "offset": start, "next_offset": start + used,
+                    "size": size, "content": text}
+
+        return await asyncio.to_thread(_chunk)
+
+    async def output_list(self, run_id: str) -> dict[str, Any]:
+        def _outputs() -> dict[str, Any]:
+            self._row(run_id)
+            return {"run_id": run_id, "files": models.file_entries(files.output_files(self.root, run_id))}
+
+        return await asyncio.to_thread(_outputs)
+
+    async def output_file(self, run_id: str, relpath: str) -> Path:
+        def _path() -> Path:
+            self._row(run_id)
+            path = files.output_path(self.root, run_id, relpath)
+            if not path.is_file():
+                raise FileNotFoundError(f"Run {run_id!r} has no output {relpath!r}.")
+            return path
+
+        return await asyncio.to_thread(_path)
+
+    def _active_tree(self, run_id: str) -> list[dict[str, Any]]:
+        pending, out = [run_id], []
+        while pending:
+            row = self.store.get_run(pending.pop())
+            if row is not None and row["status"] in ACTIVE:
+                out.append(row)
+                pending += [c["run_id"] for c in self.store.children(row["run_id"])]
+        return out
+
+    async def cancel(self, run_id: str) -> dict[str, Any]:
+        """Ask the run's supervisor to cancel it (and its children); returns the runs flagged."""
+
+        def _cancel() -> dict[str, Any]:
+            from nbml.runs.run import Run
+
+            self._row(run_id)
+            before = {r["run_id"] for r in self._active_tree(run_id)}
+            Run.get(self.workspace_obj, run_id).cancel()
+            row = self._row(run_id)
+            flagged = sorted(r for r in before if self.store.cancel_requested(r) or r == run_id)
+            return {"run_id": run_id, "flagged": flagged, "status": row["status"]}
+
+        return await asyncio.to_thread(_cancel)

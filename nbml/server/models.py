@@ -1,0 +1,225 @@
+"""Pure functions that build the JSON models the REST API answers with.
+
+They take store records (dicts) and return plain JSON-able dicts; no I/O happens here, so they are
+tested without a server and the TypeScript interfaces in labextension/src/models.ts mirror them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from nbml.runs.status import TERMINAL
+
+#: Config keys that name the metric a run is judged by (AutoML, HyperDrive and the SDK's spellings).
+PRIMARY_METRIC_KEYS = ("primary_metric", "primary_metric_name", "primary_metric_config")
+
+
+def _number(value: Any) -> Any:
+    """A JSON-safe scalar: NaN and infinities become their names (JSON has no literal for them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _config(row: Mapping[str, Any]) -> dict[str, Any]:
+    raw = row.get("config_json")
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _last_scalar(value: Any) -> Any:
+    """The latest scalar of an aggregated metric (a value, or a list of logged values)."""
+    if isinstance(value, list):
+        value = value[-1] if value else None
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float, str)):
+        return _number(value)
+    return None
+
+
+def primary_metric(config: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The metric the sidebar shows for a run.
+
+    The run's configured primary metric when it has one (AutoML, HyperDrive), else the first metric
+    that has a scalar value; its latest value either way.
+    """
+    name: Any = None
+    for key in PRIMARY_METRIC_KEYS:
+        name = config.get(key)
+        if isinstance(name, dict):
+            name = name.get("name")
+        if name:
+            break
+    if name and name in metrics:
+        return {"name": str(name), "value": _last_scalar(metrics[name])}
+    for metric, value in metrics.items():
+        scalar = _last_scalar(value)
+        if scalar is not None and not isinstance(scalar, str):
+            return {"name": metric, "value": scalar}
+    return None
+
+
+def duration(row: Mapping[str, Any], now: float) -> float | None:
+    """Seconds from start to end (to `now` while the run is active); None before it started."""
+    started = row.get("started_at")
+    if started is None:
+        return None
+    ended = row.get("ended_at")
+    end = ended if ended is not None else (now if row.get("status") not in TERMINAL else started)
+    return max(0.0, float(end) - float(started))
+
+
+def run_page_path(run_id: str) -> str:
+    """The run page's path relative to the server's base URL."""
+    from urllib.parse import quote
+
+    return "nbml/runs/" + quote(run_id, safe="")
+
+
+def run_summary(row: Mapping[str, Any], metrics: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """One run as listed by the sidebar and the runs endpoint."""
+    status = str(row["status"])
+    return {
+        "run_id": row["run_id"],
+        "experiment": row["experiment"],
+        "parent_id": row.get("parent_id"),
+        "kind": row.get("kind") or "script",
+        "display_name": row.get("display_name"),
+        "status": status,
+        "is_terminal": status in TERMINAL,
+        "cancel_requested": bool(row.get("cancel_requested")),
+        "compute_target": row.get("compute_target"),
+        "created_at": row.get("created_at"),
+        "started_at": row.get("started_at"),
+        "ended_at": row.get("ended_at"),
+        "duration_seconds": duration(row, now),
+        "primary_metric": primary_metric(_config(row), metrics),
+        "error": row.get("error"),
+        "page": run_page_path(str(row["run_id"])),
+    }
+
+
+def run_list(
+    rows: Sequence[Mapping[str, Any]],
+    metrics: Mapping[str, Mapping[str, Any]],
+    now: float,
+    *,
+    limit: int,
+    offset: int,
+) -> dict[str, Any]:
+    """A page of runs; `rows` holds up to limit + 1 records, the extra one only telling that more exist."""
+    page = rows[:limit]
+    return {
+        "runs": [run_summary(r, metrics.get(r["run_id"], {}), now) for r in page],
+        "limit": limit,
+        "offset": offset,
+        "has_more": len(rows) > limit,
+        "next_offset": offset + len(page) if len(rows) > limit else None,
+    }
+
+
+def experiment_model(
+    record: Mapping[str, Any],
+    latest: Sequence[Mapping[str, Any]],
+    metrics: Mapping[str, Mapping[str, Any]],
+    now: float,
+) -> dict[str, Any]:
+    """An experiment with its latest top-level runs."""
+    return {
+        "name": record["name"],
+        "created_at": record.get("created_at"),
+        "run_count": int(record.get("run_count") or 0),
+        "last_run_at": record.get("last_run_at"),
+        "latest_runs": [run_summary(r, metrics.get(r["run_id"], {}), now) for r in latest],
+    }
+
+
+def compute_model(record: Mapping[str, Any], status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A compute target with the live status its backend reported (None: not asked)."""
+    status = status or {}
+    nodes = status.get("nodes")
+    return {
+        "name": record["name"],
+        "kind": record["kind"],
+        "state": record.get("state") or "Succeeded",
+        "status": str(status.get("state") or "Unknown"),
+        "nodes": {str(k): int(v) for k, v in nodes.items()} if isinstance(nodes, Mapping) else None,
+        "error": None if status.get("error") is None else str(status["error"]),
+    }
+
+
+def file_entries(files: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
+    return [{"path": path, "size": size} for path, size in sorted(files)]
+
+
+def run_details(
+    row: Mapping[str, Any],
+    *,
+    metrics: Mapping[str, Any],
+    tags: Mapping[str, Any],
+    properties: Mapping[str, Any],
+    history: Sequence[Mapping[str, Any]],
+    children: Sequence[Mapping[str, Any]],
+    child_metrics: Mapping[str, Mapping[str, Any]],
+    log_files: Iterable[tuple[str, int]],
+    output_files: Iterable[tuple[str, int]],
+    now: float,
+) -> dict[str, Any]:
+    """Everything the run page and RunDetails show about one run."""
+    model = run_summary(row, metrics, now)
+    config = _config(row)
+    model.update(
+        {
+            "config": config,
+            "snapshot_id": row.get("snapshot_id"),
+            "iteration": row.get("iteration"),
+            "tags": dict(tags),
+            "properties": dict(properties),
+            "status_history": [
+                {"status": h["status"], "at": h["at"], "detail": h.get("detail")} for h in history
+            ],
+            "metrics": jsonable_metrics(metrics),
+            "children": [run_summary(c, child_metrics.get(c["run_id"], {}), now) for c in children],
+            "log_files": file_entries(log_files),
+            "output_files": file_entries(output_files),
+        }
+    )
+    return model
+
+
+def jsonable_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Aggregated metrics with NaN/inf spelled out, so the answer stays strict JSON."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return _number(value)
+
+    return {name: clean(value) for name, value in metrics.items()}
+
+
+def decode_chunk(data: bytes, at_eof: bool) -> tuple[str, int]:
+    """Text of a log chunk and how many bytes it used.
+
+    A UTF-8 character cut at the end of the chunk is left for the next read, unless the file ends there.
+    """
+    if not at_eof:
+        for cut in range(0, min(4, len(data)) + 1):
+            try:
+                end = len(data) - cut
+                return data[:end].decode("utf-8"), end
+            except UnicodeDecodeError as exc:
+                if exc.start < len(data) - 4:  # invalid in the middle: not a cut character
+                    break
+    return data.decode("utf-8", errors="replace"), len(data)
