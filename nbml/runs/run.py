@@ -58,6 +58,10 @@ class Run(RunLoggingMixin):
             except ImportError:
                 return self
             return AutoMLRun(self.experiment, self.id, self._rec)
+        if kind == "hyperdrive" and type(self) is Run:
+            from nbml.hyperdrive.run import HyperDriveRun
+
+            return HyperDriveRun(self.experiment, self.id, self._rec)
         return self
 
     @staticmethod

@@ -1,0 +1,196 @@
+"""The iteration executable: ``python -m nbml.automl.child spec.json``, run in a job folder on the target.
+
+One process per child run. According to the spec's ``kind`` it
+
+- ``iteration``: builds the pipeline, cross-validates it (or scores it on the holdout / validation data),
+  refits it on all training rows, logs every metric of the task through ``Run.get_context()``;
+- ``ensemble``: blends earlier iterations (voting: Caruana selection; stacking: a meta-learner) from their
+  out-of-fold predictions, shipped in the job folder with their fitted models;
+- ``explain``: computes SHAP explanations of a fitted model.
+
+Everything it makes goes to ``./outputs``: ``model.pkl``, ``predictions.npz`` (out-of-fold predictions and
+their row indices), ``scores.json``, and for explanations ``explanation.npz``/``explanation.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+OUTPUTS = Path("outputs")
+MODEL_FILE = "model.pkl"
+PREDICTIONS_FILE = "predictions.npz"
+SCORES_FILE = "scores.json"
+
+
+def load_dataset(spec: dict[str, Any], base: Path = Path(".")) -> Any:
+    """The Dataset a spec points at: a pickle shipped with the job, or the user's data script."""
+    from nbml.automl import data
+
+    source = spec["data"]
+    if "pickle" in source:
+        with open(base / source["pickle"], "rb") as fh:
+            return pickle.load(fh)
+    return data.from_sources(data_script=str(base / source["script"]))
+
+
+def _score_rows(spec: dict[str, Any], ds: Any) -> tuple[list[tuple[np.ndarray, np.ndarray]] | None, np.ndarray]:
+    """The CV/holdout splits (None with external validation data) and the labels they are scored on."""
+    from nbml.automl import data
+
+    if ds.X_valid is not None:
+        return None, np.asarray(ds.y_valid)
+    v = spec["validation"]
+    folds = data.splits(spec["task"], ds.y, v.get("n_cross_validations"), v.get("validation_size"), spec["seed"])
+    rows = np.concatenate([te for _, te in folds])
+    return folds, rows
+
+
+def _classes_and_range(spec: dict[str, Any], ds: Any) -> tuple[Any, float | None]:
+    if spec["task"] == "classification":
+        return np.unique(ds.y), None
+    return None, float(np.ptp(ds.y.astype(float))) or 1.0
+
+
+def run_iteration(spec: dict[str, Any], ds: Any) -> tuple[Any, dict[str, float], np.ndarray, np.ndarray | None]:
+    """Fit and score one pipeline; returns (fitted model, metrics, predictions, their row indices)."""
+    from nbml.automl import data, metrics
+    from nbml.automl.model import AutoMLModel, make_pipeline
+
+    task = spec["task"]
+    classes, y_range = _classes_and_range(spec, ds)
+
+    def new() -> AutoMLModel:
+        pipe = make_pipeline(task, spec["algorithm"], spec["scaler"], spec["hyperparameters"],
+                             spec.get("featurization", True), spec.get("n_jobs", 1), spec["seed"])
+        return AutoMLModel(task, pipe, classes)
+
+    folds, rows = _score_rows(spec, ds)
+    if folds is None:
+        model = new().fit(ds.X, ds.y)
+        pred = model.raw_predictions(ds.X_valid)
+        y_true, index = np.asarray(ds.y_valid), None
+    else:
+        width = len(classes) if classes is not None else 0
+        oof = np.full((len(ds.y), width) if width else len(ds.y), np.nan)
+        for train, test in folds:
+            fold_model = new().fit(data.take(ds.X, train), ds.y[train])
+            oof[test] = fold_model.raw_predictions(data.take(ds.X, test))
+        pred, y_true, index = oof[rows], ds.y[rows], rows
+        model = new().fit(ds.X, ds.y)
+    scores = metrics.score(task, y_true, pred, classes, y_range)
+    return model, scores, pred, index
+
+
+def run_ensemble(spec: dict[str, Any], ds: Any) -> tuple[Any, dict[str, float], np.ndarray, np.ndarray | None]:
+    """Blend the member iterations shipped with the job (voting or stacking)."""
+    from nbml.automl import ensemble, metrics
+    from nbml.automl.model import EnsembleModel
+
+    task, metric = spec["task"], spec["primary_metric"]
+    classes, y_range = _classes_and_range(spec, ds)
+    folds, rows = _score_rows(spec, ds)
+    y_true = np.asarray(ds.y_valid) if folds is None else ds.y[rows]
+    members = spec["members"]
+    preds, models = [], []
+    for m in members:
+        with np.load(m["predictions"], allow_pickle=False) as npz:
+            preds.append(np.asarray(npz["pred"], dtype=float))
+        with open(m["model"], "rb") as fh:
+            models.append(pickle.load(fh))
+    weights, _ = ensemble.caruana(task, metric, y_true, preds, classes, rounds=spec.get("rounds", 40),
+                                  y_range=y_range)
+    chosen = sorted(weights)
+    if spec["ensemble"] == "StackEnsemble":
+        meta, pred = ensemble.fit_stack(task, y_true, [preds[i] for i in chosen], classes, seed=spec["seed"])
+        model = EnsembleModel(task, [models[i] for i in chosen], [weights[i] for i in chosen], classes, meta=meta,
+                              kind="StackEnsemble")
+    else:
+        pred = sum(weights[i] * preds[i] for i in chosen)  # type: ignore[assignment]
+        model = EnsembleModel(task, [models[i] for i in chosen], [weights[i] for i in chosen], classes)
+    model.member_iterations = [members[i]["iteration"] for i in chosen]
+    scores = metrics.score(task, y_true, pred, classes, y_range)
+    return model, scores, pred, None if folds is None else rows
+
+
+def run_explain(spec: dict[str, Any], ds: Any) -> dict[str, Any]:
+    """SHAP explanations of the model shipped as ``spec["model"]``; returns what it wrote."""
+    from nbml.automl.explain import explain_model, save_explanation
+
+    with open(spec["model"], "rb") as fh:
+        model = pickle.load(fh)
+    result = explain_model(model, ds, max_rows=spec.get("max_rows", 50), seed=spec["seed"])
+    save_explanation(result, OUTPUTS)
+    return result
+
+
+def _save(model: Any, scores: dict[str, float], pred: np.ndarray, index: np.ndarray | None) -> None:
+    OUTPUTS.mkdir(exist_ok=True)
+    with open(OUTPUTS / MODEL_FILE, "wb") as fh:
+        pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    np.savez(OUTPUTS / PREDICTIONS_FILE, pred=pred, index=np.asarray([] if index is None else index, dtype=np.int64))
+    (OUTPUTS / SCORES_FILE).write_text(json.dumps(scores, allow_nan=True))
+
+
+def execute(spec: dict[str, Any], run: Any) -> dict[str, Any]:
+    """Run the spec's work and log through `run` (anything with ``log`` and ``add_properties``)."""
+    from threadpoolctl import threadpool_limits
+
+    # OpenMP/BLAS pools sized to this iteration's share of the cores, whatever the environment says
+    with threadpool_limits(limits=int(spec.get("n_jobs", 1))):
+        return _execute(spec, run)
+
+
+def _execute(spec: dict[str, Any], run: Any) -> dict[str, Any]:
+    started = time.time()
+    ds = load_dataset(spec)
+    kind = spec.get("kind", "iteration")
+    if kind == "explain":
+        result = run_explain(spec, ds)
+        run.add_properties({"model_explanation": "True", "explained_run_id": spec.get("explained_run_id", "")})
+        return {"features": len(result["overall_imp"])}
+    if kind == "ensemble":
+        model, scores, pred, index = run_ensemble(spec, ds)
+        run.add_properties({"ensembled_iterations": json.dumps(model.member_iterations),
+                            "ensemble_weights": json.dumps(model.weights)})
+    else:
+        model, scores, pred, index = run_iteration(spec, ds)
+    _save(model, scores, pred, index)
+    for name, value in scores.items():
+        run.log(name, value)
+    run.log("fit_time", time.time() - started)
+    return scores
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m nbml.automl.child SPEC.json", file=sys.stderr)
+        return 2
+    with open(argv[0]) as fh:
+        spec = json.load(fh)
+    os.environ.setdefault("OMP_NUM_THREADS", str(spec.get("n_jobs", 1)))
+    from nbml import Run
+
+    run = Run.get_context()
+    try:
+        scores = execute(spec, run)
+    except Exception:
+        traceback.print_exc()
+        return 1
+    metric = spec.get("primary_metric")
+    if metric in scores:
+        print(f"{metric}: {scores[metric]:.6f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

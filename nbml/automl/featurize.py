@@ -1,0 +1,153 @@
+"""Featurization 'auto' (imputation, encodings) and the scalers pipelines are named after.
+
+`AutoFeaturizer` turns a pandas frame with missing values, strings, categories, booleans and dates (or a
+plain numeric array) into a dense float matrix. It decides column roles once, in `fit`, from the training
+data, so the same columns come out for every later `transform` (unknown categories map to zeros / -1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, Normalizer, RobustScaler, StandardScaler
+
+#: the seed's scalers, by the name that starts a pipeline's name
+SCALERS: dict[str, type] = {
+    "StandardScalerWrapper": StandardScaler,
+    "MinMaxScaler": MinMaxScaler,
+    "MaxAbsScaler": MaxAbsScaler,
+    "RobustScaler": RobustScaler,
+    "Normalizer": Normalizer,
+}
+SCALER_NAMES = tuple(SCALERS)
+
+#: a string column with at most this many distinct values is one-hot encoded, else ordinal encoded
+MAX_ONE_HOT = 20
+
+
+def make_scaler(name: str) -> Any:
+    """A fresh scaler for a pipeline (names in SCALER_NAMES)."""
+    try:
+        return SCALERS[name]()
+    except KeyError:
+        raise ValueError(f"unknown scaler {name!r}; choose one of {', '.join(SCALER_NAMES)}") from None
+
+
+def _as_frame(X: Any) -> pd.DataFrame:
+    if isinstance(X, pd.DataFrame):
+        return X
+    if isinstance(X, pd.Series):
+        return X.to_frame()
+    arr = np.asarray(X)
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+
+
+def _column_role(s: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(s):
+        return "numeric"
+    if pd.api.types.is_numeric_dtype(s):
+        return "numeric" if s.notna().any() else "drop"
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return "datetime"
+    values = s.dropna()
+    if values.empty:
+        return "drop"
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all():
+        return "numeric_text"
+    nunique = values.astype(str).nunique()
+    if nunique <= 1:
+        return "drop"
+    return "onehot" if nunique <= MAX_ONE_HOT else "ordinal"
+
+
+class AutoFeaturizer(BaseEstimator, TransformerMixin):
+    """Impute, encode and expand every column into numbers.
+
+    Parameters
+    ----------
+    enabled : bool
+        False keeps the data as it is (``featurization='off'``); it must then already be numeric.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def fit(self, X: Any, y: Any = None) -> AutoFeaturizer:
+        frame = _as_frame(X)
+        self.columns_in_ = list(frame.columns)
+        self.plan_: list[tuple[Any, str, Any]] = []
+        self.feature_names_: list[str] = []
+        if not self.enabled:
+            self.feature_names_ = [str(c) for c in frame.columns]
+            return self
+        for col in frame.columns:
+            s = frame[col]
+            role = _column_role(s)
+            if role in ("numeric", "numeric_text"):
+                values = pd.to_numeric(s, errors="coerce").astype(float)
+                median = float(values.median()) if values.notna().any() else 0.0
+                self.plan_.append((col, role, median))
+                self.feature_names_.append(str(col))
+                if values.isna().any():
+                    self.plan_.append((col, "missing", None))
+                    self.feature_names_.append(f"{col}_missing")
+            elif role == "datetime":
+                self.plan_.append((col, role, None))
+                self.feature_names_ += [f"{col}_{p}" for p in ("year", "month", "day", "dayofweek", "hour")]
+            elif role == "onehot":
+                cats = sorted(s.dropna().astype(str).unique())
+                self.plan_.append((col, role, cats))
+                self.feature_names_ += [f"{col}_{c}" for c in cats]
+            elif role == "ordinal":
+                counts = s.dropna().astype(str).value_counts()
+                mapping = {c: i for i, c in enumerate(counts.index)}  # frequent values get small codes
+                self.plan_.append((col, role, mapping))
+                self.feature_names_.append(str(col))
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        frame = _as_frame(X)
+        if not self.enabled:
+            return np.asarray(frame, dtype=float)
+        missing = [c for c in self.columns_in_ if c not in frame.columns]
+        if missing:
+            raise ValueError(f"columns {missing} were in the training data but are missing here.")
+        parts: list[np.ndarray] = []
+        for col, role, info in self.plan_:
+            s = frame[col]
+            if role in ("numeric", "numeric_text"):
+                values = pd.to_numeric(s, errors="coerce").astype(float).to_numpy()
+                parts.append(np.where(np.isnan(values), info, values).reshape(-1, 1))
+            elif role == "missing":
+                parts.append(s.isna().to_numpy(dtype=float).reshape(-1, 1))
+            elif role == "datetime":
+                d = pd.to_datetime(s, errors="coerce")
+                cols = [d.dt.year, d.dt.month, d.dt.day, d.dt.day_of_week, d.dt.hour]
+                parts.append(np.column_stack([c.fillna(-1).to_numpy(dtype=float) for c in cols]))
+            elif role == "onehot":
+                values = s.astype(str).where(s.notna(), None).to_numpy()
+                parts.append(np.column_stack([(values == c).astype(float) for c in info]))
+            elif role == "ordinal":
+                codes = s.astype(str).map(info).where(s.notna(), np.nan)
+                parts.append(codes.fillna(-1).to_numpy(dtype=float).reshape(-1, 1))
+        if not parts:
+            return np.zeros((len(frame), 0))
+        return np.hstack(parts)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray(self.feature_names_, dtype=object)
+
+
+def describe_columns(X: Any) -> dict[str, list[str]]:
+    """Column names by the role featurization gives them (for the parent run's properties and errors)."""
+    frame = _as_frame(X)
+    roles: dict[str, list[str]] = {}
+    for col in frame.columns:
+        roles.setdefault(_column_role(frame[col]), []).append(str(col))
+    return roles

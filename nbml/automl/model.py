@@ -1,0 +1,148 @@
+"""The fitted models AutoML returns: one pipeline, or an ensemble of pipelines.
+
+Labels are encoded to 0..k-1 before fitting (XGBoost needs that) and decoded by `predict`, so a user's
+string or integer labels come back as they went in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+from nbml.automl import estimators
+from nbml.automl.featurize import AutoFeaturizer, make_scaler
+from nbml.automl.metrics import CLASSIFICATION
+
+
+def make_pipeline(
+    task: str, algorithm: str, scaler: str, params: dict[str, Any], featurize: bool, n_jobs: int = 1, seed: int = 0
+) -> Pipeline:
+    """featurizer → scaler → estimator, as an unfitted sklearn Pipeline."""
+    return Pipeline(
+        [
+            ("datatransformer", AutoFeaturizer(enabled=featurize)),
+            ("scaler", make_scaler(scaler)),
+            ("estimator", estimators.build(algorithm, task, params, n_jobs=n_jobs, seed=seed)),
+        ]
+    )
+
+
+def pipeline_name(scaler: str, algorithm: str) -> str:
+    """The PIPELINE column of the progress table, e.g. ``"MaxAbsScaler LightGBM"``."""
+    return f"{scaler} {algorithm}"
+
+
+class AutoMLModel:
+    """A fitted pipeline with the task's label handling; what `get_output()` returns for one iteration.
+
+    Attributes
+    ----------
+    pipeline : sklearn.pipeline.Pipeline
+        The fitted featurizer, scaler and estimator (``.steps`` shows them).
+    classes_ : numpy.ndarray or None
+        The class labels in the column order of `predict_proba` (classification).
+    """
+
+    def __init__(self, task: str, pipeline: Pipeline, classes: np.ndarray | None = None) -> None:
+        self.task = task
+        self.pipeline = pipeline
+        self.classes_: Any = classes
+
+    @property
+    def steps(self) -> list[tuple[str, Any]]:
+        return self.pipeline.steps
+
+    def fit(self, X: Any, y: Any) -> AutoMLModel:
+        y = np.asarray(y)
+        if self.task == CLASSIFICATION:
+            if self.classes_ is None:
+                self.classes_ = np.unique(y)
+            codes = np.searchsorted(self.classes_, y)
+            self.pipeline.fit(X, codes)
+        else:
+            self.pipeline.fit(X, y.astype(float))
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, columns in the order of `classes_`."""
+        if self.task != CLASSIFICATION:
+            raise AttributeError("predict_proba is only available for classification models")
+        proba = np.asarray(self.pipeline.predict_proba(X), dtype=float)
+        fitted = getattr(self.pipeline, "classes_", None)
+        if fitted is not None and len(fitted) != len(self.classes_):
+            # a cross-validation fold lacked some class: put its columns back where they belong
+            full = np.zeros((proba.shape[0], len(self.classes_)))
+            full[:, np.asarray(fitted, dtype=int)] = proba
+            proba = full
+        return proba
+
+    def raw_predictions(self, X: Any) -> np.ndarray:
+        """Probabilities (classification) or values (regression): what metrics and ensembles use."""
+        if self.task == CLASSIFICATION:
+            return self.predict_proba(X)
+        return np.asarray(self.pipeline.predict(X), dtype=float)
+
+    def predict(self, X: Any) -> np.ndarray:
+        if self.task == CLASSIFICATION:
+            return np.asarray(self.classes_)[np.argmax(self.predict_proba(X), axis=1)]
+        return self.raw_predictions(X)
+
+    def __repr__(self) -> str:
+        names = " → ".join(type(s).__name__ for _, s in self.pipeline.steps)
+        return f"AutoMLModel({self.task}: {names})"
+
+
+class EnsembleModel:
+    """A weighted blend (voting) of fitted models, or a meta-learner over their predictions (stacking)."""
+
+    def __init__(self, task: str, models: list[AutoMLModel], weights: list[float], classes: np.ndarray | None,
+                 meta: Any = None, kind: str = "VotingEnsemble") -> None:
+        self.task = task
+        self.models = models
+        self.weights = [float(w) for w in weights]
+        self.classes_ = classes
+        self.meta = meta
+        self.kind = kind
+        self.member_iterations: list[int] = []
+
+    @property
+    def steps(self) -> list[tuple[str, Any]]:
+        name = "stackensemble" if self.meta is not None else "prefittedsoftvotingensemble"
+        return [(name, self)]
+
+    def _stacked(self, X: Any) -> list[np.ndarray]:
+        return [m.raw_predictions(X) for m in self.models]
+
+    def raw_predictions(self, X: Any) -> np.ndarray:
+        preds = self._stacked(X)
+        if self.meta is not None:
+            features = stack_features(self.task, preds)
+            if self.task == CLASSIFICATION:
+                return np.asarray(self.meta.predict_proba(features), dtype=float)
+            return np.asarray(self.meta.predict(features), dtype=float)
+        total = sum(self.weights)
+        blend: np.ndarray = sum(w * p for w, p in zip(self.weights, preds, strict=True)) / total  # type: ignore[assignment]
+        return blend
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        if self.task != CLASSIFICATION:
+            raise AttributeError("predict_proba is only available for classification models")
+        return self.raw_predictions(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        raw = self.raw_predictions(X)
+        if self.task == CLASSIFICATION:
+            return np.asarray(self.classes_)[np.argmax(raw, axis=1)]
+        return raw
+
+    def __repr__(self) -> str:
+        return f"{self.kind}({len(self.models)} models, weights={[round(w, 3) for w in self.weights]})"
+
+
+def stack_features(task: str, preds: list[np.ndarray]) -> np.ndarray:
+    """The meta-learner's input: each model's probabilities (minus one redundant column) or values."""
+    if task == CLASSIFICATION:
+        return np.hstack([p[:, 1:] for p in preds])
+    return np.column_stack(preds)
