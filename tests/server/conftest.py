@@ -73,7 +73,7 @@ def seeded(workspace_dir: Path) -> Seeded:
     store.insert_run(s.automl, "exp-b", "automl", "local", {"primary_metric": "AUC_weighted"})
     store.set_status(s.automl, "Running")
     for i, child in enumerate(s.children):
-        store.insert_run(child, "exp-b", "automl_child", "local", {}, parent_id=s.automl, iteration=i)
+        store.insert_run(child, "exp-b", "automl_iteration", "local", {}, parent_id=s.automl, iteration=i)
         store.set_status(child, "Running")
         store.log_metric(child, "AUC_weighted", "scalar", 0.8 + i / 10)
     store.set_status(s.children[0], "Completed")
