@@ -197,6 +197,10 @@ async def _watch(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Com
     interval = 0.1
     while True:
         got = await _retrying(ctx, run_id, "reading the job's events", mirror.pump, unreachable)
+        if ctx.is_cancelled(run_id):
+            # Checked before the job's state: a job stopped by the cancel ends Canceled, whatever its exit code.
+            await backend.cancel(handle)
+            return CANCELED, None
         state: JobState = await _retrying(ctx, run_id, "checking the job", lambda: backend.poll(handle), unreachable)
         if state.state == "exited":
             if state.exit_code == 0:
@@ -205,9 +209,6 @@ async def _watch(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Com
             return FAILED, f"exit code {state.exit_code}{reason}"  # the traceback is added in _finalize
         if state.state == "lost":
             return FAILED, f"The job's process was lost: {state.reason}"
-        if ctx.is_cancelled(run_id):
-            await backend.cancel(handle)
-            return CANCELED, None
         if job.timeout_seconds and time.monotonic() - started > job.timeout_seconds:
             await backend.cancel(handle)
             return FAILED, (f"The run exceeded max_run_duration_seconds={job.timeout_seconds:g} and was stopped; "
