@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from nbml._proc import pid_alive
 from nbml.compute._dask_host import LOG, SPEC, STATE, STOP, read_json, write_json
 from nbml.errors import ComputeTargetException
 
@@ -26,20 +27,10 @@ def spec_of(config: dict[str, Any]) -> dict[str, Any]:
     return {k: config[k] for k in SPEC_KEYS if k in config}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def live_state(workspace_root: Path, name: str) -> dict[str, Any] | None:
     """The host's state if its process is alive and it has reported recently."""
     state = read_json(state_dir(workspace_root, name) / STATE)
-    if not state or not _alive(int(state.get("pid", 0))):
+    if not state or not pid_alive(int(state.get("pid", 0))):
         return None
     if time.time() - float(state.get("heartbeat", 0)) > 30:
         return None
@@ -95,16 +86,16 @@ def stop(workspace_root: Path, name: str, timeout: float = 60) -> bool:
     """Stop the cluster host (and with it every worker); True if one was running."""
     folder = state_dir(workspace_root, name)
     state = read_json(folder / STATE)
-    if not state or not _alive(int(state.get("pid", 0))):
+    if not state or not pid_alive(int(state.get("pid", 0))):
         return False
     pid = int(state["pid"])
     (folder / STOP).touch()
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and pid_alive(pid):
         _reap(pid)
         time.sleep(0.2)
-    if _alive(pid):
+    if pid_alive(pid):
         os.killpg(pid, signal.SIGKILL)
     return True
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import nbml
+from nbml._proc import pid_alive
 from nbml.compute.base import (
     EXIT_CODE_FILE,
     ComputeBackend,
@@ -38,20 +39,6 @@ def runtime_dir(job_dir: Path) -> str:
     if not link.exists():
         os.symlink(NBML_PACKAGE_DIR, link)
     return str(rt)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class LocalBackend(ComputeBackend):
@@ -124,7 +111,7 @@ class LocalBackend(ComputeBackend):
         if proc is not None:
             if proc.poll() is None:
                 return JobState("running")
-        elif _alive(pid):
+        elif pid_alive(pid):
             return JobState("running")
         code_file = Path(handle.job_dir) / EXIT_CODE_FILE
         for _ in range(20):  # the wrapper writes the code right after the job ends

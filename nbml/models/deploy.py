@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nbml._proc import pid_alive
 from nbml.errors import NbmlError, UserErrorException
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class Webservice:
     @property
     def state(self) -> str:
         rec = self._rec
-        if rec["state"] == "Healthy" and not _alive(rec["pid"]):
+        if rec["state"] == "Healthy" and not pid_alive(rec["pid"]):
             self.workspace.store.update_service(self.name, state="Unhealthy", error="service process stopped")
             return "Unhealthy"
         return str(rec["state"])
@@ -128,7 +129,7 @@ class Webservice:
 
     def delete(self) -> None:
         pid = self._rec["pid"]
-        if pid and _alive(pid):
+        if pid and pid_alive(pid):
             try:
                 os.killpg(pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -141,18 +142,6 @@ class Webservice:
 
     def __repr__(self) -> str:
         return f"Webservice(name={self.name!r}, state={self.state!r}, scoring_uri={self.scoring_uri!r})"
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (ProcessLookupError, FileNotFoundError):
-        return False
-    except (PermissionError, OSError):
-        return True
 
 
 def _log_path(workspace: Workspace, name: str) -> Path:

@@ -10,26 +10,11 @@ import socket
 import time
 from typing import Any
 
+from nbml._proc import pid_alive
 from nbml.runs.status import ACTIVE, FAILED
 from nbml.store import Store
 
 HEARTBEAT_TIMEOUT = float(os.environ.get("NBML_HEARTBEAT_TIMEOUT", "30"))
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def is_stale(rec: dict[str, Any], now: float | None = None, timeout: float | None = None) -> bool:
@@ -41,7 +26,7 @@ def is_stale(rec: dict[str, Any], now: float | None = None, timeout: float | Non
     if now - last < (HEARTBEAT_TIMEOUT if timeout is None else timeout):
         return False
     same_host = rec.get("supervisor_host") in (None, socket.gethostname())
-    return not (same_host and _pid_alive(rec.get("supervisor_pid")))
+    return not (same_host and pid_alive(rec.get("supervisor_pid")))
 
 
 def reap(store: Store, rec: dict[str, Any], timeout: float | None = None) -> bool:
