@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d .venv ] && . .venv/bin/activate
+# Static checks first: a lint or type error fails the run like a test does.
+python -m ruff check nbml tests benchmarks
+python -m mypy nbml
 # The default tier leaves out tests marked slow; pass -m slow (or -m "") to choose otherwise.
 if printf '%s\n' "$@" | grep -qx -- '-m'; then
     exec python -m pytest -p no:cacheprovider "$@"
