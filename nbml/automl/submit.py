@@ -20,7 +20,7 @@ from nbml.automl.errors import ConfigException, DataException
 from nbml.automl.metrics import CLASSIFICATION
 from nbml.compute.targets import resolve_target
 from nbml.runs.ids import new_run_id
-from nbml.runs.supervisor import start_supervisor
+from nbml.runs.submit import start_recorded_run
 
 if TYPE_CHECKING:
     from nbml.automl.config import AutoMLConfig
@@ -144,20 +144,12 @@ def submit_automl(experiment: Experiment, config: AutoMLConfig, tags: dict[str, 
     }
     ws.store.insert_run(run_id, experiment.name, "automl", target.name, run_config, snapshot_id=snapshot.id,
                         display_name=f"AutoML_{run_id.rsplit('_', 1)[-1]}")
-    try:
-        if tags:
-            ws.store.set_tags(run_id, tags)
-        ws.store.add_properties(run_id, {
-            "task": config.task, "primary_metric": config.primary_metric, "iterations": str(config.iterations),
-            "max_concurrent_iterations": str(config.max_concurrent_iterations),
-            "featurization": config.featurization, "runTemplate": "automl_child",
-            "num_rows": str(ds.n_rows), "num_features": str(ds.n_features),
-        })
-        start_supervisor(ws.path, run_id)
-    except BaseException:
-        ws.store.delete_run(run_id)
-        shutil.rmtree(ws.run_dir(run_id), ignore_errors=True)
-        raise
+    start_recorded_run(ws, run_id, tags, {
+        "task": config.task, "primary_metric": config.primary_metric, "iterations": str(config.iterations),
+        "max_concurrent_iterations": str(config.max_concurrent_iterations),
+        "featurization": config.featurization, "runTemplate": "automl_child",
+        "num_rows": str(ds.n_rows), "num_features": str(ds.n_features),
+    })
     run = AutoMLRun(experiment, run_id)
     if show_output:
         run.wait_for_completion(show_output=True)

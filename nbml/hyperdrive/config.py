@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import shutil
 from typing import TYPE_CHECKING, Any
 
 from nbml.errors import UserErrorException
@@ -75,8 +74,7 @@ class HyperDriveConfig:
         from nbml.compute.targets import resolve_target
         from nbml.hyperdrive.run import HyperDriveRun
         from nbml.runs.ids import new_run_id
-        from nbml.runs.submit import check_script
-        from nbml.runs.supervisor import start_supervisor
+        from nbml.runs.submit import check_script, start_recorded_run
         from nbml.snapshot import take_snapshot
 
         ws = experiment.workspace
@@ -101,19 +99,11 @@ class HyperDriveConfig:
             "max_duration_minutes": self.max_duration_minutes, "seed": self.seed,
         }
         ws.store.insert_run(run_id, experiment.name, "hyperdrive", target.name, run_config, snapshot_id=snapshot.id)
-        try:
-            if tags:
-                ws.store.set_tags(run_id, tags)
-            ws.store.add_properties(run_id, {
-                "primary_metric_config": {"name": self.primary_metric_name, "goal": self.primary_metric_goal},
-                "generator_config": self.hyperparameter_sampling.to_dict(), "policy_config": self.policy.to_dict(),
-                "max_total_runs": self.max_total_runs, "max_concurrent_runs": self.max_concurrent_runs,
-            })
-            start_supervisor(ws.path, run_id)
-        except BaseException:
-            ws.store.delete_run(run_id)
-            shutil.rmtree(ws.run_dir(run_id), ignore_errors=True)
-            raise
+        start_recorded_run(ws, run_id, tags, {
+            "primary_metric_config": {"name": self.primary_metric_name, "goal": self.primary_metric_goal},
+            "generator_config": self.hyperparameter_sampling.to_dict(), "policy_config": self.policy.to_dict(),
+            "max_total_runs": self.max_total_runs, "max_concurrent_runs": self.max_concurrent_runs,
+        })
         run = HyperDriveRun(experiment, run_id)
         if show_output:
             run.wait_for_completion(show_output=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from nbml.runs.config import ScriptRunConfig
     from nbml.runs.experiment import Experiment
     from nbml.runs.run import Run
+    from nbml.workspace import Workspace
 
 
 def check_script(source_directory: str, script: str | None) -> tuple[Path, str]:
@@ -46,6 +48,20 @@ def check_script(source_directory: str, script: str | None) -> tuple[Path, str]:
                 "Fix it and submit again."
             ) from None
     return source, path.relative_to(source).as_posix()
+
+
+def start_recorded_run(ws: Workspace, run_id: str, tags: dict[str, Any] | None,
+                       properties: dict[str, Any]) -> None:
+    """Tag a just-inserted run and start its supervisor; any failure removes the run and its folder again."""
+    try:
+        if tags:
+            ws.store.set_tags(run_id, tags)
+        ws.store.add_properties(run_id, properties)
+        start_supervisor(ws.path, run_id)
+    except BaseException:
+        ws.store.delete_run(run_id)
+        shutil.rmtree(ws.run_dir(run_id), ignore_errors=True)
+        raise
 
 
 def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[str, Any] | None = None,
@@ -80,15 +96,8 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
         "max_run_duration_seconds": config.max_run_duration_seconds,
     }
     ws.store.insert_run(run_id, experiment.name, "script", target.name, run_config, snapshot_id=snapshot.id)
-    try:
-        if tags:
-            ws.store.set_tags(run_id, tags)
-        ws.store.add_properties(run_id, {"script": script, "arguments": " ".join(arguments),
-                                         "environment": env.name})
-        start_supervisor(ws.path, run_id)
-    except BaseException:
-        ws.store.delete_run(run_id)
-        raise
+    start_recorded_run(ws, run_id, tags, {"script": script, "arguments": " ".join(arguments),
+                                          "environment": env.name})
     run = Run(experiment, run_id)
     if show_output:
         run.wait_for_completion(show_output=True)
