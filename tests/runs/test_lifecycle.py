@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_status
 
 from nbml import ActivityFailedException, Experiment, Run, ScriptRunConfig
 from nbml.runs import reaper
@@ -53,29 +54,19 @@ def _gone(pid: int, timeout: float = 5.0) -> bool:
     return False
 
 
-def _wait_status(run: Run, statuses: set[str], timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = run.get_status()
-        if st in statuses:
-            return st
-        time.sleep(0.1)
-    raise AssertionError(f"{run.id} stayed {run.get_status()} (wanted {statuses})")
-
-
 def test_run_started_in_one_process_is_watched_and_cancelled_from_another(ws, project):
     folder = project(**{"sleeper.py": SLEEPER})
     proc = _submit_in_subprocess(ws.path, folder, "sleeper.py", ["120"], wait=True)
     run_id = proc.stdout.readline().strip()
     run = Run.get(ws, run_id)
-    _wait_status(run, {"Running"}, 30)
+    wait_status(run, {"Running"}, 30)
     deadline = time.monotonic() + 20
     while "tick" not in run.get_metrics() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert run.get_metrics()["tick"] is not None  # metrics flow while it runs
     t0 = time.monotonic()
     run.cancel()
-    assert _wait_status(run, {"Canceled"}, 5) == "Canceled"
+    assert wait_status(run, {"Canceled"}, 5) == "Canceled"
     assert time.monotonic() - t0 < 5
     proc.wait(timeout=10)  # the watching process saw the end too
     handle = run._refresh()["handle_json"]
@@ -90,7 +81,7 @@ def test_killing_the_submitting_process_does_not_stop_the_run(ws, project):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     run = Run.get(ws, run_id)
-    assert _wait_status(run, {"Completed", "Failed", "Canceled"}, 60) == "Completed"
+    assert wait_status(run, {"Completed", "Failed", "Canceled"}, 60) == "Completed"
     assert run.get_metrics()["tick"] == [0, 1, 2, 3]
 
 
@@ -118,11 +109,11 @@ def test_max_run_duration_is_enforced(ws, project):
 def test_run_whose_supervisor_died_is_marked_failed_not_left_running(ws, project, monkeypatch):
     project(**{"sleeper.py": SLEEPER})
     run = Experiment(ws, "orphan").submit(ScriptRunConfig(".", "sleeper.py", arguments=[100]))
-    _wait_status(run, {"Running"}, 30)
+    wait_status(run, {"Running"}, 30)
     rec = run._refresh()
     os.kill(rec["supervisor_pid"], signal.SIGKILL)
     monkeypatch.setattr(reaper, "HEARTBEAT_TIMEOUT", 3.0)
-    assert _wait_status(run, {"Failed"}, 15) == "Failed"
+    assert wait_status(run, {"Failed"}, 15) == "Failed"
     assert "no heartbeat" in run.get_details()["error"]["error"]["message"]
     job_pid = __import__("json").loads(rec["handle_json"])["data"]["pid"]
     assert _gone(job_pid)  # its job was stopped too

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from waiting import wait_status
 
 from nbml import ActivityFailedException, Experiment, Run, ScriptRunConfig
 
@@ -40,16 +41,6 @@ for i in range(600):
 """
 
 
-def _wait_status(run: Run, wanted: set[str], timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = run.get_status()
-        if status in wanted:
-            return status
-        time.sleep(0.1)
-    raise AssertionError(f"run stayed {run.get_status()}, wanted {wanted}")
-
-
 def test_script_run_completes_with_metrics_outputs_logs_and_stdout(ws, project, target):
     project(**{"train.py": TRAIN, "helpers__util.py": "def greet():\n    return 'hello from helpers'\n",
                "helpers____init__.py": ""})
@@ -77,12 +68,12 @@ def test_failing_script_ends_failed_with_its_traceback(ws, project, target):
 def test_cancel_stops_the_job_and_its_metrics(ws, project, target):
     project(**{"sleeper.py": SLEEPER})
     run = Experiment(ws, "contract").submit(ScriptRunConfig(".", "sleeper.py", compute_target=target))
-    _wait_status(run, {"Running"}, 60)
+    wait_status(run, {"Running"}, 60)
     deadline = time.monotonic() + 30
     while "tick" not in run.get_metrics() and time.monotonic() < deadline:
         time.sleep(0.1)
     run.cancel()
-    assert _wait_status(run, {"Canceled"}, 20) == "Canceled"
+    assert wait_status(run, {"Canceled"}, 20) == "Canceled"
     ticks = _count(run, "tick")
     time.sleep(1.0)
     assert _count(run, "tick") == ticks  # nothing logs any more: the job is gone

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sshd import SshServer, ssh_attach_args
+from waiting import wait_status
 
 from nbml import Experiment, RemoteCompute, Run, ScriptRunConfig
 
@@ -25,16 +26,6 @@ for i in range(int(__import__("sys").argv[1])):
 """
 
 
-def _wait(run: Run, wanted: set[str], timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = run.get_status()
-        if status in wanted:
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"run stayed {run.get_status()}, wanted {wanted}")
-
-
 def _steps(run: Run) -> list[int]:
     value = run.get_metrics().get("step", [])
     return value if isinstance(value, list) else [value]
@@ -44,7 +35,7 @@ def test_run_completes_with_every_metric_when_the_link_drops_twice(ws, project, 
                                                                    tmp_path: Path):
     project(**{"steady.py": STEADY})
     run = Experiment(ws, "faults").submit(ScriptRunConfig(".", "steady.py", arguments=[60], compute_target=target_ssh))
-    _wait(run, {"Running"}, 60)
+    wait_status(run, {"Running"}, 60)
     for _ in range(2):
         deadline = time.monotonic() + 20
         seen = len(_steps(run))
@@ -65,10 +56,10 @@ def test_run_completes_with_every_metric_when_the_link_drops_twice(ws, project, 
 def test_killed_remote_job_fails_the_run_with_the_reason(ws, project, target_ssh):
     project(**{"steady.py": STEADY})
     run = Experiment(ws, "faults").submit(ScriptRunConfig(".", "steady.py", arguments=[600], compute_target=target_ssh))
-    _wait(run, {"Running"}, 60)
+    wait_status(run, {"Running"}, 60)
     pid = json.loads(run._refresh()["handle_json"])["data"]["pid"]
     os.killpg(pid, signal.SIGKILL)  # the whole job, wrapper included: nobody writes an exit code
-    assert _wait(run, {"Failed", "Completed", "Canceled"}, 30) == "Failed"
+    assert wait_status(run, {"Failed", "Completed", "Canceled"}, 30) == "Failed"
     message = run.get_details()["error"]["error"]["message"]
     assert "lost" in message and "without writing an exit code" in message and "127.0.0.1" in message
 
@@ -76,12 +67,12 @@ def test_killed_remote_job_fails_the_run_with_the_reason(ws, project, target_ssh
 def test_script_killed_by_a_signal_fails_the_run_naming_the_signal(ws, project, target_ssh):
     project(**{"steady.py": STEADY})
     run = Experiment(ws, "faults").submit(ScriptRunConfig(".", "steady.py", arguments=[600], compute_target=target_ssh))
-    _wait(run, {"Running"}, 60)
+    wait_status(run, {"Running"}, 60)
     wrapper = json.loads(run._refresh()["handle_json"])["data"]["pid"]
     children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == wrapper]
     assert children
     os.kill(children[0], signal.SIGKILL)  # the script only (the OOM killer's way); its wrapper records 137
-    assert _wait(run, {"Failed", "Completed", "Canceled"}, 30) == "Failed"
+    assert wait_status(run, {"Failed", "Completed", "Canceled"}, 30) == "Failed"
     assert "SIGKILL" in run.get_details()["error"]["error"]["message"]
 
 
