@@ -10,24 +10,18 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from nbml.compute.base import DRIVER_LOG, EVENTS_FILE, ComputeBackend, JobHandle, JobSpec, JobState
 from nbml.errors import EnvironmentBuildError
 from nbml.runs import events as ev
 from nbml.runs.context import SupervisorContext
+from nbml.runs.retry import DEFAULT_UNREACHABLE_TIMEOUT, JobFailed, retrying
 from nbml.runs.status import CANCELED, COMPLETED, FAILED, FINALIZING, PREPARING, RUNNING, STARTING, TERMINAL
 
-T = TypeVar("T")
-TRANSIENT = (ConnectionError, OSError, asyncio.TimeoutError)
-DEFAULT_UNREACHABLE_TIMEOUT = 600.0
 CHUNK = 4 << 20
-
-
-class JobFailed(Exception):
-    """The job can't go on; the message is the run's error."""
 
 
 class _Mirror:
@@ -101,35 +95,6 @@ def error_from_log(text: str) -> str | None:
     return block[-6000:]
 
 
-async def _retrying(ctx: SupervisorContext, run_id: str, what: str, fn: Callable[[], Awaitable[T]],
-                    timeout: float) -> T:
-    """Call `fn`, retrying transient target faults with backoff; fail after `timeout` seconds of them."""
-    first_fault: float | None = None
-    attempt = 0
-    while True:
-        try:
-            result = await fn()
-            if attempt:
-                ctx.store.add_properties(run_id, {"nbml.target_reachable": "true"})
-            return result
-        except TRANSIENT as exc:
-            if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
-                raise
-            attempt += 1
-            now = time.monotonic()
-            first_fault = first_fault or now
-            ctx.store.add_properties(run_id, {"nbml.target_retries": str(attempt), "nbml.target_reachable": "false",
-                                              "nbml.target_error": f"{type(exc).__name__}: {exc}"[:500]})
-            ctx.log(f"{what}: target unreachable ({type(exc).__name__}: {exc}); retry {attempt}")
-            if now - first_fault > timeout:
-                raise JobFailed(f"The compute target was unreachable for {now - first_fault:.0f} s while {what} "
-                                f"({attempt} retries; last error: {type(exc).__name__}: {exc}). Check the target "
-                                "and submit again.") from exc
-            if ctx.is_cancelled(run_id):
-                raise JobFailed("canceled while the target was unreachable") from exc
-            await asyncio.sleep(min(2.0 ** min(attempt, 4), 15.0))
-
-
 async def execute(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: ComputeBackend,
                   on_progress: Callable[[str], None] | None = None) -> str:
     """Run `job` for run `run_id` to a terminal state and return that state. Never raises for job failures."""
@@ -145,15 +110,15 @@ async def execute(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Co
             return CANCELED
         store.set_status(run_id, PREPARING)
         prep_log = _prep_logger(ctx, run_id)
-        python = await _retrying(ctx, run_id, "preparing the environment", lambda: backend.prepare(job.env, prep_log),
+        python = await retrying(ctx, run_id, "preparing the environment", lambda: backend.prepare(job.env, prep_log),
                                  unreachable)
         if ctx.is_cancelled(run_id):
             store.set_status(run_id, CANCELED)
             return CANCELED
         store.set_status(run_id, STARTING)
-        job_dir = await _retrying(ctx, run_id, "uploading the snapshot", lambda: backend.stage(job, prep_log),
+        job_dir = await retrying(ctx, run_id, "uploading the snapshot", lambda: backend.stage(job, prep_log),
                                   unreachable)
-        handle = await _retrying(ctx, run_id, "starting the job", lambda: backend.start(job, python, job_dir),
+        handle = await retrying(ctx, run_id, "starting the job", lambda: backend.start(job, python, job_dir),
                                  unreachable)
         store.set_handle(run_id, handle.to_dict())
         store.set_status(run_id, RUNNING)
@@ -196,12 +161,12 @@ async def _watch(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Com
     started = time.monotonic()
     interval = 0.1
     while True:
-        got = await _retrying(ctx, run_id, "reading the job's events", mirror.pump, unreachable)
+        got = await retrying(ctx, run_id, "reading the job's events", mirror.pump, unreachable)
         if ctx.is_cancelled(run_id):
             # Checked before the job's state: a job stopped by the cancel ends Canceled, whatever its exit code.
             await backend.cancel(handle)
             return CANCELED, None
-        state: JobState = await _retrying(ctx, run_id, "checking the job", lambda: backend.poll(handle), unreachable)
+        state: JobState = await retrying(ctx, run_id, "checking the job", lambda: backend.poll(handle), unreachable)
         if state.state == "exited":
             if state.exit_code == 0:
                 return COMPLETED, None
@@ -221,8 +186,8 @@ async def _finalize(ctx: SupervisorContext, run_id: str, backend: ComputeBackend
                     final: str, error: str | None, unreachable: float) -> tuple[str, str | None]:
     ctx.store.set_status(run_id, FINALIZING)
     try:
-        await _retrying(ctx, run_id, "collecting events and logs", lambda: mirror.pump(force_listing=True), unreachable)
-        await _retrying(ctx, run_id, "copying outputs back", mirror.outputs, unreachable)
+        await retrying(ctx, run_id, "collecting events and logs", lambda: mirror.pump(force_listing=True), unreachable)
+        await retrying(ctx, run_id, "copying outputs back", mirror.outputs, unreachable)
     except Exception as exc:
         ctx.log_exception(f"finalizing {run_id}")
         if final == COMPLETED:

@@ -1,22 +1,4 @@
-"""Run states, in the order a run moves through them."""
+"""Re-export of the run states, which live in the leaf module :mod:`nbml.status` (the store imports them)."""
 
-from __future__ import annotations
-
-NOT_STARTED = "NotStarted"
-QUEUED = "Queued"
-PREPARING = "Preparing"
-STARTING = "Starting"
-RUNNING = "Running"
-FINALIZING = "Finalizing"
-CANCEL_REQUESTED = "CancelRequested"
-COMPLETED = "Completed"
-FAILED = "Failed"
-CANCELED = "Canceled"
-
-ORDER = (NOT_STARTED, QUEUED, PREPARING, STARTING, RUNNING, FINALIZING, CANCEL_REQUESTED)
-TERMINAL = frozenset({COMPLETED, FAILED, CANCELED})
-ACTIVE = frozenset(ORDER)
-
-
-def is_terminal(status: str) -> bool:
-    return status in TERMINAL
+from nbml.status import *  # noqa: F403
+from nbml.status import ACTIVE, ORDER, TERMINAL, is_terminal  # noqa: F401

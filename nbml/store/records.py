@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from nbml.runs.status import CANCEL_REQUESTED, RUNNING, TERMINAL
+from nbml.status import CANCEL_REQUESTED, RUNNING, TERMINAL
 from nbml.store.db import Database
 from nbml.store.metrics import MetricsMixin
 
