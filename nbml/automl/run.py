@@ -17,6 +17,7 @@ from nbml.automl.child import MODEL_FILE
 from nbml.automl.coordinator import CHILD_KIND, EXPLAIN_KIND
 from nbml.automl.metrics import is_better
 from nbml.errors import UserErrorException
+from nbml.runs.kinds import register
 from nbml.runs.run import Run
 from nbml.runs.status import COMPLETED, FAILED, TERMINAL
 
@@ -191,3 +192,6 @@ def explanation_folder(run: Run) -> Path | None:
             if child["kind"] == EXPLAIN_KIND and props.get("explained_run_id") == run.id:
                 rid = child["run_id"]
     return None if rid is None else run.workspace.run_dir(rid) / "outputs"
+
+
+register("automl", AutoMLRun)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from nbml.runs.kinds import register
 from nbml.runs.run import Run
 
 
@@ -61,3 +62,6 @@ class HyperDriveRun(Run):
                     populate: bool = False) -> dict[str, Any]:
         """Like the SDK: {child run id: its metrics} for a HyperDrive parent."""
         return {rec["run_id"]: self._store.get_metrics(rec["run_id"], name) for rec in self._store.children(self.id)}
+
+
+register("hyperdrive", HyperDriveRun)

@@ -51,18 +51,10 @@ class Run(RunLoggingMixin):
 
     def _typed(self) -> Run:
         """The most specific class for this run's kind (an AutoML parent comes back as an AutoMLRun)."""
-        kind = self._rec["kind"]
-        if kind == "automl" and type(self) is Run:
-            try:
-                from nbml.automl.run import AutoMLRun
-            except ImportError:
-                return self
-            return AutoMLRun(self.experiment, self.id, self._rec)
-        if kind == "hyperdrive" and type(self) is Run:
-            from nbml.hyperdrive.run import HyperDriveRun
+        from nbml.runs.kinds import run_class
 
-            return HyperDriveRun(self.experiment, self.id, self._rec)
-        return self
+        cls = run_class(self._rec["kind"]) if type(self) is Run else None
+        return cls(self.experiment, self.id, self._rec) if cls is not None else self  # type: ignore[no-any-return]
 
     @staticmethod
     def get_context(allow_offline: bool = True, **_: Any) -> ContextRun | OfflineRun:
