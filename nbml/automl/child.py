@@ -14,6 +14,7 @@ their row indices), ``scores.json``, and for explanations ``explanation.npz``/``
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pickle
@@ -170,6 +171,13 @@ def _execute(spec: dict[str, Any], run: Any) -> dict[str, Any]:
     return scores
 
 
+def _note_unraisable(unraisable: Any) -> None:
+    """A destructor's error, on one line with no traceback header: it must not pass for the run's error."""
+    exc = unraisable.exc_value
+    where = f" in {unraisable.object!r}" if unraisable.object is not None else ""
+    print(f"(ignored{where}: {type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -181,10 +189,21 @@ def main(argv: list[str] | None = None) -> int:
     from nbml import Run
 
     run = Run.get_context()
+    sys.unraisablehook = _note_unraisable
     try:
         scores = execute(spec, run)
     except Exception:
-        traceback.print_exc()
+        error = traceback.format_exc()
+    else:
+        error = None
+    if error is not None:
+        # The run's error is the last traceback of its output. Objects the failure left in reference cycles
+        # (library handles, a data script's objects) are destroyed now, while their modules still work, and
+        # a destructor that fails says so in one line: the real exception is printed last.
+        gc.collect()
+        sys.stdout.flush()
+        sys.stderr.write(error)
+        sys.stderr.flush()
         return 1
     metric = spec.get("primary_metric")
     if metric in scores:

@@ -206,10 +206,32 @@ def check(ds: Dataset, task: str, featurization: bool, n_cross_validations: int 
                 "impute them, or fill them yourself."
             )
     if n_cross_validations is not None and ds.X_valid is None:
-        if n_cross_validations < 2:
-            raise DataException(f"n_cross_validations={n_cross_validations}: use at least 2 folds.")
-        if n_cross_validations > ds.n_rows:
-            raise DataException(f"n_cross_validations={n_cross_validations} exceeds the {ds.n_rows} rows.")
+        check_folds(ds.y, task, n_cross_validations)
+
+
+def check_folds(y: np.ndarray, task: str, folds: int, default: bool = False) -> None:
+    """Every fold needs a row to score, and (classification) every class a row in every fold."""
+    setting = f"n_cross_validations={folds}" + (" (the default below 20,000 rows)" if default else "")
+    if folds < 2:
+        raise DataException(f"{setting}: use at least 2 folds.")
+    if folds > len(y):
+        raise DataException(
+            f"{setting} needs at least {folds} rows, but the training data has {len(y)}; give more rows, set "
+            f"n_cross_validations={max(2, len(y))} or fewer, or give validation data (X_valid/y_valid)."
+        )
+    if task == CLASSIFICATION:
+        labels, counts = np.unique(y.astype(str) if y.dtype == object else y, return_counts=True)
+        rare = [(lab.item() if hasattr(lab, "item") else lab, int(n))
+                for lab, n in zip(labels, counts, strict=True) if n < folds]
+        if rare:
+            named = ", ".join(f"{lab!r} has {n}" for lab, n in rare[:5]) + (" row" if rare[0][1] == 1 else " rows")
+            fewest = min(n for _, n in rare)
+            fix = f"set n_cross_validations={fewest} or fewer, " if fewest >= 2 else ""
+            raise DataException(
+                f"{setting} needs at least {folds} rows of every class, but class {named}; give more rows "
+                f"of {'that class' if len(rare) == 1 else 'those classes'}, {fix}or give validation data "
+                "(X_valid/y_valid)."
+            )
 
 
 def splits(

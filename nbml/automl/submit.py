@@ -84,9 +84,12 @@ def submit_automl(experiment: Experiment, config: AutoMLConfig, tags: dict[str, 
 
     ds = _load(config)
     n_cv, v_size = config.n_cross_validations, config.validation_size
-    if ds.X_valid is None and n_cv is None and v_size is None:
+    default_cv = ds.X_valid is None and n_cv is None and v_size is None
+    if default_cv:
         n_cv, v_size = data.default_validation(ds.n_rows)
-    data.check(ds, config.task, config.featurization == "auto", n_cv if ds.X_valid is None else None)
+    data.check(ds, config.task, config.featurization == "auto", None)
+    if n_cv is not None and ds.X_valid is None:
+        data.check_folds(ds.y, config.task, n_cv, default=default_cv)
     algos = estimators.algorithms_for(config.task, ds.n_rows, config.allowed_models, config.blocked_models)
     if not algos:
         raise ConfigException(
