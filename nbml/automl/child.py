@@ -74,19 +74,29 @@ def run_iteration(spec: dict[str, Any], ds: Any) -> tuple[Any, dict[str, float],
                              spec.get("featurization", True), spec.get("n_jobs", 1), spec["seed"])
         return AutoMLModel(task, pipe, classes)
 
+    cap = spec.get("max_train_rows")  # the baseline fits on a subsample, so that it is quick on any data
+
+    def fit(rows: np.ndarray | None) -> AutoMLModel:
+        if rows is None:  # all rows
+            if not cap or len(ds.y) <= cap:
+                return new().fit(ds.X, ds.y)
+            rows = np.arange(len(ds.y))
+        if cap and len(rows) > cap:
+            rows = np.sort(np.random.default_rng(spec["seed"]).choice(rows, int(cap), replace=False))
+        return new().fit(data.take(ds.X, rows), ds.y[rows])
+
     folds, rows = _score_rows(spec, ds)
     if folds is None:
-        model = new().fit(ds.X, ds.y)
+        model = fit(None)
         pred = model.raw_predictions(ds.X_valid)
         y_true, index = np.asarray(ds.y_valid), None
     else:
         width = len(classes) if classes is not None else 0
         oof = np.full((len(ds.y), width) if width else len(ds.y), np.nan)
         for train, test in folds:
-            fold_model = new().fit(data.take(ds.X, train), ds.y[train])
-            oof[test] = fold_model.raw_predictions(data.take(ds.X, test))
+            oof[test] = fit(train).raw_predictions(data.take(ds.X, test))
         pred, y_true, index = oof[rows], ds.y[rows], rows
-        model = new().fit(ds.X, ds.y)
+        model = fit(None)
     scores = metrics.score(task, y_true, pred, classes, y_range)
     return model, scores, pred, index
 
@@ -190,12 +200,11 @@ def main(argv: list[str] | None = None) -> int:
 
     run = Run.get_context()
     sys.unraisablehook = _note_unraisable
+    error: str | None = None
     try:
         scores = execute(spec, run)
     except Exception:
         error = traceback.format_exc()
-    else:
-        error = None
     if error is not None:
         # The run's error is the last traceback of its output. Objects the failure left in reference cycles
         # (library handles, a data script's objects) are destroyed now, while their modules still work, and

@@ -1,14 +1,19 @@
 """The AutoML parent run's driver: the single coordinator, inside the parent's supervisor process.
 
 It holds the search (Optuna, in memory) and launches every iteration as a child run ``<parent>_<n>`` on
-the compute target through the job executor, at most ``max_concurrent_iterations`` at once. It stops on
-the iteration count, the experiment timeout, early stopping, the exit score or a cancel; then runs the
-ensembles over the finished iterations, and the explanation of the best model.
+the compute target through the shared child loop (`nbml.runs.children`), at most
+``max_concurrent_iterations`` at once. With a time limit, a cheap baseline (a regularised linear model
+on a row subsample) goes first, so a model exists long before the limit. It stops on the iteration count,
+the experiment timeout, early stopping, the exit score or a cancel; then runs the ensembles over the
+finished iterations, and the explanation of the best model.
+
+A coordinator started for a parent that already has children (its supervisor died and a new one took
+over) resumes: finished iterations are results and rebuild the study, running ones are adopted,
+iteration numbers go on, and ensembles and the explanation run once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import math
@@ -18,19 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from nbml.automl.child import MODEL_FILE, PREDICTIONS_FILE, SCORES_FILE
-from nbml.automl.metrics import goal, is_better
+from nbml.automl.metrics import CLASSIFICATION, goal, is_better
 from nbml.automl.model import pipeline_name
-from nbml.automl.search import Proposal, SearchStrategy
-from nbml.compute.base import ComputeBackend, EnvSpec, JobSpec
+from nbml.automl.search import PastTrial, Proposal, SearchStrategy
+from nbml.compute.base import EnvSpec, JobSpec
+from nbml.runs.children import ChildLoop, child_config, existing_children
 from nbml.runs.context import SupervisorContext
-from nbml.runs.executor import execute
-from nbml.runs.status import CANCELED, COMPLETED, FAILED, FINALIZING, RUNNING
+from nbml.runs.status import CANCELED, COMPLETED, FAILED, FINALIZING, RUNNING, TERMINAL
 from nbml.snapshot import load_manifest
 
 SPEC_FILE = "automl_spec.json"
 CHILD_KIND = "automl_iteration"
 EXPLAIN_KIND = "automl_explain"
 ENSEMBLE_LIBRARY = 12  # best iterations an ensemble may draw from
+BASELINE_ROWS = 5000  # the baseline fits on at most this many rows
 
 
 @dataclasses.dataclass
@@ -40,7 +46,11 @@ class Result:
     pipeline: str
     status: str
     score: float | None
-    trial: int | None = None
+    ensemble: bool = False
+
+
+def _spec(rec: dict[str, Any]) -> dict[str, Any]:
+    return child_config(rec).get("automl_spec") or {}  # type: ignore[no-any-return]
 
 
 class Coordinator:
@@ -88,8 +98,7 @@ class Coordinator:
                            "validation_size": self.cfg.get("validation_size")},
         }
 
-    def _job(self, run_id: str, spec: dict[str, Any], extra: dict[str, bytes] | None = None,
-             timeout: float | None = None) -> JobSpec:
+    def _job(self, run_id: str, spec: dict[str, Any], extra: dict[str, bytes] | None = None) -> JobSpec:
         threads = str(self.cfg.get("n_jobs", 1))
         return JobSpec(
             run_id=run_id,
@@ -101,13 +110,13 @@ class Coordinator:
                      "NBML_PARENT_RUN_ID": self.parent, "OMP_NUM_THREADS": threads,
                      "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONWARNINGS": "ignore"},
             extra_files={SPEC_FILE: json.dumps(spec).encode(), **self._data_files, **(extra or {})},
-            timeout_seconds=timeout,
+            timeout_seconds=None,  # the child loop enforces the limits, with errors that name the user's setting
         )
 
     def _record_child(self, run_id: str, iteration: int | None, kind: str, name: str, spec: dict[str, Any],
-                      props: dict[str, Any]) -> None:
+                      props: dict[str, Any], trial: dict[str, Any] | None = None) -> None:
         self.store.insert_run(run_id, self.experiment, kind, self.target,
-                              {"automl_spec": spec, "primary_metric": self.metric},
+                              {"automl_spec": spec, "primary_metric": self.metric, "search_trial": trial},
                               snapshot_id=self.cfg["snapshot_id"], parent_id=self.parent, iteration=iteration,
                               display_name=name)
         self.store.add_properties(run_id, props)
@@ -118,6 +127,25 @@ class Coordinator:
             return json.loads(path.read_text())  # type: ignore[no-any-return]
         except (OSError, ValueError):
             return None
+
+    def _limit(self, what: str, started: float, default: float | None = None,
+               until: float | None = None) -> tuple[float | None, str]:
+        """Seconds `what` may run from `started` (and at most until `until`), and the error it ends with."""
+        limit = self.iteration_timeout or default
+        if self.iteration_timeout:
+            reason = (f"{what} exceeded iteration_timeout_minutes={self.settings.get('iteration_timeout_minutes')}"
+                      " and was stopped; raise iteration_timeout_minutes if iterations need longer.")
+        else:
+            reason = f"{what} ran longer than {default or 0:g} s and was stopped."
+        if until is not None and (limit is None or until - started < limit):
+            limit = max(5.0, until - started)
+            kept = f" (the last {self._reserve():.0f} s are kept for the ensembles)" if self._reserve() else ""
+            reason = (f"{what} was stopped: experiment_timeout_minutes="
+                      f"{self.settings.get('experiment_timeout_minutes')} ran out{kept}.")
+        return limit, reason
+
+    def _search_end(self) -> float | None:
+        return None if self.deadline is None else self.deadline - self._reserve()
 
     # -- search ----------------------------------------------------------------------------------
     def _remaining(self) -> float:
@@ -148,41 +176,50 @@ class Coordinator:
         return bool(self.settings.get("enable_early_stopping") and len(self.results) >= n_algos
                     and self.since_improvement >= int(self.settings.get("early_stopping_n_iters", 10)))
 
-    def _launch(self, search: SearchStrategy, backend: ComputeBackend) -> tuple[asyncio.Task[str], Proposal, int]:
-        n = self.next_iteration
-        self.next_iteration += 1
-        p = search.ask()
+    def _baseline(self) -> Proposal | None:
+        """A regularised linear model on a row subsample: seconds on any data, so a model always exists."""
+        cls = self.task == CLASSIFICATION
+        options = (("LogisticRegression", {"C": 0.1}), ("ElasticNet", {"alpha": 0.1, "l1_ratio": 0.5}),
+                   ("SGD", {"alpha": 1e-3, "loss": "modified_huber" if cls else "huber", "penalty": "l2"}))
+        for algo, params in options:
+            if algo in self.cfg["algorithms"]:  # the user's allowed/blocked models hold for it too
+                return Proposal(None, algo, "StandardScalerWrapper", params, baseline=True)
+        return None
+
+    def _launch(self, loop: ChildLoop[Proposal], p: Proposal, n: int, started: float | None = None) -> None:
         run_id = f"{self.parent}_{n}"
         spec = {**self._base_spec(), "kind": "iteration", "iteration": n, "algorithm": p.algorithm,
-                "scaler": p.scaler, "hyperparameters": p.hyperparameters}
-        name = pipeline_name(p.scaler, p.algorithm)
-        self._record_child(run_id, n, CHILD_KIND, name, spec, {
-            "iteration": str(n), "run_preprocessor": p.scaler, "run_algorithm": p.algorithm,
-            "hyperparameters": json.dumps(p.hyperparameters), "pipeline_name": name,
-            "primary_metric": self.metric,
-        })
-        timeout = self.iteration_timeout
-        if self.deadline is not None:
-            left = max(5.0, self._remaining() - self._reserve())
-            timeout = min(timeout, left) if timeout else left
-        task = asyncio.create_task(execute(self.ctx, run_id, self._job(run_id, spec, timeout=timeout), backend))
-        return task, p, n
+                "scaler": p.scaler, "hyperparameters": p.hyperparameters, "baseline": p.baseline}
+        if p.baseline:
+            spec["max_train_rows"] = BASELINE_ROWS
+        if started is None:  # a new iteration (else one adopted from an earlier coordinator)
+            name = pipeline_name(p.scaler, p.algorithm)
+            self._record_child(run_id, n, CHILD_KIND, name, spec, {
+                "iteration": str(n), "run_preprocessor": p.scaler, "run_algorithm": p.algorithm,
+                "hyperparameters": json.dumps(p.hyperparameters), "pipeline_name": name,
+                "primary_metric": self.metric, **({"baseline": "True"} if p.baseline else {}),
+            }, p.record)
+        timeout, reason = self._limit(f"Iteration {n}", started or time.time(), until=self._search_end())
+        loop.launch(run_id, self._job(run_id, spec), p, timeout=timeout, timeout_reason=reason, started_at=started)
 
-    def _finish(self, n: int, run_id: str, name: str, status: str, trial: int | None) -> Result:
+    def _finish(self, n: int, run_id: str, name: str, status: str, ensemble: bool = False,
+                replay: bool = False) -> Result:
+        """Count a finished child; `replay` (a child an earlier coordinator saw end) writes nothing new."""
         scores = self._scores(run_id) if status == COMPLETED else None
         score = scores.get(self.metric) if scores else None
         if score is not None and math.isnan(score):
             score = None
-        result = Result(n, run_id, name, status, score, trial)
+        result = Result(n, run_id, name, status, score, ensemble)
         rec = self.store.get_run(run_id)
-        if status == COMPLETED and rec and rec.get("ended_at"):
+        if status == COMPLETED and not ensemble and rec and rec.get("ended_at"):
             self.durations.append(float(rec["ended_at"]) - float(rec["created_at"]))
         self.results[n] = result
         if score is not None and (self.best is None or is_better(score, self.best.score, self.metric)):
             self.best = result
             self.since_improvement = 0
-            self.store.add_properties(self.parent, {"best_child_run_id": run_id, "best_score": str(score)})
-            self.store.log_metric(self.parent, self.metric, "scalar", score, None)  # the best so far, as a series
+            if not replay:
+                self.store.add_properties(self.parent, {"best_child_run_id": run_id, "best_score": str(score)})
+                self.store.log_metric(self.parent, self.metric, "scalar", score, None)  # the best so far
             target = self.settings.get("experiment_exit_score")
             if target is not None and not is_better(float(target), score, self.metric):
                 self.exit_reached = True
@@ -191,112 +228,148 @@ class Coordinator:
             self.since_improvement += 1
         return result
 
-    async def search(self, backend: ComputeBackend) -> None:
+    async def search(self, loop: ChildLoop[Proposal], found: list[dict[str, Any]]) -> None:
+        history: list[PastTrial] = []
+        adopt: list[tuple[dict[str, Any], dict[str, Any], int | None]] = []
+        for rec in found:  # iterations of an earlier coordinator of this run, in order
+            spec, trial = _spec(rec), child_config(rec).get("search_trial")
+            if rec["status"] in TERMINAL:
+                score = self._finish(int(rec["iteration"]), rec["run_id"], rec.get("display_name") or "",
+                                     rec["status"], replay=True).score
+                if trial:
+                    history.append(PastTrial(trial, score))
+            else:
+                adopt.append((rec, spec, len(history) if trial else None))
+                if trial:
+                    history.append(PastTrial(trial, running=True))
         search = SearchStrategy(self.task, self.metric, self.cfg["algorithms"], self.cfg["n_rows"],
-                                self.cfg["n_features"], seed=int(self.settings.get("seed", 0)))
+                                self.cfg["n_features"], seed=int(self.settings.get("seed", 0)), history=history)
+        for rec, spec, index in adopt:
+            number = search.restored[index] if index is not None else None
+            p = Proposal(number, spec["algorithm"], spec["scaler"], spec["hyperparameters"],
+                         baseline=bool(spec.get("baseline")))
+            self._launch(loop, p, int(rec["iteration"]), started=float(rec.get("started_at") or rec["created_at"]))
         n_search = max(1, int(self.settings["iterations"]) - self._n_ensembles())
-        limit = int(self.settings.get("max_concurrent_iterations") or 1)
-        running: dict[asyncio.Task[str], tuple[Proposal, int]] = {}
-        launched = 0
-        stopped: set[int] = set()
-        try:
-            while True:
-                stop = self._should_stop(launched, n_search)
-                while not stop and len(running) < limit:
-                    task, proposal, n = self._launch(search, backend)
-                    running[task] = (proposal, n)
-                    launched += 1
-                    stop = self._should_stop(launched, n_search)
-                if not running:
-                    return
-                if self.exit_reached or self._cancelled() or self._remaining() - self._reserve() <= 0:
-                    for _, n in running.values():  # out of time (or done): end the iterations still running
-                        if n not in stopped:
-                            stopped.add(n)
-                            self.store.request_cancel(f"{self.parent}_{n}")
-                done, _ = await asyncio.wait(running, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    proposal, n = running.pop(task)
-                    status = task.result()
-                    result = self._finish(n, f"{self.parent}_{n}", pipeline_name(proposal.scaler, proposal.algorithm),
-                                          status, proposal.trial)
-                    search.tell(proposal.trial, result.score)
-        finally:
-            for _, n in running.values():
-                self.store.request_cancel(f"{self.parent}_{n}")
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
+        launched = len(found)
+        baseline = self._baseline() if self.deadline is not None and not found else None
+        stopping = False
+        while True:
+            while not self._should_stop(launched, n_search) and loop.free:
+                p = baseline or search.ask()
+                baseline = None
+                self._launch(loop, p, self.next_iteration)
+                self.next_iteration += 1
+                launched += 1
+            if not len(loop):
+                return
+            if not stopping and (self.exit_reached or self._cancelled() or self._remaining() - self._reserve() <= 0):
+                stopping = True
+                loop.cancel_all()  # out of time (or done): end the iterations still running
+            for done in await loop.wait(0.5):
+                p = done.payload
+                result = self._finish(int(done.run_id.rsplit("_", 1)[1]), done.run_id,
+                                      pipeline_name(p.scaler, p.algorithm), done.status)
+                search.tell(p.trial, result.score)
 
     # -- ensembles and explanation ----------------------------------------------------------------
     def _library(self) -> list[Result]:
-        done = [r for r in self.results.values() if r.score is not None and r.trial is not None]
+        done = [r for r in self.results.values() if r.score is not None and not r.ensemble]
         sign = 1.0 if goal(self.metric) == "maximize" else -1.0
         done.sort(key=lambda r: -sign * float(r.score))  # type: ignore[arg-type]
         return done[:ENSEMBLE_LIBRARY]
 
-    def _member_files(self, members: list[Result]) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
-        listing, files = [], {}
-        for r in members:
-            out = self.ctx.run_dir(r.run_id) / "outputs"
-            model, preds = f"members/{r.iteration}/{MODEL_FILE}", f"members/{r.iteration}/{PREDICTIONS_FILE}"
-            files[model] = (out / MODEL_FILE).read_bytes()
-            files[preds] = (out / PREDICTIONS_FILE).read_bytes()
-            listing.append({"iteration": r.iteration, "model": model, "predictions": preds})
-        return listing, files
+    def _member_files(self, members: list[dict[str, Any]]) -> dict[str, bytes]:
+        files = {}
+        for m in members:
+            out = self.ctx.run_dir(f"{self.parent}_{m['iteration']}") / "outputs"
+            files[m["model"]] = (out / MODEL_FILE).read_bytes()
+            files[m["predictions"]] = (out / PREDICTIONS_FILE).read_bytes()
+        return files
 
-    async def ensembles(self, backend: ComputeBackend) -> None:
+    async def ensembles(self, loop: ChildLoop[Proposal], found: list[dict[str, Any]]) -> None:
         kinds = [k for k, on in (("VotingEnsemble", self.settings.get("enable_voting_ensemble")),
                                  ("StackEnsemble", self.settings.get("enable_stack_ensemble"))) if on]
+        names: dict[str, tuple[int, str]] = {}
+        for rec in found:  # ensembles an earlier coordinator of this run recorded: each runs once
+            spec, n = _spec(rec), int(rec["iteration"])
+            names[rec["run_id"]] = (n, spec["ensemble"])
+            kinds = [k for k in kinds if k != spec["ensemble"]]
+            if rec["status"] in TERMINAL:
+                self._finish(n, rec["run_id"], spec["ensemble"], rec["status"], ensemble=True, replay=True)
+            else:
+                self._start_ensemble(loop, rec["run_id"], spec, float(rec.get("started_at") or rec["created_at"]))
         library = self._library()
-        if not self._n_ensembles() or len(library) < 2 or self._cancelled():
-            return
-        members, files = self._member_files(library)
-        jobs = []
-        for kind in kinds:
-            n = self.next_iteration
-            self.next_iteration += 1
-            run_id = f"{self.parent}_{n}"
-            spec = {**self._base_spec(), "kind": "ensemble", "ensemble": kind, "iteration": n, "members": members}
-            self._record_child(run_id, n, CHILD_KIND, kind, spec, {
-                "iteration": str(n), "run_preprocessor": "", "run_algorithm": kind, "pipeline_name": kind,
-                "hyperparameters": json.dumps({"ensembled_iterations": [m["iteration"] for m in members]}),
-                "primary_metric": self.metric,
-            })
-            timeout = self.iteration_timeout or 600.0
-            jobs.append((n, run_id, kind, self._job(run_id, spec, files, timeout=timeout)))
-        limit = int(self.settings.get("max_concurrent_iterations") or 1)
-        for i in range(0, len(jobs), limit):
-            batch = jobs[i:i + limit]
-            states = await asyncio.gather(*(execute(self.ctx, j[1], j[3], backend) for j in batch))
-            for (n, run_id, kind, _), status in zip(batch, states, strict=True):
-                self._finish(n, run_id, kind, status, None)
+        if kinds and self._n_ensembles() and len(library) >= 2 and not self._cancelled():
+            members = [{"iteration": r.iteration, "model": f"members/{r.iteration}/{MODEL_FILE}",
+                        "predictions": f"members/{r.iteration}/{PREDICTIONS_FILE}"} for r in library]
+            for kind in kinds:
+                n = self.next_iteration
+                self.next_iteration += 1
+                run_id = f"{self.parent}_{n}"
+                spec = {**self._base_spec(), "kind": "ensemble", "ensemble": kind, "iteration": n, "members": members}
+                self._record_child(run_id, n, CHILD_KIND, kind, spec, {
+                    "iteration": str(n), "run_preprocessor": "", "run_algorithm": kind, "pipeline_name": kind,
+                    "hyperparameters": json.dumps({"ensembled_iterations": [m["iteration"] for m in members]}),
+                    "primary_metric": self.metric,
+                })
+                names[run_id] = (n, kind)
+                self._start_ensemble(loop, run_id, spec, None)
+        for done in await loop.drain():
+            n, kind = names[done.run_id]
+            self._finish(n, done.run_id, kind, done.status, ensemble=True)
 
-    async def explain(self, backend: ComputeBackend) -> None:
-        if self.best is None or self._cancelled():
-            return
-        best = self.best
+    def _start_ensemble(self, loop: ChildLoop[Proposal], run_id: str, spec: dict[str, Any],
+                        started: float | None) -> None:
+        timeout, reason = self._limit(f"The {spec['ensemble']}", started or time.time(), 600.0, until=self.deadline)
+        job = self._job(run_id, spec, self._member_files(spec["members"]))
+        loop.launch(run_id, job, Proposal(None, spec["ensemble"], "", {}), timeout=timeout, timeout_reason=reason,
+                    started_at=started)
+
+    async def explain(self, loop: ChildLoop[Proposal], rec: dict[str, Any] | None) -> None:
         run_id = f"{self.parent}_explain"
-        spec = {**self._base_spec(), "kind": "explain", "model": f"explained/{MODEL_FILE}",
-                "explained_run_id": best.run_id}
-        model = (self.ctx.run_dir(best.run_id) / "outputs" / MODEL_FILE).read_bytes()
-        self._record_child(run_id, None, EXPLAIN_KIND, "ModelExplain", spec, {"explained_run_id": best.run_id})
-        status = await execute(self.ctx, run_id, self._job(run_id, spec, {f"explained/{MODEL_FILE}": model},
-                                                           timeout=self.iteration_timeout or 1200.0), backend)
-        if status == COMPLETED:
-            self.store.add_properties(best.run_id, {"model_explanation_run_id": run_id})
+        if rec is not None and rec["status"] in TERMINAL:  # explained before this coordinator took over
+            status = rec["status"]
+            best_id = _spec(rec).get("explained_run_id")
+        else:
+            if self.best is None or self._cancelled():
+                return
+            best_id = _spec(rec).get("explained_run_id") if rec else self.best.run_id
+            spec = {**self._base_spec(), "kind": "explain", "model": f"explained/{MODEL_FILE}",
+                    "explained_run_id": best_id}
+            if rec is None:
+                self._record_child(run_id, None, EXPLAIN_KIND, "ModelExplain", spec, {"explained_run_id": best_id})
+            model = (self.ctx.run_dir(str(best_id)) / "outputs" / MODEL_FILE).read_bytes()
+            started = float(rec.get("started_at") or rec["created_at"]) if rec else None
+            timeout, reason = self._limit("The model explanation", started or time.time(), 1200.0)
+            loop.launch(run_id, self._job(run_id, spec, {f"explained/{MODEL_FILE}": model}),
+                        Proposal(None, "explain", "", {}), timeout=timeout, timeout_reason=reason, started_at=started)
+            ended = await loop.drain()
+            status = ended[0].status if ended else FAILED
+        if status == COMPLETED and best_id:
+            self.store.add_properties(str(best_id), {"model_explanation_run_id": run_id})
             self.store.add_properties(self.parent, {"model_explanation_run_id": run_id})
 
     # -- the whole run ---------------------------------------------------------------------------
     async def run(self) -> None:
         self.store.set_status(self.parent, RUNNING)
+        found = existing_children(self.ctx, self.parent)
+        self.next_iteration = found.next_iteration
+        groups: dict[str, list[dict[str, Any]]] = {"iteration": [], "ensemble": [], "explain": []}
+        for rec in found.all:
+            groups.setdefault(_spec(rec).get("kind", "iteration"), []).append(rec)
         backend = self.ctx.backend_for(self.target)
+        loop: ChildLoop[Proposal] = ChildLoop(self.ctx, backend, int(self.settings.get("max_concurrent_iterations") or 1))
         try:
-            await self.search(backend)
-            await self.ensembles(backend)
+            await self.search(loop, groups["iteration"])
+            await self.ensembles(loop, groups["ensemble"])
             if self.settings.get("model_explainability"):
-                await self.explain(backend)
+                await self.explain(loop, groups["explain"][0] if groups["explain"] else None)
         finally:
+            await loop.close()
             await backend.close()
+        self._conclude()
+
+    def _conclude(self) -> None:
         self.store.set_status(self.parent, FINALIZING)
         completed = [r for r in self.results.values() if r.status == COMPLETED]
         self.store.add_properties(self.parent, {

@@ -5,12 +5,17 @@ names prefixed by the algorithm. TPE runs multivariate with ``group=True`` (each
 are modelled together, apart from the others) and ``constant_liar=True`` (iterations still running count
 as bad results, so concurrent asks don't all land on the same spot). Every algorithm's default
 configuration is enqueued first, cheapest and usually strongest first, so good models appear early.
+
+Each proposal carries a JSON record of its trial (parameters, distributions, whether it was a default);
+the coordinator stores it with the child run, so a coordinator that takes over after a supervisor died
+rebuilds the study from the stored children (`history`) and goes on without proposing a default twice.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -23,10 +28,21 @@ from nbml.automl.metrics import goal
 class Proposal:
     """One pipeline to try."""
 
-    trial: int
+    trial: int | None  # None: not part of the study (the baseline)
     algorithm: str
     scaler: str
     hyperparameters: dict[str, Any]
+    record: dict[str, Any] | None = None  # what rebuilds the trial in a new study (JSON)
+    baseline: bool = False
+
+
+@dataclasses.dataclass
+class PastTrial:
+    """A trial of an earlier coordinator of the same run: its record, and its score (or state)."""
+
+    record: dict[str, Any]
+    value: float | None = None
+    running: bool = False
 
 
 def _suggest(trial: optuna.Trial, algo: str, task: str, n_rows: int) -> tuple[str, dict[str, Any]]:
@@ -56,10 +72,13 @@ class SearchStrategy:
         Size of the training data (some ranges and defaults depend on it).
     seed : int
         Seed of the sampler, so a rerun with the same results proposes the same pipelines.
+    history : sequence of PastTrial
+        Trials an earlier coordinator of this run proposed: finished ones are told to the study, running
+        ones are added as running (their numbers, in order, are in `restored`; `tell` them when they end).
     """
 
     def __init__(self, task: str, metric: str, algorithms: list[str], n_rows: int, n_features: int,
-                 seed: int = 0) -> None:
+                 seed: int = 0, history: Sequence[PastTrial] = ()) -> None:
         if not algorithms:
             raise ValueError("no algorithm left to search: check allowed_models / blocked_models")
         self.task = task
@@ -74,12 +93,36 @@ class SearchStrategy:
                 n_startup_trials=len(self.algorithms) + 4, n_ei_candidates=48,
             )
         self.study = optuna.create_study(direction=goal(metric), sampler=sampler)  # type: ignore[arg-type]
-        self._trials: dict[int, optuna.Trial] = {}
+        self._pending: set[int] = set()
+        self.restored: list[int] = [self._restore(past) for past in history]
+        tried = {str(p.record["params"].get("algorithm")) for p in history if p.record.get("default")}
+        self._defaults_left = 0
         for algo in self.algorithms:
+            if algo in tried:
+                continue  # its default configuration was proposed before this coordinator took over
+            self._defaults_left += 1
             scaler = "StandardScalerWrapper" if estimators.ALGORITHMS[algo].scale_sensitive else "MaxAbsScaler"
             params = estimators.default_config(algo, task, n_rows, n_features)
             fixed = {"algorithm": algo, f"{algo}__scaler": scaler, **{f"{algo}__{k}": v for k, v in params.items()}}
             self.study.enqueue_trial(fixed, skip_if_exists=False)
+
+    def _restore(self, past: PastTrial) -> int:
+        params = past.record["params"]
+        dists = {k: optuna.distributions.json_to_distribution(v) for k, v in past.record["distributions"].items()}
+        if past.running:
+            state, value = optuna.trial.TrialState.RUNNING, None
+        elif past.value is None or past.value != past.value:
+            state, value = optuna.trial.TrialState.FAIL, None
+        else:
+            state, value = optuna.trial.TrialState.COMPLETE, float(past.value)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value,
+                                                           state=state))
+        number = len(self.study.trials) - 1
+        if past.running:
+            self._pending.add(number)
+        return number
 
     def ask(self) -> Proposal:
         """The next pipeline to try (enqueued defaults first, then TPE's proposals)."""
@@ -88,19 +131,24 @@ class SearchStrategy:
             trial = self.study.ask()
             algo = str(trial.suggest_categorical("algorithm", self.algorithms))
             scaler, params = _suggest(trial, algo, self.task, self.n_rows)
-        self._trials[trial.number] = trial
-        return Proposal(trial.number, algo, scaler, params)
+        self._pending.add(trial.number)
+        default = self._defaults_left > 0  # enqueued trials come out first, in order
+        self._defaults_left = max(0, self._defaults_left - 1)
+        record = {"params": dict(trial.params), "default": default,
+                  "distributions": {k: optuna.distributions.distribution_to_json(d)
+                                    for k, d in trial.distributions.items()}}
+        return Proposal(trial.number, algo, scaler, params, record)
 
-    def tell(self, trial: int, value: float | None) -> None:
+    def tell(self, trial: int | None, value: float | None) -> None:
         """Report a finished trial's score; None (failed, timed out, canceled) marks it failed."""
-        t = self._trials.pop(trial, None)
-        if t is None:
+        if trial is None or trial not in self._pending:
             return
+        self._pending.discard(trial)
         if value is None or value != value:  # NaN
-            self.study.tell(t, state=optuna.trial.TrialState.FAIL)
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
-            self.study.tell(t, float(value))
+            self.study.tell(trial, float(value))
 
     @property
     def pending(self) -> int:
-        return len(self._trials)
+        return len(self._pending)

@@ -155,7 +155,8 @@ class Sampler:
         self.space: dict[str, Expression] = sampling["parameter_space"]
         self.rng = np.random.default_rng(seed)
         self._grid = itertools.product(*(v[1][0] for v in self.space.values())) if self.kind == "GRID" else None
-        self._trials: dict[int, Any] = {}
+        self._trials: dict[int, int] = {}  # token -> Optuna trial number, while it runs (Bayesian)
+        self.records: dict[int, dict[str, Any]] = {}  # token -> what rebuilds its trial (Bayesian)
         self._n = 0
         if self.kind == "BAYESIAN":
             import optuna
@@ -189,12 +190,39 @@ class Sampler:
         if self.kind == "BAYESIAN":
             trial = self.study.ask()
             params = {k: self._suggest(trial, k, v) for k, v in self.space.items()}
-            self._trials[self._n] = trial
+            self._trials[self._n] = trial.number
+            self.records[self._n] = {"params": dict(trial.params), "distributions": {
+                k: optuna_json(d) for k, d in trial.distributions.items()}}
             return self._n, params
         return self._n, {k: sample_one(v, self.rng) for k, v in self.space.items()}
 
-    def tell(self, token: int, value: float | None) -> None:
-        trial = self._trials.pop(token, None)
+    def resume(self, past: list[tuple[dict[str, Any] | None, float | None, bool]]) -> list[int]:
+        """Replay an earlier coordinator's draws, (record, final value, still running) each, in order.
+
+        Random and grid draws are a pure function of the seed and their count, so they are drawn again and
+        dropped; Bayesian trials are re-added to the study from their records. Returns each draw's token.
+        """
+        tokens = []
+        for record, value, running in past:
+            if self.kind != "BAYESIAN" or record is None:
+                asked = self.ask()
+                tokens.append(asked[0] if asked else self._n)
+                continue
+            import optuna
+
+            self._n += 1
+            state = optuna.trial.TrialState.RUNNING if running else (
+                optuna.trial.TrialState.FAIL if value is None else optuna.trial.TrialState.COMPLETE)
+            dists = {k: optuna.distributions.json_to_distribution(v) for k, v in record["distributions"].items()}
+            self.study.add_trial(optuna.trial.create_trial(params=record["params"], distributions=dists, state=state,
+                                                           value=None if running or value is None else value))
+            if running:
+                self._trials[self._n] = len(self.study.trials) - 1
+            tokens.append(self._n)
+        return tokens
+
+    def tell(self, token: int | None, value: float | None) -> None:
+        trial = self._trials.pop(token, None) if token is not None else None
         if trial is None:
             return
         import optuna
@@ -203,3 +231,9 @@ class Sampler:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
             self.study.tell(trial, float(value))
+
+
+def optuna_json(distribution: Any) -> str:
+    import optuna
+
+    return optuna.distributions.distribution_to_json(distribution)

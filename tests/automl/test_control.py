@@ -69,7 +69,9 @@ def test_iteration_timeout_and_experiment_timeout(ws: Workspace, project: Callab
     children = list(run.get_children())
     assert 2 <= len(children) <= 10
     errors = [c.get_details().get("error", {}).get("error", {}).get("message", "") for c in children]
-    assert any("exceeded" in e for e in errors)
+    # stopped by iteration_timeout_minutes, or (on a slow machine) by experiment_timeout_minutes: named either way
+    assert any("exceeded iteration_timeout_minutes=0.1" in e or "experiment_timeout_minutes=0.4 ran out" in e
+               for e in errors), errors
     assert time.time() - started < 120
 
 
