@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import psutil
+import pytest
 from sklearn.datasets import load_iris
 
 from nbml import Experiment, Workspace
@@ -42,10 +43,11 @@ def _children(ws: Workspace, run_id: str) -> list[dict[str, Any]]:
     return ws.store.children(run_id)
 
 
+@pytest.mark.slow  # eight iteration processes and two supervisors: about 40 s alone, 2 min on a busy machine
 def test_a_killed_parent_supervisor_resumes_the_search(ws: Workspace) -> None:
     X, y = load_iris(return_X_y=True)
     cfg = AutoMLConfig(task="classification", X=X, y=y, iterations=8, max_concurrent_iterations=2,
-                       n_cross_validations=3, blocked_models=["SVM", "KNN", "XGBoost"])
+                       n_cross_validations=3, allowed_models=["LogisticRegression", "DecisionTree", "RandomForest"])
     run = Experiment(ws, "resume").submit(cfg)
 
     def mid_search() -> bool:
