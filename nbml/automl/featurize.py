@@ -66,6 +66,17 @@ def _column_role(s: pd.Series) -> str:
     return "onehot" if nunique <= MAX_ONE_HOT else "ordinal"
 
 
+def _numeric_matrix(X: Any) -> np.ndarray | None:
+    """X as a 2-D float array when every column is numeric (or boolean), else None."""
+    if isinstance(X, pd.DataFrame):
+        if not all(pd.api.types.is_numeric_dtype(dt) for dt in X.dtypes):
+            return None
+        return X.to_numpy(dtype=float)
+    if isinstance(X, np.ndarray) and X.dtype.kind in "biuf":
+        return X.astype(float, copy=False).reshape(len(X), -1)
+    return None
+
+
 class AutoFeaturizer(BaseEstimator, TransformerMixin):
     """Impute, encode and expand every column into numbers.
 
@@ -79,10 +90,16 @@ class AutoFeaturizer(BaseEstimator, TransformerMixin):
         self.enabled = enabled
 
     def fit(self, X: Any, y: Any = None) -> AutoFeaturizer:
-        frame = _as_frame(X)
-        self.columns_in_ = list(frame.columns)
         self.plan_: list[tuple[Any, str, Any]] = []
         self.feature_names_: list[str] = []
+        self.numeric_: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        matrix = _numeric_matrix(X) if self.enabled else None
+        if matrix is not None:
+            self.columns_in_ = list(X.columns) if isinstance(X, pd.DataFrame) else \
+                [f"x{i}" for i in range(matrix.shape[1])]
+            return self._fit_numeric(matrix)
+        frame = _as_frame(X)
+        self.columns_in_ = list(frame.columns)
         if not self.enabled:
             self.feature_names_ = [str(c) for c in frame.columns]
             return self
@@ -111,7 +128,23 @@ class AutoFeaturizer(BaseEstimator, TransformerMixin):
                 self.feature_names_.append(str(col))
         return self
 
+    def _fit_numeric(self, values: np.ndarray) -> AutoFeaturizer:
+        """All columns numeric: the same plan as column by column, computed on the whole matrix at once
+        (thousands of columns take milliseconds instead of minutes)."""
+        nan = np.isnan(values)
+        kept = np.flatnonzero(~nan.all(axis=0))  # a column with no value at all is dropped
+        flagged = kept[nan[:, kept].any(axis=0)]
+        medians = np.median(values[:, kept], axis=0)
+        if len(flagged):  # only columns with missing values need the (slower) NaN-aware median
+            medians[np.searchsorted(kept, flagged)] = np.nanmedian(values[:, flagged], axis=0)
+        self.numeric_ = (kept, medians, flagged)
+        names = [str(c) for c in self.columns_in_]
+        self.feature_names_ = [names[i] for i in kept] + [f"{names[i]}_missing" for i in flagged]
+        return self
+
     def transform(self, X: Any) -> np.ndarray:
+        if self.enabled and getattr(self, "numeric_", None) is not None:
+            return self._transform_numeric(X)
         frame = _as_frame(X)
         if not self.enabled:
             return np.asarray(frame, dtype=float)
@@ -139,6 +172,20 @@ class AutoFeaturizer(BaseEstimator, TransformerMixin):
         if not parts:
             return np.zeros((len(frame), 0))
         return np.hstack(parts)
+
+    def _transform_numeric(self, X: Any) -> np.ndarray:
+        kept, medians, flagged = self.numeric_  # type: ignore[misc]
+        if isinstance(X, pd.DataFrame):
+            missing = [c for c in self.columns_in_ if c not in X.columns]
+            if missing:
+                raise ValueError(f"columns {missing} were in the training data but are missing here.")
+            X = X[self.columns_in_].apply(pd.to_numeric, errors="coerce")
+        values = np.asarray(X, dtype=float)
+        if values.ndim == 1:
+            values = values.reshape(-1, 1)
+        out = values[:, kept]
+        out = np.where(np.isnan(out), medians, out)
+        return np.hstack([out, np.isnan(values[:, flagged]).astype(float)])
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray(self.feature_names_, dtype=object)
