@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,3 +72,26 @@ def test_a_failed_iteration_shows_its_real_exception(ws: Workspace, project: Cal
     assert "the real cause" in run._refresh()["error"]
     log = (run.workspace.run_dir(child["run_id"]) / "nbml-logs" / "driver_log.txt").read_text()
     assert "secondary error from a destructor" in log  # still shown, but not as the run's error
+
+
+@pytest.mark.slow  # the experiment runs its full minute
+def test_a_model_within_the_time_limit_on_wide_random_data(ws: Workspace) -> None:
+    """1,000 rows x 5,000 random features, experiment_timeout_minutes=1: the baseline gives a model in time."""
+    rng = np.random.default_rng(0)
+    X, y = rng.random((1000, 5000)), rng.integers(0, 2, 1000)
+    started = time.time()
+    run = Experiment(ws, "edges").submit(AutoMLConfig(task="classification", X=X, y=y,
+                                                      experiment_timeout_minutes=1))
+    run.wait_for_completion(timeout_seconds=180)
+    rec = run._refresh()
+    assert rec["status"] == "Completed", rec["error"]
+    assert rec["ended_at"] - rec["created_at"] < 75  # the minute, plus stopping the last iteration
+    best, model = run.get_output()
+    assert best.get_status() == "Completed"
+    assert model.predict(X[:10]).shape == (10,)
+    for child in run.get_children():  # an iteration the limit stopped says so, naming the user's setting
+        error = child._refresh().get("error") or ""
+        assert "max_run_duration_seconds" not in error
+        if child.get_status() == "Failed":
+            assert "experiment_timeout_minutes=1" in error, error
+    assert time.time() - started < 180
