@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from nbml.automl.child import MODEL_FILE, PREDICTIONS_FILE, SCORES_FILE
+from nbml.automl.estimators import pipeline_name
 from nbml.automl.metrics import CLASSIFICATION, goal, is_better
-from nbml.automl.model import pipeline_name
 from nbml.automl.search import PastTrial, Proposal, SearchStrategy
 from nbml.compute.base import EnvSpec, JobSpec
 from nbml.runs.children import ChildLoop, child_config, existing_children

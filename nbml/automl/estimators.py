@@ -13,11 +13,11 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-
-from nbml.automl.featurize import SCALER_NAMES
 from nbml.automl.metrics import CLASSIFICATION, REGRESSION
+
+#: the scalers a pipeline may start with (the classes are in `nbml.automl.featurize`); this module imports no
+#: scikit-learn, so the coordinator (a supervisor process) starts without it
+SCALER_NAMES = ("StandardScalerWrapper", "MinMaxScaler", "MaxAbsScaler", "RobustScaler", "Normalizer")
 
 Space = dict[str, tuple[str, Any, Any, bool]]  # name -> ("int"|"float", low, high, log) or ("cat", choices,..)
 
@@ -153,53 +153,6 @@ def default_config(algo: str, task: str, n_rows: int, n_features: int) -> dict[s
     return dict(defaults[algo])
 
 
-class SVMEstimator(BaseEstimator):
-    """An RBF SVM whose gamma is a multiple of sklearn's 'scale' value, so one search range fits any data."""
-
-    def __init__(self, task: str = CLASSIFICATION, C: float = 1.0, gamma_factor: float = 1.0,
-                 random_state: int | None = None) -> None:
-        self.task = task
-        self.C = C
-        self.gamma_factor = gamma_factor
-        self.random_state = random_state
-
-    def fit(self, X: Any, y: Any) -> SVMEstimator:
-        from sklearn.calibration import CalibratedClassifierCV
-        from sklearn.svm import SVC, SVR
-
-        X = np.asarray(X, dtype=float)
-        var = float(X.var()) or 1.0
-        gamma = self.gamma_factor / (X.shape[1] * var)
-        if self.task == CLASSIFICATION:
-            # Platt scaling on internal folds, as SVC(probability=True) did before its deprecation
-            self.model_ = CalibratedClassifierCV(SVC(C=self.C, gamma=gamma, random_state=self.random_state),
-                                                 ensemble=False, cv=3)
-        else:
-            self.model_ = SVR(C=self.C, gamma=gamma)
-        self.model_.fit(X, y)
-        if self.task == CLASSIFICATION:
-            self.classes_ = self.model_.classes_
-        return self
-
-    def predict(self, X: Any) -> np.ndarray:
-        return self.model_.predict(np.asarray(X, dtype=float))
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        return self.model_.predict_proba(np.asarray(X, dtype=float))
-
-
-class SVMClassifier(ClassifierMixin, SVMEstimator):
-    """SVMEstimator for classification (the mixin gives sklearn's estimator type)."""
-
-
-class SVMRegressor(RegressorMixin, SVMEstimator):
-    """SVMEstimator for regression."""
-
-    def __init__(self, task: str = REGRESSION, C: float = 1.0, gamma_factor: float = 1.0,
-                 random_state: int | None = None) -> None:
-        super().__init__(task, C, gamma_factor, random_state)
-
-
 def _lightgbm(cls: bool, p: dict[str, Any], n_jobs: int, seed: int) -> Any:
     import lightgbm as lgb
 
@@ -241,6 +194,8 @@ def _sklearn(algo: str, cls: bool, p: dict[str, Any], n_jobs: int, seed: int) ->
         est = tree.DecisionTreeClassifier if cls else tree.DecisionTreeRegressor
         return est(**p, random_state=seed)
     if algo == "SVM":
+        from nbml.automl._svm import SVMClassifier, SVMRegressor
+
         return SVMClassifier(C=p["C"], gamma_factor=p["gamma_factor"], random_state=seed) if cls else \
             SVMRegressor(C=p["C"], gamma_factor=p["gamma_factor"])
     raise ValueError(f"unknown algorithm {algo!r}")
@@ -252,6 +207,11 @@ _BUILDERS: dict[str, Callable[[bool, dict[str, Any], int, int], Any]] = {
 }
 
 
+def pipeline_name(scaler: str, algorithm: str) -> str:
+    """The PIPELINE column of the progress table, e.g. ``"MaxAbsScaler LightGBM"``."""
+    return f"{scaler} {algorithm}"
+
+
 def build(algo: str, task: str, params: dict[str, Any], n_jobs: int = 1, seed: int = 0) -> Any:
     """An unfitted estimator for `algo` with hyperparameters `params`."""
     cls = task == CLASSIFICATION
@@ -259,3 +219,12 @@ def build(algo: str, task: str, params: dict[str, Any], n_jobs: int = 1, seed: i
     if builder is not None:
         return builder(cls, dict(params), n_jobs, seed)
     return _sklearn(algo, cls, dict(params), n_jobs, seed)
+
+
+def __getattr__(name: str) -> Any:
+    """The SVM classes moved to `nbml.automl._svm`; models pickled before still load."""
+    if name in ("SVMEstimator", "SVMClassifier", "SVMRegressor"):
+        from nbml.automl import _svm
+
+        return getattr(_svm, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,6 +14,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, Normalizer, RobustScaler, StandardScaler
 
+from nbml.automl import estimators
+
 #: the seed's scalers, by the name that starts a pipeline's name
 SCALERS: dict[str, type] = {
     "StandardScalerWrapper": StandardScaler,
@@ -22,7 +24,7 @@ SCALERS: dict[str, type] = {
     "RobustScaler": RobustScaler,
     "Normalizer": Normalizer,
 }
-SCALER_NAMES = tuple(SCALERS)
+SCALER_NAMES = estimators.SCALER_NAMES  # the same names, kept where the search can read them without sklearn
 
 #: a string column with at most this many distinct values is one-hot encoded, else ordinal encoded
 MAX_ONE_HOT = 20

@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from nbml.automl import estimators
+from nbml.automl.estimators import pipeline_name  # noqa: F401  (where it used to live)
 from nbml.automl.featurize import AutoFeaturizer, make_scaler
 from nbml.automl.metrics import CLASSIFICATION
 
@@ -27,11 +28,6 @@ def make_pipeline(
             ("estimator", estimators.build(algorithm, task, params, n_jobs=n_jobs, seed=seed)),
         ]
     )
-
-
-def pipeline_name(scaler: str, algorithm: str) -> str:
-    """The PIPELINE column of the progress table, e.g. ``"MaxAbsScaler LightGBM"``."""
-    return f"{scaler} {algorithm}"
 
 
 class AutoMLModel:
