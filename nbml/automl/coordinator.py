@@ -251,7 +251,8 @@ class Coordinator:
             self._launch(loop, p, int(rec["iteration"]), started=float(rec.get("started_at") or rec["created_at"]))
         n_search = max(1, int(self.settings["iterations"]) - self._n_ensembles())
         launched = len(found)
-        baseline = self._baseline() if self.deadline is not None and not found else None
+        # under a time limit, a quick model first (unless the user asked for a single iteration)
+        baseline = self._baseline() if self.deadline is not None and not found and n_search >= 2 else None
         stopping = False
         while True:
             while not self._should_stop(launched, n_search) and loop.free:
