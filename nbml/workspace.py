@@ -140,6 +140,23 @@ class Workspace:
 
         return {m["name"]: Model(self, m["name"]) for m in self.store.list_models()}
 
+    @property
+    def datastores(self) -> dict[str, Any]:
+        from nbml.data.datastore import datastores
+
+        return datastores(self)
+
+    def get_default_datastore(self) -> Any:
+        """The default datastore: the workspace folder ``datastores/workspaceblobstore`` unless another is set."""
+        from nbml.data.datastore import Datastore
+
+        return Datastore.get_default(self)
+
+    def set_default_datastore(self, name: str) -> None:
+        from nbml.data.datastore import Datastore
+
+        Datastore.get(self, name).set_as_default()
+
     def get_run(self, run_id: str) -> Run:
         from nbml.runs.run import Run
 

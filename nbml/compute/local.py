@@ -21,6 +21,7 @@ from nbml.compute.base import (
     JobSpec,
     JobState,
     LogFn,
+    job_argv,
     job_environ,
     wrapper_script,
 )
@@ -75,7 +76,7 @@ class LocalBackend(ComputeBackend):
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
         env.update(job_environ(job, job_dir, runtime_dir(Path(job_dir))))
-        cmd = ["/bin/sh", "-c", wrapper_script(job_dir), "nbml-job", python, *job.argv]
+        cmd = ["/bin/sh", "-c", wrapper_script(job_dir), "nbml-job", python, *job_argv(job, job_dir)]
         proc = subprocess.Popen(cmd, cwd=job_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         self._procs[proc.pid] = proc

@@ -40,6 +40,7 @@ from nbml.compute.base import (
     JobSpec,
     JobState,
     LogFn,
+    job_argv,
     job_environ,
     wrapper_script,
 )
@@ -271,7 +272,7 @@ class SSHBackend(ComputeBackend):
     # -- job lifecycle -------------------------------------------------------------------------------
     async def start(self, job: JobSpec, python: str, job_dir: str) -> JobHandle:
         lib_dir = await self._ensure_lib()
-        cmd = ["/bin/sh", "-c", wrapper_script(job_dir), "nbml-job", python, *job.argv]
+        cmd = ["/bin/sh", "-c", wrapper_script(job_dir), "nbml-job", python, *job_argv(job, job_dir)]
         answer = await self._helper("start", job_dir, payload={"cmd": cmd, "env": job_environ(job, job_dir, lib_dir)})
         return JobHandle(target=self.name, job_dir=job_dir, data={"pid": answer["pid"], "start": answer["start"],
                                                                    "host": self.settings.address})

@@ -123,6 +123,28 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # 3: datastores (named fsspec locations, no secrets) and versioned dataset definitions (nbml.data)
+    """
+    CREATE TABLE datastores (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        url TEXT NOT NULL,
+        config_json TEXT NOT NULL DEFAULT '{}',
+        is_default INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE datasets (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        definition_json TEXT NOT NULL,
+        description TEXT,
+        tags_json TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
