@@ -126,3 +126,11 @@ def _store_blob(loc: Location, full: str, blob_dir: Path) -> str:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def file_blob(blob_dir: Path, path: Path) -> FileEntry:
+    """Store one local file in the blob store; its FileEntry goes into a job's manifest (AutoML's data)."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    sha = _store_blob(Location(LocalFileSystem(), "/", "file://", True), str(path), blob_dir)
+    return FileEntry(sha256=sha, size=path.stat().st_size, mode=0o644)
