@@ -60,3 +60,19 @@ def test_a_missing_datastore_fails_the_submit_and_records_nothing(ws, project):
     with pytest.raises(DatastoreError, match="No datastore 'nosuchstore'"):
         Experiment(ws, "data-bad").submit(config)
     assert ws.store.list_runs(limit=10) == []
+
+
+def test_estimator_script_params_and_inputs_as_the_2019_notebooks_write_them(ws, project, data_folder: Path):
+    from nbml import Estimator
+
+    src = project(**{"train.py": SCRIPT})
+    ds = ws.get_default_datastore()
+    ds.upload(str(data_folder), target_path="nb", show_progress=False)
+    titanic = Dataset.Tabular.from_delimited_files(path=[(ds, "nb/tabular/iris.csv")])
+    est = Estimator(source_directory=str(src), entry_script="train.py",
+                    script_params={"--data-folder": ds.path("nb/raw").as_mount(), "--regularization": 0.8},
+                    inputs=[titanic.as_named_input("titanic")], user_managed=True)
+    seen = _seen(ws, Experiment(ws, "data-estimator").submit(est))
+    assert seen["args"] == ["--data-folder", str(ws.path / "datastores" / "workspaceblobstore" / "nb" / "raw"),
+                            "--regularization", "0.8"]
+    assert len(seen["inputs"]["titanic"]["a"]) == 30
