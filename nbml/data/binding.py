@@ -74,9 +74,11 @@ def extract(arguments: list[Any], data_references: dict[str, Any] | None = None,
     for value in arguments:
         binding = _binding_of(value)
         args.append(add(binding) if binding is not None else str(value))
+    from nbml.data.data_reference import DataReferenceConfiguration
+
     for name, ref in (data_references or {}).items():
-        if hasattr(ref, "binding") and not hasattr(ref, "datastore"):
-            add(ref.binding(name))  # a DataReferenceConfiguration
+        if isinstance(ref, DataReferenceConfiguration):
+            add(ref.binding(name))
         else:
             binding = _binding_of(ref)
             if binding is None:
@@ -123,14 +125,9 @@ def attach(ws_root: Path, store: Any, job: JobSpec, bindings: list[dict[str, Any
     """Make every binding's data present for `job` on `backend`; replace its tokens by paths (in place)."""
     if not bindings:
         return
-    from nbml.data.datastore import builtin_record
+    from nbml.data.datastore import BUILTIN, builtin_record
     from nbml.data.registry import get_datastore
 
-    class _Ws:  # what datastore lookups need: the store and the folder
-        def __init__(self) -> None:
-            self.store, self.path, self.name = store, ws_root, ws_root.name
-
-    ws = _Ws()
     blob_dir = job.blob_dir
     files = dict(job.files)
     paths: dict[str, str] = {}
@@ -139,8 +136,8 @@ def attach(ws_root: Path, store: Any, job: JobSpec, bindings: list[dict[str, Any
 
     def record(name: str) -> dict[str, Any]:
         rec = get_datastore(store, name)
-        if rec is None and name in ("workspaceblobstore", "workspacefilestore"):
-            rec = builtin_record(ws, name)  # type: ignore[arg-type]
+        if rec is None and name in BUILTIN:
+            rec = builtin_record(ws_root, name)
         if rec is None:
             raise DatastoreError(f"The run uses datastore {name!r}, which is no longer registered.")
         return rec

@@ -32,15 +32,16 @@ _AZURE_HINT = ("Azure storage is not available in nbml (it runs without Azure). 
                "folder of the workspace.")
 
 
-def builtin_record(ws: Workspace, name: str) -> dict[str, Any]:
-    folder = Path(ws.path) / "datastores" / name
+def builtin_record(ws_path: Path, name: str) -> dict[str, Any]:
+    """The record of a built-in datastore: a folder of the workspace at `ws_path`."""
+    folder = Path(ws_path) / "datastores" / name
     return {"name": name, "kind": "local", "url": folder.as_uri(), "config": {"path": str(folder)}}
 
 
 def datastore_record(ws: Workspace, name: str) -> dict[str, Any]:
     rec = registry.get_datastore(ws.store, name)
     if rec is None and name in BUILTIN:
-        rec = builtin_record(ws, name)
+        rec = builtin_record(ws.path, name)
     if rec is None:
         known = ", ".join([*BUILTIN, *(r["name"] for r in registry.list_datastores(ws.store))])
         raise DatastoreError(f"No datastore {name!r} in workspace {ws.name!r}; known: {known}. Register it with "
