@@ -32,7 +32,7 @@ class TabularDataset(AbstractDataset):
     def drop_columns(self, columns: str | list[str]) -> TabularDataset:
         cols = [columns] if isinstance(columns, str) else list(columns)
         ts = self.timestamp_columns
-        used = [c for c in cols if c in ts]
+        used = [c for c in cols if c and c in ts]
         if used:
             raise DatasetError(f"Column(s) {used} are the dataset's timestamp columns; clear them first with "
                                "with_timestamp_columns(None).")
@@ -40,7 +40,7 @@ class TabularDataset(AbstractDataset):
 
     def keep_columns(self, columns: str | list[str], validate: bool = False) -> TabularDataset:
         cols = [columns] if isinstance(columns, str) else list(columns)
-        missing_ts = [c for c in self.timestamp_columns if c not in cols]
+        missing_ts = [c for c in self.timestamp_columns if c and c not in cols]
         if missing_ts:
             raise DatasetError(f"keep_columns must keep the timestamp column(s) {missing_ts}, or clear them first "
                                "with with_timestamp_columns(None).")
@@ -64,8 +64,9 @@ class TabularDataset(AbstractDataset):
     # -- time series ------------------------------------------------------------------------------------
     @property
     def timestamp_columns(self) -> tuple[str | None, str | None]:
+        """(fine grain, coarse grain) timestamp column names; None where unset."""
         ts = self._definition.get("timestamp") or {}
-        return tuple(c for c in (ts.get("fine"), ts.get("coarse")) if c)  # type: ignore[return-value]
+        return ts.get("fine"), ts.get("coarse")
 
     def with_timestamp_columns(self, fine_grain_timestamp: str | None = None, coarse_grain_timestamp: str | None = None,
                                validate: bool = False, **kw: Any) -> TabularDataset:

@@ -108,3 +108,9 @@ def test_parquet_with_partition_format_and_time_filters(ws, tmp_path: Path):
     assert len(tsd.time_recent(timedelta(days=2)).to_pandas_dataframe()) == 3
     with pytest.raises(DatasetError, match="timestamp"):
         tsd.drop_columns(["datetime"])
+    with pytest.raises(DatasetError, match="must keep the timestamp"):
+        tsd.keep_columns(["temp"])
+    with pytest.raises(DatasetError, match="coarse_grain_timestamp needs"):
+        tsd.with_timestamp_columns(fine_grain_timestamp=None, coarse_grain_timestamp="coarse_time")
+    assert tsd.timestamp_columns == ("datetime", None)
+    assert tsd.with_timestamp_columns(None, None).drop_columns("datetime").to_pandas_dataframe().shape == (30, 2)
