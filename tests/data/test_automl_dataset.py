@@ -49,6 +49,7 @@ def test_automl_on_ssh_with_a_dataset_sends_the_data_once_for_four_iterations(ws
     for child in children:
         log = (child.run_dir / "nbml-logs" / "prepare_log.txt").read_text()
         sent.append(int(re.search(r"sent \d+ \((\d+) bytes\)", log).group(1)))  # type: ignore[union-attr]
+    print(f"data pickle {pickle_size} bytes; bytes sent per iteration: {sent}")
     assert sum(sent) < 2 * pickle_size, sent  # the data once (plus nothing else of its size)
     assert sorted(sent)[-1] >= pickle_size and sorted(sent)[:3] == [0, 0, 0], sent
     best_run, model = run.get_output()

@@ -47,6 +47,7 @@ def test_second_run_reading_the_same_datastore_folder_over_ssh_uploads_zero_byte
         assert data_dir == f"{seen['cwd']}/.nbml/data/{data_dir.rsplit('/', 1)[-1]}"
         assert seen["contents"][data_dir] == ["big.bin", "x.bin"]
         assert seen["inputs"]["iris"]["a"][:3] == [0, 1, 2]
+    print(f"bytes sent over SSH: first run {sent[0]}, second run {sent[1]}")
     assert sent[0] > 300_000
     assert sent[1] == 0
 
