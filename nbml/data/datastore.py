@@ -10,6 +10,7 @@ non-secret options are stored; Azure storage calls raise an error naming what to
 from __future__ import annotations
 
 import builtins
+import json
 import os
 import sys
 from pathlib import Path
@@ -143,6 +144,10 @@ class Datastore:
 
         name = _name(datastore_name)
         check_options(storage_options)
+        try:
+            json.dumps(storage_options)
+        except TypeError as exc:
+            raise DatastoreError(f"storage_options must be plain values (they are stored as JSON): {exc}.") from None
         if url.startswith(("sftp://", "ssh://")):
             return Datastore.register_sftp(workspace, name, url)
         if url.startswith("file://") or "://" not in url:
