@@ -20,18 +20,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from nbml.compute import _dask_cluster, _jobwrap, _staging
+from nbml.compute import _dask_cluster, _jobwrap, _staging, base
 from nbml.compute._dask_task import HEARTBEAT_FILE, LOST_FILE, run_dask_job
-from nbml.compute.base import (
-    ComputeBackend,
-    EnvSpec,
-    JobHandle,
-    JobSpec,
-    JobState,
-    LogFn,
-    job_argv,
-    job_environ,
-)
+from nbml.compute.base import ComputeBackend, EnvSpec, JobHandle, JobSpec, JobState, LogFn, job_environ
 from nbml.compute.local import runtime_dir
 from nbml.errors import ComputeTargetException
 
@@ -123,7 +114,7 @@ class DaskBackend(ComputeBackend):
             # Wait for a free slot (nodes x threads): a job queued inside Dask would look Running, and its
             # run-time limit would tick while it waits. The run stays Starting meanwhile.
             await self._wait_for_slot(client, job.run_id, Path(job_dir))
-            future = client.submit(run_dask_job, job_dir, python, job_argv(job, job_dir), environ, key=key, pure=False)
+            future = client.submit(run_dask_job, job_dir, python, base.job_argv(job, job_dir), environ, key=key, pure=False)
             fire_and_forget(future)  # the task must not depend on this process staying alive
             deadline = time.monotonic() + 10
             while (await self._task_state(key))[0] is None and time.monotonic() < deadline:

@@ -29,18 +29,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import nbml
-from nbml.compute import _jobwrap, _staging
+from nbml.compute import _jobwrap, _staging, base
 from nbml.compute._docker_image import connect, ensure_image
-from nbml.compute.base import (
-    ComputeBackend,
-    EnvSpec,
-    JobHandle,
-    JobSpec,
-    JobState,
-    LogFn,
-    job_argv,
-    job_environ,
-)
+from nbml.compute.base import ComputeBackend, EnvSpec, JobHandle, JobSpec, JobState, LogFn, job_environ
 from nbml.errors import ComputeTargetException
 
 CONTAINER_ROOT = "/tmp/nbml_run"
@@ -105,7 +96,7 @@ class DockerBackend(ComputeBackend):
         cdir = f"{CONTAINER_ROOT}/{_safe(job.run_id)}"
         environ = {**job_environ(job, cdir, NBML_MOUNT), "HOME": "/tmp"}
         environ.pop("NBML_WORKSPACE", None)  # a path of this machine, meaningless in the container
-        spec = {"python": python, "argv": job_argv(job, cdir), "environ": environ}
+        spec = {"python": python, "argv": base.job_argv(job, cdir), "environ": environ}
         (job_dir / _jobwrap.JOB_FILE).write_text(json.dumps(spec))
         client = self.client()
         kwargs: dict[str, Any] = dict(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import make_csv
+from data_helpers import make_csv
 
 from nbml.data import DataPath, Dataset, DatasetError, DatastoreError, FileDataset, TabularDataset
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from cluster_factories import dask_target, docker_target, stop_dask_targets
-from conftest import SCRIPT
+from data_helpers import SCRIPT
 from waiting import wait_status
 
 from nbml import Experiment, ScriptRunConfig

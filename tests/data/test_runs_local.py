@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import SCRIPT
+from data_helpers import SCRIPT
 from waiting import wait_status
 
 from nbml import Experiment, ScriptRunConfig

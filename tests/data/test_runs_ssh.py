@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPT, make_csv
+from data_helpers import SCRIPT, make_csv
 from sshd import SshServer, ssh_attach_args
 from waiting import wait_status
 
