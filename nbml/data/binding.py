@@ -134,13 +134,18 @@ def attach(ws_root: Path, store: Any, job: JobSpec, bindings: list[dict[str, Any
     inputs: dict[str, Any] = {}
     direct = _direct_ok(backend)
 
-    def record(name: str) -> dict[str, Any]:
-        rec = get_datastore(store, name)
-        if rec is None and name in BUILTIN:
-            rec = builtin_record(ws_root, name)
-        if rec is None:
-            raise DatastoreError(f"The run uses datastore {name!r}, which is no longer registered.")
-        return rec
+    opened: dict[str, Location] = {}
+
+    def open_store(name: str) -> Location:
+        """The datastore's filesystem, opened once per job (an SFTP datastore is one connection)."""
+        if name not in opened:
+            rec = get_datastore(store, name)
+            if rec is None and name in BUILTIN:
+                rec = builtin_record(ws_root, name)
+            if rec is None:
+                raise DatastoreError(f"The run uses datastore {name!r}, which is no longer registered.")
+            opened[name] = location(rec)
+        return opened[name]
 
     def stage(loc: Location, found: list[tuple[str, str]], prefix: str) -> None:
         for rel, entry in to_blobs(store, blob_dir, loc, found, log).items():
@@ -149,7 +154,7 @@ def attach(ws_root: Path, store: Any, job: JobSpec, bindings: list[dict[str, Any
     for b in bindings:
         name, mode = b["name"], b["mode"]
         if "datastore" in b:
-            loc = location(record(b["datastore"]))
+            loc = open_store(b["datastore"])
             path = b.get("path") or ""
             if direct and loc.local and mode == "mount" and not b.get("path_on_compute"):
                 paths[name] = loc.join(path)
@@ -160,7 +165,7 @@ def attach(ws_root: Path, store: Any, job: JobSpec, bindings: list[dict[str, Any
             single = not is_dir(loc, path)
             paths[name] = f"{JOB_DIR_TOKEN}/{prefix}" + (f"/{found[0][1]}" if single and found else "")
         else:
-            paths[name], inputs[name] = _dataset(b, record, direct, stage)
+            paths[name], inputs[name] = _dataset(b, open_store, direct, stage)
     job.argv = [_TOKEN_RX.sub(lambda m: paths.get(m.group(1), m.group(0)), a) for a in job.argv]
     job.environ = {**job.environ, **{f"AZUREML_DATAREFERENCE_{n}": p for n, p in paths.items()}}
     job.files = files
@@ -168,7 +173,7 @@ def attach(ws_root: Path, store: Any, job: JobSpec, bindings: list[dict[str, Any
         job.extra_files = {**job.extra_files, INPUTS_FILE: json.dumps(inputs).encode()}
 
 
-def _dataset(b: dict[str, Any], record: Any, direct: bool, stage: Any) -> tuple[str, dict[str, Any]]:
+def _dataset(b: dict[str, Any], open_store: Any, direct: bool, stage: Any) -> tuple[str, dict[str, Any]]:
     """(path for the arguments, entry of inputs.json) of a dataset input."""
     definition = dict(b["dataset"])
     prefix = _target_prefix(b)
@@ -177,7 +182,7 @@ def _dataset(b: dict[str, Any], record: Any, direct: bool, stage: Any) -> tuple[
     if direct and b["mode"] != "download" and not b.get("path_on_compute"):
         for src in sources:
             if "datastore" in src:
-                loc = location(record(src["datastore"]))
+                loc = open_store(src["datastore"])
                 if loc.local:
                     local_dirs.append({**src, "local": loc.join(src["path"])})
             elif "local" in src:
@@ -188,12 +193,12 @@ def _dataset(b: dict[str, Any], record: Any, direct: bool, stage: Any) -> tuple[
         only = local_dirs[0]["local"] if len(local_dirs) == 1 else None
         path = only if only and Path(only).is_dir() else ""
         if not path and definition.get("kind") == "file" and b["mode"] != "direct":
-            return _staged(b, definition, sources, record, stage, prefix)
+            return _staged(b, definition, sources, open_store, stage, prefix)
         return path, {"mode": b["mode"], "path": path, "dataset": definition, "registration": b.get("registration")}
-    return _staged(b, definition, sources, record, stage, prefix)
+    return _staged(b, definition, sources, open_store, stage, prefix)
 
 
-def _staged(b: dict[str, Any], definition: dict[str, Any], sources: list[dict[str, Any]], record: Any, stage: Any,
+def _staged(b: dict[str, Any], definition: dict[str, Any], sources: list[dict[str, Any]], open_store: Any, stage: Any,
             prefix: str) -> tuple[str, dict[str, Any]]:
     from fsspec.implementations.local import LocalFileSystem
 
@@ -202,7 +207,7 @@ def _staged(b: dict[str, Any], definition: dict[str, Any], sources: list[dict[st
     job_sources = []
     for src in sources:
         if "datastore" in src:
-            loc = location(record(src["datastore"]))
+            loc = open_store(src["datastore"])
             found = list_files(loc, src["path"])
         elif "local" in src:
             loc = Location(LocalFileSystem(), "/", "file://", True)
