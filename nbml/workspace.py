@@ -63,6 +63,9 @@ class Workspace:
         self.store = Store(root)
         for sub in ("snapshots", "runs", "models", "envs", "jobs"):
             (root / sub).mkdir(exist_ok=True)
+        from nbml.runs.recovery import recover_all
+
+        recover_all(self.store)  # after a crash or reboot: runs whose supervisor is gone get a new one
 
     # -- construction --------------------------------------------------------------------------
     @classmethod

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbml.runs import reaper
+from nbml.runs import recovery
 from nbml.runs.status import ACTIVE
 from nbml.server import files, models
 
@@ -119,10 +119,10 @@ class NbmlManager:
         return {"experiments": out}
 
     def _reaped(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Rows with runs whose supervisor died marked Failed (as Run.get_status does), so none stays Running."""
+        """Rows after recovery (as Run.get_status does): a run whose supervisor died gets a new one."""
         out = []
         for row in rows:
-            if row["status"] in ACTIVE and reaper.reap(self.store, row):
+            if row["status"] in ACTIVE and recovery.ensure_supervised(self.store, row):
                 row = self.store.get_run(row["run_id"]) or row
             out.append(row)
         return out

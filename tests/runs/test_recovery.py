@@ -1,0 +1,246 @@
+"""Runs that cannot be lost: kill -9 the supervisor (or every nbml process) and the run still completes.
+
+Real processes throughout: the supervisors and jobs are the ones `Experiment.submit` starts, killed with
+SIGKILL as a crash or a power cut would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from nbml import Experiment, Run, ScriptRunConfig, Workspace
+from nbml._proc import process_alive
+from nbml.runs import recovery
+from nbml.store import Store
+
+LOGGER = """
+import os, time
+from nbml import Run
+run = Run.get_context()
+os.makedirs("outputs", exist_ok=True)
+for i in range(150):
+    run.log("step", i)
+    print("step", i, flush=True)
+    time.sleep(0.03)
+with open("outputs/model.txt", "w") as f:
+    f.write("trained on 150 steps")
+print("finished", flush=True)
+"""
+
+
+def _wait(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _kill_when_logging(ws: Workspace, run_id: str, at_least: int = 10) -> dict:  # type: ignore[type-arg]
+    """Wait until the job has logged some metrics, then SIGKILL the run's supervisor; returns the record."""
+    store = ws.store
+
+    def logging() -> bool:
+        rec = store.get_run(run_id)
+        return bool(rec and rec["handle_json"] and len(store.get_metrics(run_id).get("step") or []) >= at_least)
+
+    _wait(logging, 60, "the job to log metrics")
+    rec = store.get_run(run_id)
+    os.kill(rec["supervisor_pid"], signal.SIGKILL)
+    _wait(lambda: not process_alive(rec["supervisor_pid"], rec["supervisor_started"]), 10, "the supervisor to die")
+    return rec  # type: ignore[no-any-return]
+
+
+def _assert_complete(ws: Workspace, run: Run) -> None:
+    assert run.get_status() == "Completed", run.get_details().get("error")
+    assert run.get_metrics()["step"] == list(range(150))  # every metric the script logged, once
+    assert (run.run_dir / "outputs" / "model.txt").read_text() == "trained on 150 steps"
+    log = (run.run_dir / "nbml-logs" / "driver_log.txt").read_text()
+    assert "step 0\n" in log and "step 149\n" in log and "finished" in log
+    assert log.count("step 77\n") == 1  # the log was resumed, not copied twice
+    assert not (ws.path / "jobs" / run.id).exists()  # the job folder was cleaned up
+
+
+def test_killing_the_supervisor_mid_run_loses_nothing(ws, project):
+    project(**{"train.py": LOGGER})
+    submitted = Experiment(ws, "recover").submit(ScriptRunConfig(".", "train.py"))
+    old = _kill_when_logging(ws, submitted.id)
+    run = Run.get(ws, submitted.id)  # a reader notices and starts a new supervisor
+    run.wait_for_completion(timeout_seconds=60)
+    _assert_complete(ws, run)
+    rec = ws.store.get_run(run.id)
+    assert rec["supervisor_pid"] != old["supervisor_pid"] and rec["adoptions"] == 1
+    log = (run.run_dir / "nbml-logs" / "supervisor_log.txt").read_text()
+    assert "adopting the job" in log
+
+
+def test_simulated_reboot_every_nbml_process_killed_then_the_workspace_is_opened(ws, project):
+    project(**{"train.py": LOGGER})
+    code = textwrap.dedent(f"""
+        from nbml import Workspace, Experiment, ScriptRunConfig
+        ws = Workspace(path={str(ws.path)!r})
+        for _ in range(2):
+            print(Experiment(ws, "reboot").submit(ScriptRunConfig(".", "train.py")).id, flush=True)
+        import time; time.sleep(600)
+        """)
+    submitter = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        ids = [submitter.stdout.readline().strip() for _ in range(2)]  # type: ignore[union-attr]
+        for run_id in ids:
+            _kill_when_logging(ws, run_id, at_least=5)
+    finally:
+        submitter.kill()  # the notebook that submitted them dies too
+        submitter.wait()
+    Workspace(path=ws.path)  # the first nbml process to open the workspace adopts both runs
+    for run_id in ids:
+        run = Run.get(ws, run_id)
+        run.wait_for_completion(timeout_seconds=60)
+        _assert_complete(ws, run)
+
+
+def test_a_job_that_died_with_its_supervisor_ends_failed_saying_what_was_found(ws, project):
+    project(**{"train.py": LOGGER})
+    run = Experiment(ws, "lost").submit(ScriptRunConfig(".", "train.py"))
+    rec = _kill_when_logging(ws, run.id)
+    os.killpg(json.loads(rec["handle_json"])["data"]["pgid"], signal.SIGKILL)  # as a reboot would
+    run.wait_for_completion(raise_on_error=False, timeout_seconds=60)
+    assert run.get_status() == "Failed"
+    error = run.get_details()["error"]["error"]["message"]
+    assert "lost" in error and "without recording an exit code" in error and "took the run over" in error
+    assert len(run.get_metrics()["step"]) >= 10  # what it logged before it died is kept
+
+
+def test_concurrent_readers_start_exactly_one_new_supervisor(ws, project):
+    project(**{"train.py": LOGGER})
+    run = Experiment(ws, "race").submit(ScriptRunConfig(".", "train.py"))
+    old = _kill_when_logging(ws, run.id)
+    barrier = threading.Barrier(8)
+    actions: list[str | None] = []
+
+    def reader() -> None:
+        store = Store(ws.path)  # each reader its own connection, as separate processes would have
+        barrier.wait()
+        actions.append(recovery.ensure_supervised(store, dict(old)))
+
+    threads = [threading.Thread(target=reader) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert actions.count("adopted") == 1 and actions.count(None) == 7
+    run.wait_for_completion(timeout_seconds=60)
+    _assert_complete(ws, run)
+    assert ws.store.get_run(run.id)["adoptions"] == 1
+
+
+def test_a_reader_that_finds_a_live_supervisor_changes_nothing(ws, project):
+    project(**{"train.py": LOGGER})
+    run = Experiment(ws, "live").submit(ScriptRunConfig(".", "train.py"))
+    _wait(lambda: ws.store.get_run(run.id)["handle_json"], 60, "the job to start")
+    ignore = {"heartbeat_at", "events_offset", "status", "started_at"}  # what the live supervisor itself moves
+    before = {k: v for k, v in ws.store.get_run(run.id).items() if k not in ignore}
+    assert recovery.ensure_supervised(ws.store, ws.store.get_run(run.id)) is None
+    assert recovery.recover_all(ws.store) == []
+    Run.get(ws, run.id).get_status()
+    out = subprocess.run([sys.executable, "-m", "nbml.cli", "-w", str(ws.path), "runs", "recover"],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": _checkout()})
+    assert "nothing to recover" in out.stdout, out.stderr
+    after = {k: v for k, v in ws.store.get_run(run.id).items() if k not in ignore}
+    assert after == before
+    # A supervisor started for a run someone holds exits at once and touches nothing.
+    from nbml.runs.supervisor import start_supervisor
+
+    pid = start_supervisor(ws.path, run.id)
+    _wait(lambda: not _running(pid), 30, "the extra supervisor to exit")
+    assert {k: v for k, v in ws.store.get_run(run.id).items() if k not in ignore} == before
+    assert "already held" in (run.run_dir / "nbml-logs" / "supervisor_log.txt").read_text()
+    run.wait_for_completion(timeout_seconds=60)
+    _assert_complete(ws, run)
+    assert ws.store.get_run(run.id)["adoptions"] == 0
+
+
+def test_cancel_of_a_run_whose_supervisor_died_goes_through_a_new_supervisor(ws, project):
+    project(**{"train.py": LOGGER.replace("0.03", "0.2")})
+    run = Experiment(ws, "cancel").submit(ScriptRunConfig(".", "train.py"))
+    rec = _kill_when_logging(ws, run.id, at_least=3)
+    run.cancel()
+    assert run.wait_for_completion(raise_on_error=False, timeout_seconds=30)["status"] == "Canceled"
+    pid = json.loads(rec["handle_json"])["data"]["pid"]
+    _wait(lambda: not _running(pid), 10, "the job to stop")
+
+
+# -- interactive runs ----------------------------------------------------------------------------
+def test_an_interactive_run_kept_open_past_the_heartbeat_timeout_stays_running_and_completes(ws, project,
+                                                                                          monkeypatch):
+    project()
+    monkeypatch.setattr(recovery, "HEARTBEAT_TIMEOUT", 1.5)
+    run = Experiment(ws, "notebook").start_logging()
+    assert Path("outputs").is_dir()  # created for the user, as the SDK does
+    run.log("acc", 0.5)
+    time.sleep(3)  # a long pause between cells
+    assert run.get_status() == "Running"
+    out = subprocess.run([sys.executable, "-m", "nbml.cli", "-w", str(ws.path), "runs", "list"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": _checkout(), "NBML_HEARTBEAT_TIMEOUT": "1.5"})
+    assert "Running" in out.stdout, out.stdout + out.stderr  # another process's reader leaves it alone
+    Path("outputs/note.txt").write_text("kept")
+    run.complete()
+    assert run.get_status() == "Completed"
+    assert run.get_metrics()["acc"] == 0.5 and "outputs/note.txt" in run.get_file_names()
+
+
+def test_an_interactive_run_whose_process_died_ends_failed_saying_so(ws, project):
+    project()
+    code = textwrap.dedent(f"""
+        import os
+        from nbml import Workspace, Experiment
+        run = Experiment(Workspace(path={str(ws.path)!r}), "notebook").start_logging()
+        run.log("acc", 0.9)
+        print(run.id, flush=True)
+        os.kill(os.getpid(), 9)
+        """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": _checkout()})
+    run_id = out.stdout.strip()
+    run = Run.get(ws, run_id)
+    assert run.get_status() == "Failed"
+    error = run.get_details()["error"]["error"]["message"]
+    assert "process that started this interactive run is gone" in error and "complete()" in error
+    assert run.get_metrics()["acc"] == 0.9
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _checkout() -> str:
+    root = str(Path(__file__).resolve().parents[2])
+    return root + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
+
+
+@pytest.fixture(autouse=True)
+def _no_supervisor_left(ws):  # type: ignore[no-untyped-def]
+    yield
+    # Stop what a failing test left going and wait until it ended, so no process outlives the test.
+    from nbml.runs.status import ACTIVE
+
+    for rec in ws.store.list_runs(status=list(ACTIVE), limit=1000):
+        Run.get(ws, rec["run_id"]).cancel()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and ws.store.list_runs(status=list(ACTIVE)):
+        time.sleep(0.1)
