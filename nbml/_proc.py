@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 
-import psutil
-
 #: psutil derives start times from boot time and clock ticks; two reads of one process agree far closer.
 START_TIME_TOLERANCE = 0.05
 
@@ -34,6 +32,8 @@ def pid_alive(pid: int | None) -> bool:
 
 def start_time(pid: int | None = None) -> float | None:
     """The start time (epoch seconds) of process `pid` (default: this one), or None if it doesn't run."""
+    import psutil  # here, not at the top: jobs import nbml on hosts and in images that have no psutil
+
     try:
         return float(psutil.Process(os.getpid() if pid is None else pid).create_time())
     except (psutil.Error, OSError):
@@ -44,6 +44,8 @@ def process_alive(pid: int | None, started: float | None) -> bool:
     """Whether the process that had `pid` and started at `started` still runs (a zombie doesn't)."""
     if not pid or started is None:
         return False
+    import psutil
+
     try:
         proc = psutil.Process(int(pid))
         if abs(proc.create_time() - float(started)) > START_TIME_TOLERANCE:
