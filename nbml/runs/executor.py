@@ -51,7 +51,7 @@ class _Mirror:
             data = await self.backend.read(self.handle, EVENTS_FILE, self._offset, CHUNK)
             if not data:
                 return total
-            batch, used = ev.parse(data, self._offset)
+            batch, used = await self.ctx.io(ev.parse, data, self._offset)  # JSON of up to CHUNK: off the loop
             if used == 0:
                 if len(data) < CHUNK:
                     return total  # a partial last line: wait for the rest
