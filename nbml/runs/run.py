@@ -221,7 +221,8 @@ class Run(RunLoggingMixin):
         if rec["status"] in TERMINAL:
             return
         self._store.request_cancel(self.id)
-        if rec["kind"] == "interactive":
+        if rec["kind"] == "interactive" or (rec["status"] == "NotStarted" and not rec.get("supervisor_pid")):
+            # Nothing runs it yet: a supervisor that starts later finds the run ended and exits.
             recovery.release_interactive(self._store, self.id)
             self._store.set_status(self.id, CANCELED)
         else:  # a dead supervisor is replaced; the new one sees the request and cancels the job

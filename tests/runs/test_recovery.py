@@ -244,3 +244,46 @@ def _no_supervisor_left(ws):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and ws.store.list_runs(status=list(ACTIVE)):
         time.sleep(0.1)
+
+
+# -- a supervisor that died before the job had a handle ------------------------------------------
+def _orphaned_before_start(ws: Workspace, monkeypatch, status: str, starting: bool) -> str:  # type: ignore[no-untyped-def]
+    """A run left as a supervisor killed in `status` leaves it (before the job's handle was stored).
+
+    The state is written directly (a fault that can't be hit reliably from outside: the window between
+    stage and start is microseconds); the dead holder is a real process that ran and ended.
+    """
+    import nbml.runs.submit as submit
+    from nbml._proc import start_time
+
+    monkeypatch.setattr(submit, "start_supervisor", lambda *_a: 0)  # record the run, start nothing
+    run = Experiment(ws, "orphan").submit(ScriptRunConfig(".", "train.py"))
+    dead = subprocess.Popen(["sleep", "30"])
+    started = start_time(dead.pid)
+    dead.kill()
+    dead.wait()
+    with ws.store.db.tx() as c:
+        c.execute("UPDATE runs SET status = ?, supervisor_pid = ?, supervisor_started = ?, supervisor_host = ?, "
+                  "heartbeat_at = ? WHERE run_id = ?", (status, dead.pid, started, __import__("socket").gethostname(),
+                                                        time.time(), run.id))
+    if starting:
+        ws.store.add_properties(run.id, {"nbml.job_starting": "2026-01-01 00:00:00"})
+    return run.id
+
+
+def test_a_run_whose_supervisor_died_while_preparing_starts_again_from_prepare(ws, project, monkeypatch):
+    project(**{"train.py": LOGGER.replace("0.03", "0.001")})
+    run_id = _orphaned_before_start(ws, monkeypatch, "Preparing", starting=False)
+    run = Run.get(ws, run_id)
+    run.wait_for_completion(timeout_seconds=60)
+    _assert_complete(ws, run)
+
+
+def test_a_run_whose_supervisor_died_while_starting_the_job_ends_failed_saying_why(ws, project, monkeypatch):
+    project(**{"train.py": LOGGER})
+    run_id = _orphaned_before_start(ws, monkeypatch, "Starting", starting=True)
+    run = Run.get(ws, run_id)
+    run.wait_for_completion(raise_on_error=False, timeout_seconds=60)
+    assert run.get_status() == "Failed"
+    error = run.get_details()["error"]["error"]["message"]
+    assert "while it was starting the job" in error and "Submit the run again" in error
