@@ -85,7 +85,7 @@ def cmd_runs_recover(args: argparse.Namespace) -> int:
     from nbml.runs.recovery import recover_all
 
     ws = _ws(args)
-    done = recover_all(ws.store)
+    done = ws.recovered_runs + recover_all(ws.store)  # opening the workspace already recovers what it finds
     for run_id, action in done:
         print(f"{run_id}: {'a new supervisor adopts it' if action == 'adopted' else 'ended Failed (see its error)'}")
     if not done:

@@ -65,7 +65,8 @@ class Workspace:
             (root / sub).mkdir(exist_ok=True)
         from nbml.runs.recovery import recover_all
 
-        recover_all(self.store)  # after a crash or reboot: runs whose supervisor is gone get a new one
+        # After a crash or reboot: runs whose supervisor is gone get a new one; (run id, what was done).
+        self.recovered_runs: list[tuple[str, str]] = recover_all(self.store)
 
     # -- construction --------------------------------------------------------------------------
     @classmethod

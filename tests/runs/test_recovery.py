@@ -287,3 +287,14 @@ def test_a_run_whose_supervisor_died_while_starting_the_job_ends_failed_saying_w
     assert run.get_status() == "Failed"
     error = run.get_details()["error"]["error"]["message"]
     assert "while it was starting the job" in error and "Submit the run again" in error
+
+
+def test_nbml_runs_recover_adopts_and_says_so(ws, project):
+    project(**{"train.py": LOGGER})
+    run = Experiment(ws, "cli").submit(ScriptRunConfig(".", "train.py"))
+    _kill_when_logging(ws, run.id)
+    out = subprocess.run([sys.executable, "-m", "nbml.cli", "-w", str(ws.path), "runs", "recover"],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": _checkout()})
+    assert f"{run.id}: a new supervisor adopts it" in out.stdout, out.stdout + out.stderr
+    run.wait_for_completion(timeout_seconds=60)
+    _assert_complete(ws, run)
