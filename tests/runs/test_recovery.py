@@ -298,3 +298,23 @@ def test_nbml_runs_recover_adopts_and_says_so(ws, project):
     assert f"{run.id}: a new supervisor adopts it" in out.stdout, out.stdout + out.stderr
     run.wait_for_completion(timeout_seconds=60)
     _assert_complete(ws, run)
+
+
+def test_liveness_is_pid_and_start_time_here_and_the_heartbeat_elsewhere():
+    from nbml._proc import start_time
+
+    now = time.time()
+    me = {"supervisor_pid": os.getpid(), "supervisor_started": start_time(), "supervisor_host": os.uname().nodename,
+          "heartbeat_at": now - 3600, "created_at": now - 3600}
+    assert recovery.holder_alive(me, now)[0]  # a live process: an old heartbeat doesn't matter
+    reused = {**me, "supervisor_started": me["supervisor_started"] - 100}
+    alive, found = recovery.holder_alive(reused, now)
+    assert not alive and f"process {os.getpid()}" in found  # same pid, another process: a reused pid
+    elsewhere = {**me, "supervisor_host": "another-host", "heartbeat_at": now - 5}
+    assert recovery.holder_alive(elsewhere, now)[0]
+    stale = {**elsewhere, "heartbeat_at": now - recovery.HEARTBEAT_TIMEOUT - 1}
+    alive, found = recovery.holder_alive(stale, now)
+    assert not alive and "another-host" in found
+    unclaimed = {**me, "supervisor_pid": None, "heartbeat_at": None, "created_at": now - 1}
+    assert recovery.holder_alive(unclaimed, now)[0]  # a supervisor may still be starting
+    assert not recovery.holder_alive({**unclaimed, "created_at": now - recovery.STARTUP_GRACE - 1}, now)[0]
