@@ -318,3 +318,26 @@ def test_liveness_is_pid_and_start_time_here_and_the_heartbeat_elsewhere():
     unclaimed = {**me, "supervisor_pid": None, "heartbeat_at": None, "created_at": now - 1}
     assert recovery.holder_alive(unclaimed, now)[0]  # a supervisor may still be starting
     assert not recovery.holder_alive({**unclaimed, "created_at": now - recovery.STARTUP_GRACE - 1}, now)[0]
+
+
+@pytest.mark.parametrize("reader", ["server listing", "widget watcher"])
+def test_the_server_and_the_widget_adopt_through_the_same_path(ws, project, reader):
+    project(**{"train.py": LOGGER})
+    run = Experiment(ws, "readers").submit(ScriptRunConfig(".", "train.py"))
+    old = _kill_when_logging(ws, run.id)
+    if reader == "server listing":
+        import asyncio
+
+        from nbml.server.manager import NbmlManager
+
+        listing = asyncio.run(NbmlManager(ws).runs(experiment="readers", status=None, parent_id=None,
+                                                   top_level=True, limit=10, offset=0))
+        assert run.id in json.dumps(listing)
+    else:
+        from nbml.widgets._watch import RunWatcher
+
+        RunWatcher(ws.store, run.id).poll()
+    rec = ws.store.get_run(run.id)
+    assert rec["adoptions"] == 1 and rec["supervisor_pid"] != old["supervisor_pid"]
+    run.wait_for_completion(timeout_seconds=60)
+    _assert_complete(ws, run)
