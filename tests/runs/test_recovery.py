@@ -70,7 +70,9 @@ def _assert_complete(ws: Workspace, run: Run) -> None:
     log = (run.run_dir / "nbml-logs" / "driver_log.txt").read_text()
     assert "step 0\n" in log and "step 149\n" in log and "finished" in log
     assert log.count("step 77\n") == 1  # the log was resumed, not copied twice
-    assert not (ws.path / "jobs" / run.id).exists()  # the job folder was cleaned up
+    # The job folder is removed right after the terminal status is recorded (in that order, so a supervisor
+    # that dies in between leaves a run that is ended, not one whose job can't be found).
+    _wait(lambda: not (ws.path / "jobs" / run.id).exists(), 10, "the job folder to be cleaned up")
 
 
 def test_killing_the_supervisor_mid_run_loses_nothing(ws, project):
