@@ -32,12 +32,23 @@ def pid_alive(pid: int | None) -> bool:
 
 def start_time(pid: int | None = None) -> float | None:
     """The start time (epoch seconds) of process `pid` (default: this one), or None if it doesn't run."""
-    import psutil  # here, not at the top: jobs import nbml on hosts and in images that have no psutil
-
+    try:
+        import psutil  # here, not at the top: jobs import nbml on hosts and in images that have no psutil
+    except ImportError:
+        return None
     try:
         return float(psutil.Process(os.getpid() if pid is None else pid).create_time())
     except (psutil.Error, OSError):
         return None
+
+
+def can_tell() -> bool:
+    """Whether this interpreter can check processes by start time (psutil installed)."""
+    try:
+        import psutil  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def process_alive(pid: int | None, started: float | None) -> bool:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nbml._proc import pid_alive, process_alive, start_time
+from nbml._proc import can_tell, pid_alive, process_alive, start_time
 from nbml.runs.status import ACTIVE, FAILED, TERMINAL
 from nbml.store import Store
 
@@ -134,8 +134,8 @@ def ensure_supervised(store: Store, rec: dict[str, Any] | None) -> str | None:
 
     Safe to call from any reader, any number of times, concurrently: a live holder means no change.
     """
-    if rec is None or rec["status"] in TERMINAL:
-        return None
+    if rec is None or rec["status"] in TERMINAL or not can_tell():
+        return None  # (an interpreter without psutil, e.g. a job's, can't judge liveness and leaves runs alone)
     if rec["kind"] == INTERACTIVE:
         alive, found = holder_alive(rec)
         if alive:
