@@ -98,9 +98,9 @@ class RunWatcher:
         run = self.store.get_run(self.run_id)
         if run is None:
             return ch
-        if run["status"] not in TERMINAL and run.get("parent_id") is None and recovery.ensure_supervised(self.store,
-                                                                                                     run):
-            run = self.store.get_run(self.run_id) or run  # its supervisor died: a new one adopts the run
+        top_active = run["status"] not in TERMINAL and run.get("parent_id") is None
+        if top_active and recovery.ensure_supervised(self.store, run):  # its supervisor died: a new one adopts it
+            run = self.store.get_run(self.run_id) or run
         if run != self.run:
             ch.run = True
             self.run = run
