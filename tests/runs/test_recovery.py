@@ -343,3 +343,28 @@ def test_the_server_and_the_widget_adopt_through_the_same_path(ws, project, read
     assert rec["adoptions"] == 1 and rec["supervisor_pid"] != old["supervisor_pid"]
     run.wait_for_completion(timeout_seconds=60)
     _assert_complete(ws, run)
+
+
+def test_killing_the_supervisor_while_it_copies_outputs_back_still_completes_with_all_of_them(ws, project):
+    project(**{"many.py": """
+        import os
+        from nbml import Run
+        run = Run.get_context()
+        os.makedirs("outputs/parts", exist_ok=True)
+        for i in range(3000):
+            with open(f"outputs/parts/{i}.txt", "w") as f:
+                f.write(str(i))
+        run.log("written", 3000)
+        """})
+    run = Experiment(ws, "finalize").submit(ScriptRunConfig(".", "many.py"))
+    rec = _wait(lambda: (r := ws.store.get_run(run.id)) and r["status"] in ("Finalizing", "Completed") and r, 60,
+                "finalization")
+    if rec["status"] == "Completed":
+        pytest.skip("finalization was over before it could be interrupted")
+    os.kill(rec["supervisor_pid"], signal.SIGKILL)
+    assert ws.store.get_run(run.id)["status"] == "Finalizing"
+    run = Run.get(ws, run.id)
+    run.wait_for_completion(timeout_seconds=60)
+    assert run.get_status() == "Completed" and run.get_metrics()["written"] == 3000
+    parts = run.run_dir / "outputs" / "parts"
+    assert len(list(parts.iterdir())) == 3000 and (parts / "2999.txt").read_text() == "2999"
