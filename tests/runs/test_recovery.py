@@ -345,16 +345,17 @@ def test_the_server_and_the_widget_adopt_through_the_same_path(ws, project, read
     _assert_complete(ws, run)
 
 
+@pytest.mark.slow  # 1,500 output files copied back twice: ~25 s on a loaded 2-CPU machine
 def test_killing_the_supervisor_while_it_copies_outputs_back_still_completes_with_all_of_them(ws, project):
     project(**{"many.py": """
         import os
         from nbml import Run
         run = Run.get_context()
         os.makedirs("outputs/parts", exist_ok=True)
-        for i in range(3000):
+        for i in range(1500):
             with open(f"outputs/parts/{i}.txt", "w") as f:
                 f.write(str(i))
-        run.log("written", 3000)
+        run.log("written", 1500)
         """})
     run = Experiment(ws, "finalize").submit(ScriptRunConfig(".", "many.py"))
     rec = _wait(lambda: (r := ws.store.get_run(run.id)) and r["status"] in ("Finalizing", "Completed") and r, 60,
@@ -365,6 +366,6 @@ def test_killing_the_supervisor_while_it_copies_outputs_back_still_completes_wit
     assert ws.store.get_run(run.id)["status"] == "Finalizing"
     run = Run.get(ws, run.id)
     run.wait_for_completion(timeout_seconds=60)
-    assert run.get_status() == "Completed" and run.get_metrics()["written"] == 3000
+    assert run.get_status() == "Completed" and run.get_metrics()["written"] == 1500
     parts = run.run_dir / "outputs" / "parts"
-    assert len(list(parts.iterdir())) == 3000 and (parts / "2999.txt").read_text() == "2999"
+    assert len(list(parts.iterdir())) == 1500 and (parts / "1499.txt").read_text() == "1499"
