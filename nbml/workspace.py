@@ -63,6 +63,10 @@ class Workspace:
         self.store = Store(root)
         for sub in ("snapshots", "runs", "models", "envs", "jobs"):
             (root / sub).mkdir(exist_ok=True)
+        from nbml.runs.recovery import recover_all
+
+        # After a crash or reboot: runs whose supervisor is gone get a new one; (run id, what was done).
+        self.recovered_runs: list[tuple[str, str]] = recover_all(self.store)
 
     # -- construction --------------------------------------------------------------------------
     @classmethod

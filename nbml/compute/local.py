@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import nbml
-from nbml._proc import pid_alive
+from nbml._proc import pid_alive, process_alive, start_time
 from nbml.compute.base import (
     EXIT_CODE_FILE,
     ComputeBackend,
@@ -80,8 +80,10 @@ class LocalBackend(ComputeBackend):
         proc = subprocess.Popen(cmd, cwd=job_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         self._procs[proc.pid] = proc
+        # The start time makes the pid unambiguous for a supervisor that reattaches from another process.
         return JobHandle(target=self.name, job_dir=job_dir, data={"pid": proc.pid, "pgid": proc.pid,
-                                                                   "started": time.time()})
+                                                                   "started": time.time(),
+                                                                   "create_time": start_time(proc.pid)})
 
     async def read(self, handle: JobHandle, relpath: str, offset: int, limit: int = 1 << 20) -> bytes:
         path = Path(handle.job_dir) / relpath
@@ -112,7 +114,8 @@ class LocalBackend(ComputeBackend):
         if proc is not None:
             if proc.poll() is None:
                 return JobState("running")
-        elif pid_alive(pid):
+        elif (process_alive(pid, handle.data["create_time"]) if handle.data.get("create_time")
+              else pid_alive(pid)):
             return JobState("running")
         code_file = Path(handle.job_dir) / EXIT_CODE_FILE
         for _ in range(20):  # the wrapper writes the code right after the job ends

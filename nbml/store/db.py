@@ -145,6 +145,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (name, version)
     );
     """,
+    # 4: run recovery: a supervisor (or an interactive run's holder) is its pid AND its start time; adoptions
+    # counts the supervisors started to take a run over, so a run whose supervisor can't start ends Failed.
+    """
+    ALTER TABLE runs ADD COLUMN supervisor_started REAL;
+    ALTER TABLE runs ADD COLUMN adoptions INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
