@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import asyncssh
 
 from nbml.compute import _ssh_secrets as secrets
+from nbml.compute.transient import SSH_LINK_ERRORS
 from nbml.errors import ComputeTargetException
 
 T = TypeVar("T")
@@ -30,11 +31,7 @@ DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 FAST_CIPHERS = "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"
 QUICK_ATTEMPTS = 3  # per call; longer outages are retried (and shown) by the run executor
 
-# Errors that mean "the link is gone", not "the operation is wrong".
-TRANSIENT: tuple[type[BaseException], ...] = (
-    asyncssh.ConnectionLost, asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection, asyncssh.ChannelOpenError,
-    BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError,
-)
+TRANSIENT = SSH_LINK_ERRORS  # the link is gone, not the operation wrong (see nbml.compute.transient)
 
 
 class HostKeyError(ComputeTargetException):
@@ -165,6 +162,7 @@ class SshSession:
         self.reconnects = 0
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
+        self.sftp_available: bool | None = None  # None until the first SFTP request
         self._lock = asyncio.Lock()
         self._down_since: float | None = None
 
@@ -206,10 +204,26 @@ class SshSession:
             assert self._conn is not None
             return self._conn
 
-    async def sftp(self) -> asyncssh.SFTPClient:
+    async def sftp(self) -> asyncssh.SFTPClient | None:
+        """The SFTP client, or None when the host's sshd has no SFTP subsystem (hardened hosts, some images).
+
+        That is found out once per session (the host refuses the subsystem request); callers then move files
+        over exec channels instead of retrying a request that can never succeed.
+        """
+        if self.sftp_available is False:
+            return None
         conn = await self.connection()
         if self._sftp is None:
-            self._sftp = await conn.start_sftp_client()
+            try:
+                self._sftp = await conn.start_sftp_client()
+            except asyncssh.ChannelOpenError as exc:
+                if exc.code != asyncssh.OPEN_REQUEST_SESSION_FAILED or conn.is_closed():
+                    raise  # a refused channel (too many sessions, the link closing): transient
+                self.sftp_available = False
+                self._say(f"{self.settings.where} has no SFTP subsystem (no 'Subsystem sftp' line in its "
+                          "sshd_config): files are read and copied over exec channels instead")
+                return None
+            self.sftp_available = True
         return self._sftp
 
     def _drop(self, exc: BaseException) -> None:
