@@ -26,6 +26,8 @@ open("outputs/model/weights.bin", "wb").write(bytes(range(256)) * 4096)  # 1 MiB
 open("outputs/notes.txt", "w").write("trained\\n")
 os.makedirs("logs", exist_ok=True)
 open("logs/train.log", "w").write("epoch 1 done\\n")
+os.symlink("/etc/passwd", "outputs/x")  # links out of the job folder are never copied back
+os.symlink("/etc", "logs/etc")
 print("trained on", sys.platform)
 """
 
@@ -54,6 +56,7 @@ def test_script_run_completes_with_metrics_outputs_and_logs_and_cached_files_are
     assert (run.run_dir / "outputs" / "model" / "weights.bin").read_bytes() == bytes(range(256)) * 4096
     assert (run.run_dir / "outputs" / "notes.txt").read_text() == "trained\n"
     assert (run.run_dir / "logs" / "train.log").read_text() == "epoch 1 done\n"
+    assert not (run.run_dir / "outputs" / "x").exists() and not (run.run_dir / "logs" / "etc").exists()
     assert "trained on linux" in (run.run_dir / "nbml-logs" / "driver_log.txt").read_text()
     prepare_log = (run.run_dir / "nbml-logs" / "prepare_log.txt").read_text()
     assert "no SFTP subsystem" in prepare_log
