@@ -81,6 +81,22 @@ def _known_hosts(settings: SshSettings) -> asyncssh.SSHKnownHosts:
     return asyncssh.import_known_hosts(text)
 
 
+def recorded_keys(settings: SshSettings) -> list[asyncssh.SSHKey]:
+    """The keys known_hosts (and keys trusted in memory) hold for this host and port."""
+    trusted, _ca, revoked, *_ = _known_hosts(settings).match(settings.address, "", settings.port)
+    return [k for k in trusted if k not in revoked]
+
+
+def changed_key_message(settings: SshSettings, fingerprint: str | None = None) -> str:
+    pattern = host_pattern(settings.address, settings.port)
+    offered = f" (it now offers {fingerprint})" if fingerprint else ""
+    return (f"The host key of {settings.address}:{settings.port} is not trusted: it CHANGED since it was recorded in "
+            f"{', '.join(settings.known_hosts)}{offered}. Someone may be intercepting the connection, or the host "
+            "was reinstalled; nbml does not connect, and trust_host_key=True never accepts a changed key. If you "
+            f"checked the new key on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), remove the old "
+            f"line with ssh-keygen -R '{pattern}' -f FILE for each file above, then attach again.")
+
+
 def _trust_hint(settings: SshSettings) -> str:
     pattern = host_pattern(settings.address, settings.port)
     return (f"If you trust this host, attach it again with trust_host_key=True (or trust_host_key='SHA256:...' to "
@@ -137,9 +153,11 @@ async def connect_once(settings: SshSettings, known_hosts: Any = None) -> asyncs
             keepalive_count_max=3, encryption_algs=FAST_CIPHERS, **_auth_options(settings),
         )
     except asyncssh.HostKeyNotVerifiable as exc:
+        if recorded_keys(settings):
+            raise HostKeyError(changed_key_message(settings)) from None
         raise HostKeyError(
-            f"The host key of {settings.address}:{settings.port} is not trusted ({exc.reason}). It is not in "
-            f"{', '.join(settings.known_hosts)}, or it changed since it was recorded there. {_trust_hint(settings)}"
+            f"The host key of {settings.address}:{settings.port} is not trusted ({exc.reason}): the host is not in "
+            f"{', '.join(settings.known_hosts)}. {_trust_hint(settings)}"
         ) from None
     except asyncssh.PermissionDenied as exc:
         how = {"password": "the password", "agent": "the ssh-agent's identities"}.get(
