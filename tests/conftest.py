@@ -46,3 +46,33 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Pa
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("NBML_HEARTBEAT_SECONDS", "1")
+    if os.environ.get("NBML_TEST_LEAK_CHECK", "1") != "0" and not hasattr(config, "workerinput"):
+        from leakcheck import LeakCheck
+
+        config.stash[_LEAKS] = LeakCheck()  # before any test: every process it starts carries the mark
+
+
+_LEAKS = pytest.StashKey["object"]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session if a process it started outlives it (then stop those processes)."""
+    check = session.config.stash.get(_LEAKS, None)
+    if check is None or session.config.option.collectonly:
+        return
+    leaked = check.leaked()  # type: ignore[attr-defined]
+    if not leaked:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"{len(leaked)} process(es) started by the tests outlived the session (now stopped):",
+             *(f"  pid {pid}: {cmd}" for pid, cmd in leaked)]
+    if reporter is not None:
+        reporter.write_sep("=", "processes left running", red=True)
+    for line in lines:
+        if reporter is not None:
+            reporter.write_line(line, red=True)
+        else:
+            print(line)
+    check.clean_up([pid for pid, _ in leaked])  # type: ignore[attr-defined]
+    if session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -77,7 +77,10 @@ class SshServer:
             "UsePAM no\nStrictModes no\nPermitRootLogin yes\nPubkeyAuthentication yes\n"
             "PasswordAuthentication yes\nKbdInteractiveAuthentication no\n"
             + ("Subsystem sftp internal-sftp\n" if self.sftp else "")
-            + f"MaxStartups 200\nMaxSessions 200\nLogLevel ERROR\nClientAliveInterval 0\nSetEnv HOME={self.home}\n"
+            + f"MaxStartups 200\nMaxSessions 200\nLogLevel ERROR\nClientAliveInterval 0\nSetEnv HOME={self.home}"
+            # The test session's mark (tests/leakcheck.py) reaches the jobs, so a job left running is found.
+            + (f" NBML_TEST_SESSION={os.environ['NBML_TEST_SESSION']}" if os.environ.get("NBML_TEST_SESSION") else "")
+            + "\n"
         )
         log = open(self.root / "sshd.log", "ab")
         # -D keeps sshd in the foreground so that Popen owns the listener; -e logs to stderr (the file).
