@@ -20,11 +20,24 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
     monkeypatch.delenv("NBML_WORKSPACE", raising=False)
     workspace = Workspace.from_config(tmp_path)
     yield workspace
-    # Stop whatever a test left running, so no supervisor outlives its test.
+    # Stop whatever a test left running, and wait for those supervisors to exit, so none outlives its test.
+    import psutil
+
     from nbml.runs.status import ACTIVE
 
+    supervisors = []
     for rec in workspace.store.list_runs(status=list(ACTIVE), limit=10_000):
         workspace.store.request_cancel(rec["run_id"])
+        pid = int(rec.get("supervisor_pid") or 0)
+        if pid <= 0:
+            continue
+        try:
+            proc = psutil.Process(pid)
+            if "nbml.supervisor" in " ".join(proc.cmdline()):
+                supervisors.append(proc)
+        except psutil.Error:
+            continue
+    psutil.wait_procs(supervisors, timeout=30)
 
 
 @pytest.fixture
