@@ -337,10 +337,11 @@ def op_venv(root, env_hash, python):
 
 def op_list(job_dir, prefix):
     root = os.path.realpath(job_dir)
-    base = os.path.join(root, prefix.strip("/"))
+    base = os.path.normpath(os.path.join(root, prefix.strip("/")))
     found = []
     # A prefix that is itself a link, or a link inside it, is skipped: only what is in the job folder comes back.
-    if os.path.realpath(base) == os.path.normpath(base) and os.path.isdir(base):
+    inside = (base + os.sep).startswith(root + os.sep)
+    if inside and os.path.realpath(base) == base and os.path.isdir(base):
         for dirpath, _dirs, names in os.walk(base):  # never descends into linked folders
             for name in names:
                 full = os.path.join(dirpath, name)

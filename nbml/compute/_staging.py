@@ -47,9 +47,9 @@ def job_file(root: Path, rel: str) -> Path | None:
     reading through them would copy files of this machine into the run. Such paths are skipped.
     """
     real_root = os.path.realpath(root)
-    path = os.path.join(real_root, rel)
-    if os.path.realpath(path) != os.path.normpath(path):
-        return None  # a link somewhere on the way (or .. in rel)
+    path = os.path.normpath(os.path.join(real_root, rel))
+    if not path.startswith(real_root + os.sep) or os.path.realpath(path) != path:
+        return None  # outside the folder (.. in rel), or a link somewhere on the way
     try:
         st = os.lstat(path)
     except OSError:
@@ -95,8 +95,8 @@ def list_tree(root: Path, prefix: str) -> list[tuple[str, int]]:
     """(path relative to `root`, size) of the regular files under `prefix`; symbolic links are never followed
     or listed (neither links to files nor linked folders, nor a `prefix` that is itself a link)."""
     real_root = os.path.realpath(root)
-    base = os.path.join(real_root, prefix.strip("/"))
-    if os.path.realpath(base) != os.path.normpath(base) or not os.path.isdir(base):
+    base = os.path.normpath(os.path.join(real_root, prefix.strip("/")))
+    if not (base + os.sep).startswith(real_root + os.sep) or os.path.realpath(base) != base or not os.path.isdir(base):
         return []
     out = []
     for dirpath, _dirs, files in os.walk(base):  # os.walk never descends into linked folders
