@@ -30,7 +30,7 @@ from typing import Any, cast
 import asyncssh
 
 import nbml
-from nbml.compute import _ssh_remote
+from nbml.compute import _ssh_files, _ssh_remote
 from nbml.compute._ssh_conn import SshSession, SshSettings, connect_once
 from nbml.compute.base import (
     EXIT_CODE_FILE,
@@ -49,19 +49,6 @@ from nbml.snapshot import blob_path
 logger = logging.getLogger(__name__)
 HELPER_SOURCE = Path(_ssh_remote.__file__).read_text()
 CHUNK = 1 << 20
-_NOT_A_FILE = 3
-# POSIX sh: JOB_DIR REL OFFSET LIMIT ("all": to the end). Prints the bytes of a regular file inside the job
-# folder, reached without any symbolic link; exits 3 (nothing printed) when there is none. Used on hosts
-# without SFTP: tail and head read by offset without a Python on every poll.
-_READ_SH = r"""
-cd "$1" 2>/dev/null || exit 3
-root=$(pwd -P); f=$2; d=$(dirname -- "$f")
-[ -f "$f" ] && [ ! -h "$f" ] || exit 3
-case $d in .) want=$root ;; *) want=$root/$d ;; esac
-[ "$(cd -- "$d" 2>/dev/null && pwd -P)" = "$want" ] || exit 3
-if [ "$4" = all ]; then exec cat -- "$f"; fi
-tail -c +$(($3 + 1)) -- "$f" | head -c "$4"
-"""
 
 
 async def _read_small(sftp: asyncssh.SFTPClient, path: str) -> bytes | None:
@@ -316,70 +303,14 @@ class SSHBackend(ComputeBackend):
         await self._helper("cancel", str(handle.data["pid"]), str(grace_seconds))
 
     # -- job files -----------------------------------------------------------------------------------
-    # Over SFTP when the host has it, else over exec channels (see _exec_read / the helper's `list`). Either
-    # way a symbolic link the job planted in its folder is never followed: it is neither listed nor read.
+    # Over SFTP when the host has it, else over exec channels (nbml.compute._ssh_files). Either way a symbolic
+    # link the job planted in its folder is never followed: it is neither listed nor read.
     async def read(self, handle: JobHandle, relpath: str, offset: int, limit: int = 1 << 20) -> bytes:
-        path = f"{handle.job_dir}/{relpath}"
-
-        async def go(session: SshSession) -> bytes:
-            sftp = await session.sftp()
-            if sftp is None:
-                return await self._exec_read(session, handle.job_dir, relpath, offset, limit)
-            try:
-                if (await sftp.lstat(path)).type != asyncssh.FILEXFER_TYPE_REGULAR:
-                    return b""
-                async with sftp.open(path, "rb") as f:
-                    return cast(bytes, await f.read(limit, offset))
-            except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath):
-                return b""
-
-        return await self.session.call(go)
-
-    async def _exec_read(self, session: SshSession, job_dir: str, relpath: str, offset: int, limit: int) -> bytes:
-        conn = await session.connection()
-        cmd = f"/bin/sh -c {_q(_READ_SH)} nbml-read {_q(job_dir)} {_q(relpath)} {int(offset)} {int(limit)}"
-        result = await conn.run(cmd, encoding=None, check=False)
-        if result.exit_status is None:
-            raise ConnectionResetError("remote read ended without an exit status")
-        if result.exit_status not in (0, _NOT_A_FILE):
-            err = cast(bytes, result.stderr or b"").decode(errors="replace").strip()
-            raise ComputeTargetException(f"Reading {relpath} on {self.settings.address} failed "
-                                         f"(exit {result.exit_status}): {err[-500:]}")
-        return cast(bytes, result.stdout or b"")
+        return await self.session.call(lambda s: _ssh_files.read(s, handle.job_dir, relpath, offset, limit))
 
     async def list_files(self, handle: JobHandle, prefix: str) -> list[tuple[str, int]]:
-        async def go(session: SshSession) -> list[tuple[str, int]] | None:
-            sftp = await session.sftp()
-            if sftp is None:
-                return None
-            found: list[tuple[str, int]] = []
-            top = prefix.strip("/")
-            try:
-                if top and (await sftp.lstat(f"{handle.job_dir}/{top}")).type != asyncssh.FILEXFER_TYPE_DIRECTORY:
-                    return []  # missing, a plain file, or a link to a folder elsewhere
-            except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath):
-                return []
-            todo = [top]
-            while todo:
-                rel_dir = todo.pop()
-                try:
-                    entries = await sftp.readdir(f"{handle.job_dir}/{rel_dir}" if rel_dir else handle.job_dir)
-                except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath, asyncssh.SFTPNotADirectory):
-                    continue
-                for entry in entries:
-                    name = str(entry.filename)
-                    if name in (".", ".."):
-                        continue
-                    rel = f"{rel_dir}/{name}" if rel_dir else name
-                    kind = entry.attrs.type  # of the entry itself (lstat): links are FILEXFER_TYPE_SYMLINK
-                    if kind == asyncssh.FILEXFER_TYPE_DIRECTORY:
-                        todo.append(rel)
-                    elif kind == asyncssh.FILEXFER_TYPE_REGULAR:
-                        found.append((rel, int(entry.attrs.size or 0)))
-            return sorted(found)
-
-        listed = await self.session.call(go)
-        if listed is None:
+        listed = await self.session.call(lambda s: _ssh_files.list_sftp(s, handle.job_dir, prefix))
+        if listed is None:  # no SFTP on the host: the helper walks the folder
             answer = await self._helper("list", handle.job_dir, prefix)
             listed = [(str(rel), int(size)) for rel, size in answer["files"]]
         return listed
@@ -387,38 +318,8 @@ class SSHBackend(ComputeBackend):
     async def fetch(self, handle: JobHandle, relpath: str, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".nbml-part")
-        path = f"{handle.job_dir}/{relpath}"
-
-        async def go(session: SshSession) -> None:
-            sftp = await session.sftp()
-            if sftp is None:
-                await self._exec_fetch(session, handle.job_dir, relpath, tmp)
-                return
-            inside = f"{await sftp.realpath(handle.job_dir)}/{relpath}"
-            attrs = await sftp.lstat(path)
-            if attrs.type != asyncssh.FILEXFER_TYPE_REGULAR or await sftp.realpath(path) != inside:
-                raise FileNotFoundError(f"{relpath} is not a regular file inside the job folder (a link?)")
-            await sftp.get(path, os.fspath(tmp))
-
-        await self.session.call(go)
+        await self.session.call(lambda s: _ssh_files.fetch(s, handle.job_dir, relpath, tmp))
         os.replace(tmp, dest)
-
-    async def _exec_fetch(self, session: SshSession, job_dir: str, relpath: str, tmp: Path) -> None:
-        conn = await session.connection()
-        cmd = f"/bin/sh -c {_q(_READ_SH)} nbml-fetch {_q(job_dir)} {_q(relpath)} 0 all"
-        async with conn.create_process(cmd, encoding=None) as proc:
-            with open(tmp, "wb") as out:
-                while chunk := await proc.stdout.read(CHUNK):
-                    out.write(chunk)
-            result = await proc.wait()
-        if result.exit_status is None:
-            raise ConnectionResetError("remote copy ended without an exit status")
-        if result.exit_status == _NOT_A_FILE:
-            raise FileNotFoundError(f"{relpath} is not a regular file inside the job folder {job_dir} (a link?)")
-        if result.exit_status != 0:
-            err = cast(bytes, result.stderr or b"").decode(errors="replace").strip()
-            raise ComputeTargetException(f"Copying {relpath} from {self.settings.address} failed "
-                                         f"(exit {result.exit_status}): {err[-500:]}")
 
     async def cleanup(self, handle: JobHandle) -> None:
         """Remove the job folder once outputs and logs are back (``keep_job_dirs=True`` keeps it)."""
