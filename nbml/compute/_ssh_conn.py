@@ -5,8 +5,9 @@ backoff and runs it again; every operation the backend passes in is idempotent, 
 same work (a read from the same offset, a start that finds the job already started). The host may stay
 unreachable for a few seconds; after that the call raises ConnectionError, which the run executor treats
 as transient (it counts retries in the run's properties and fails the run after the target's
-``unreachable_timeout_seconds``). Host-key and authentication failures are `ComputeTargetException`s:
-retrying can't fix them.
+``unreachable_timeout_seconds``). What counts as a fault of the link is decided in one place,
+nbml.compute.transient; any other error is raised at once. Host-key and authentication failures are
+`ComputeTargetException`s: retrying can't fix them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 import asyncssh
 
 from nbml.compute import _ssh_secrets as secrets
-from nbml.compute.transient import SSH_LINK_ERRORS
+from nbml.compute.transient import is_transient
 from nbml.errors import ComputeTargetException
 
 T = TypeVar("T")
@@ -30,8 +31,6 @@ DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 # AES-GCM first: asyncssh does it with AES-NI through `cryptography`, ~25% faster than its chacha20 default.
 FAST_CIPHERS = "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"
 QUICK_ATTEMPTS = 3  # per call; longer outages are retried (and shown) by the run executor
-
-TRANSIENT = SSH_LINK_ERRORS  # the link is gone, not the operation wrong (see nbml.compute.transient)
 
 
 class HostKeyError(ComputeTargetException):
@@ -260,16 +259,14 @@ class SshSession:
             await self.connection()
             try:
                 return await fn(self)
-            except TRANSIENT as exc:
+            except Exception as exc:
+                link_down = self._conn is None or self._conn.is_closed()
+                if not is_transient(exc) and not (link_down and isinstance(exc, (OSError, asyncssh.Error))):
+                    raise  # the operation is wrong, not the link: retrying can't help
                 failures += 1
                 self._drop(exc)
                 if failures >= 8:  # the host answers but every operation dies: let the caller decide
                     raise ConnectionError(f"SSH operation on {self.settings.where} keeps failing: {exc}") from exc
-            except (OSError, asyncssh.Error) as exc:
-                if self._conn is not None and not self._conn.is_closed():
-                    raise
-                failures += 1
-                self._drop(exc)
 
     async def close(self) -> None:
         if self._conn is not None:

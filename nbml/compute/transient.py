@@ -18,8 +18,9 @@ import functools
 import asyncssh
 
 # Errors that mean the SSH link (or one channel of it) is gone, not that the operation is wrong. A
-# ChannelOpenError is a refused new channel (MaxSessions reached, the link closing); a refused SFTP
-# subsystem is detected before that by the SSH backend, which then works without SFTP.
+# ChannelOpenError is a refused new channel (MaxSessions reached, the link closing), except "Session request
+# failed" (see is_transient); a refused SFTP subsystem is detected by the SSH session, which then works
+# without SFTP.
 SSH_LINK_ERRORS: tuple[type[BaseException], ...] = (
     asyncssh.ConnectionLost, asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection, asyncssh.ChannelOpenError,
     BrokenPipeError, ConnectionResetError, ConnectionAbortedError, ConnectionRefusedError, TimeoutError,
@@ -58,6 +59,10 @@ def _library_errors() -> tuple[type[BaseException], ...]:
 def is_transient(exc: BaseException) -> bool:
     """Whether `exc` is a fault of the link to the target that may go away if the call is made again."""
     if isinstance(exc, (asyncio.TimeoutError, ConnectionError, *SSH_LINK_ERRORS, *_library_errors())):
+        if isinstance(exc, asyncssh.ChannelOpenError) and exc.code == asyncssh.OPEN_REQUEST_SESSION_FAILED:
+            # The channel opened and the host refused the command or subsystem ("Session request failed"):
+            # a policy of the host (no SFTP, a ForceCommand), not a link fault.
+            return False
         if isinstance(exc, asyncssh.DisconnectError) and not isinstance(exc, asyncssh.ConnectionLost):
             # The host hung up on purpose: a protocol or key-exchange problem is not transient, a shutdown is.
             return exc.code in _TRANSIENT_DISCONNECTS

@@ -79,9 +79,11 @@ def test_only_connection_faults_are_transient():
 
     for exc in (ConnectionRefusedError(111, "refused"), ConnectionResetError(), TimeoutError(),
                 asyncssh.ConnectionLost("lost"), requests.exceptions.ConnectionError("engine down"),
-                OSError(113, "No route to host")):
+                OSError(113, "No route to host"),
+                asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "too many sessions")):
         assert is_transient(exc), exc
     for exc in (PermissionError(13, "denied"), FileNotFoundError(2, "missing"), OSError(28, "No space left"),
                 IsADirectoryError(21, "dir"), ValueError("bad"), asyncssh.SFTPPermissionDenied("denied"),
-                asyncssh.DisconnectError(asyncssh.DISC_HOST_KEY_NOT_VERIFIABLE, "changed key")):
+                asyncssh.DisconnectError(asyncssh.DISC_HOST_KEY_NOT_VERIFIABLE, "changed key"),
+                asyncssh.ChannelOpenError(asyncssh.OPEN_REQUEST_SESSION_FAILED, "Session request failed")):
         assert not is_transient(exc), exc
