@@ -149,16 +149,14 @@ class DaskBackend(ComputeBackend):
             return False
 
     async def read(self, handle: JobHandle, relpath: str, offset: int, limit: int = 1 << 20) -> bytes:
-        return await asyncio.to_thread(_staging.read_bytes, Path(handle.job_dir) / relpath, offset, limit)
+        job_dir = Path(handle.job_dir)  # links planted in the job folder are never followed
+        return await asyncio.to_thread(_staging.read_bytes, job_dir / relpath, offset, limit, job_dir)
 
     async def list_files(self, handle: JobHandle, prefix: str) -> list[tuple[str, int]]:
         return await asyncio.to_thread(_staging.list_tree, Path(handle.job_dir), prefix)
 
     async def fetch(self, handle: JobHandle, relpath: str, dest: Path) -> None:
-        data = await asyncio.to_thread((Path(handle.job_dir) / relpath).read_bytes)
-        dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(dest.write_bytes, data)
+        await asyncio.to_thread(_staging.copy_out, Path(handle.job_dir), relpath, Path(dest))
 
     async def poll(self, handle: JobHandle) -> JobState:
         folder = Path(handle.job_dir)

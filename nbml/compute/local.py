@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nbml
 from nbml._proc import pid_alive, process_alive, start_time
+from nbml.compute import _staging
 from nbml.compute.base import (
     EXIT_CODE_FILE,
     ComputeBackend,
@@ -85,28 +86,14 @@ class LocalBackend(ComputeBackend):
                                                                    "started": time.time(),
                                                                    "create_time": start_time(proc.pid)})
 
+    # Job files are read without following symbolic links: a job can't have files outside its folder copied
+    # into the run by planting a link (see nbml.compute._staging.job_file).
     async def read(self, handle: JobHandle, relpath: str, offset: int, limit: int = 1 << 20) -> bytes:
-        path = Path(handle.job_dir) / relpath
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(offset)
-                return fh.read(limit)
-        except FileNotFoundError:
-            return b""
+        job_dir = Path(handle.job_dir)
+        return _staging.read_bytes(job_dir / relpath, offset, limit, job_dir)
 
     async def list_files(self, handle: JobHandle, prefix: str) -> list[tuple[str, int]]:
-        base = Path(handle.job_dir)
-        root = base / prefix
-        out: list[tuple[str, int]] = []
-        for dirpath, _dirs, files in os.walk(root):
-            for fn in files:
-                full = Path(dirpath) / fn
-                try:
-                    st = full.stat()
-                except OSError:
-                    continue
-                out.append((full.relative_to(base).as_posix(), st.st_size))
-        return out
+        return await asyncio.to_thread(_staging.list_tree, Path(handle.job_dir), prefix)
 
     async def poll(self, handle: JobHandle) -> JobState:
         pid = int(handle.data["pid"])
@@ -144,8 +131,7 @@ class LocalBackend(ComputeBackend):
             os.killpg(pgid, signal.SIGKILL)
 
     async def fetch(self, handle: JobHandle, relpath: str, dest: Path) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(handle.job_dir) / relpath, dest)
+        await asyncio.to_thread(_staging.copy_out, Path(handle.job_dir), relpath, Path(dest))
 
     async def cleanup(self, handle: JobHandle) -> None:
         proc = self._procs.pop(int(handle.data["pid"]), None)
