@@ -37,6 +37,8 @@ _EXPORTS: dict[str, str] = {
     "AutoMLRun": "nbml.automl.run",
     "HyperDriveConfig": "nbml.hyperdrive",
     "RunDetails": "nbml.widgets",
+    "Datastore": "nbml.data.datastore",
+    "Dataset": "nbml.data.dataset",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

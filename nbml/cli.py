@@ -32,10 +32,10 @@ def _duration(rec: dict[str, Any]) -> str:
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
-    from nbml.runs.reaper import reap_all
+    from nbml.runs.recovery import recover_all
 
     ws = _ws(args)
-    reap_all(ws.store)
+    recover_all(ws.store)  # a run whose supervisor died gets a new one before it is listed
     recs = ws.store.list_runs(experiment=args.experiment, status=args.status, top_level=not args.all, limit=args.limit)
     rows = [[r["run_id"], r["experiment"], r["status"], r["compute_target"], time.strftime(
         "%Y-%m-%d %H:%M:%S", time.localtime(r["created_at"])), _duration(r)] for r in recs]
@@ -80,6 +80,19 @@ def cmd_runs_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs_recover(args: argparse.Namespace) -> int:
+    """Give every active run whose supervisor is gone a new one (done on its own by any reader too)."""
+    from nbml.runs.recovery import recover_all
+
+    ws = _ws(args)
+    done = ws.recovered_runs + recover_all(ws.store)  # opening the workspace already recovers what it finds
+    for run_id, action in done:
+        print(f"{run_id}: {'a new supervisor adopts it' if action == 'adopted' else 'ended Failed (see its error)'}")
+    if not done:
+        print("Every active run has a live supervisor; nothing to recover.")
+    return 0
+
+
 def cmd_compute_list(args: argparse.Namespace) -> int:
     ws = _ws(args)
     rows = []
@@ -114,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("run_id")
     cancel.add_argument("--wait", type=float, default=10.0, help="seconds to wait for it to stop")
     cancel.set_defaults(fn=cmd_runs_cancel)
+    recover = runs.add_parser("recover", help="adopt runs whose supervisor is gone (after a crash or reboot)")
+    recover.set_defaults(fn=cmd_runs_recover)
     compute = sub.add_parser("compute", help="compute targets").add_subparsers(dest="cmd", required=True)
     cl = compute.add_parser("list", help="list compute targets")
     cl.set_defaults(fn=cmd_compute_list)

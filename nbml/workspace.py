@@ -63,6 +63,10 @@ class Workspace:
         self.store = Store(root)
         for sub in ("snapshots", "runs", "models", "envs", "jobs"):
             (root / sub).mkdir(exist_ok=True)
+        from nbml.runs.recovery import recover_all
+
+        # After a crash or reboot: runs whose supervisor is gone get a new one; (run id, what was done).
+        self.recovered_runs: list[tuple[str, str]] = recover_all(self.store)
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -139,6 +143,23 @@ class Workspace:
         from nbml.models.registry import Model
 
         return {m["name"]: Model(self, m["name"]) for m in self.store.list_models()}
+
+    @property
+    def datastores(self) -> dict[str, Any]:
+        from nbml.data.datastore import datastores
+
+        return datastores(self)
+
+    def get_default_datastore(self) -> Any:
+        """The default datastore: the workspace folder ``datastores/workspaceblobstore`` unless another is set."""
+        from nbml.data.datastore import Datastore
+
+        return Datastore.get_default(self)
+
+    def set_default_datastore(self, name: str) -> None:
+        from nbml.data.datastore import Datastore
+
+        Datastore.get(self, name).set_as_default()
 
     def get_run(self, run_id: str) -> Run:
         from nbml.runs.run import Run

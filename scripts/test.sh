@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 # Static checks first: a lint or type error fails the run like a test does.
 python -m ruff check nbml tests benchmarks
 python -m mypy nbml
-# The default tier leaves out tests marked slow; pass -m slow (or -m "") to choose otherwise.
+# The default tier leaves out tests marked slow; pass -m slow (or -m "") to choose otherwise. The 15 slowest
+# tests are listed at the end; the session fails if a process a test started outlives it (tests/conftest.py).
 if printf '%s\n' "$@" | grep -qx -- '-m'; then
-    exec python -m pytest -p no:cacheprovider "$@"
+    exec python -m pytest -p no:cacheprovider --durations=15 "$@"
 fi
-exec python -m pytest -p no:cacheprovider -m "not slow" "$@"
+exec python -m pytest -p no:cacheprovider --durations=15 -m "not slow" "$@"

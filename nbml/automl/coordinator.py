@@ -84,7 +84,12 @@ class Coordinator:
         files: dict[str, bytes] = {}
         source = self.cfg["data"]
         if "pickle" in source:
-            files[source["pickle"]] = (self.ctx.run_dir(self.parent) / "automl" / source["pickle"]).read_bytes()
+            # In the manifest, content-addressed like snapshot files: each target receives it once, not per child.
+            from nbml.data._files import file_blob
+
+            pickle_path = self.ctx.run_dir(self.parent) / "automl" / source["pickle"]
+            blob = file_blob(self.ctx.ws_root / "snapshots" / "blobs", pickle_path)
+            self._manifest = {**self._manifest, source["pickle"]: blob}
         elif self.cfg.get("data_script_copy"):
             files[source["script"]] = Path(self.cfg["data_script_copy"]).read_bytes()
         return files

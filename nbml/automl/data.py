@@ -127,6 +127,9 @@ def from_sources(
         label_column_name = data.get("label_column_name", label_column_name)
         validation_data = data.get("validation_data", validation_data)
     if training_data is not None:
+        # A TabularDataset (nbml.data) is read here, in the submitting process: the iterations get the table.
+        training_data = getattr(training_data, "to_pandas_dataframe", lambda: training_data)()
+        validation_data = getattr(validation_data, "to_pandas_dataframe", lambda: validation_data)()
         if not isinstance(training_data, pd.DataFrame):
             training_data = pd.DataFrame(training_data)
         if not label_column_name:

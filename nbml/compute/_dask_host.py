@@ -65,12 +65,14 @@ async def serve(state_dir: Path) -> None:
     try:
         import bokeh  # noqa: F401
 
-        dashboard: str | None = "127.0.0.1:0"
+        dashboard = True
     except ImportError:
-        dashboard = None
+        dashboard = False
+    # Always an address: with None, distributed still serves its HTTP routes on the fixed port 8787 (on every
+    # interface), so a second cluster, or anything else wanting that port, would collide with this one.
     cluster = await LocalCluster(
         n_workers=int(spec.get("min_nodes", 0)), threads_per_worker=int(spec.get("threads_per_node", 1)),
-        processes=True, host="127.0.0.1", scheduler_port=0, dashboard_address=dashboard,
+        processes=True, host="127.0.0.1", scheduler_port=0, dashboard_address="127.0.0.1:0",
         memory_limit=spec.get("memory_limit") or "auto", asynchronous=True, silence_logs=logging.WARNING,
         local_directory=str(state_dir / "dask-worker-space"),
     )

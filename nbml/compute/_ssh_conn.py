@@ -5,8 +5,9 @@ backoff and runs it again; every operation the backend passes in is idempotent, 
 same work (a read from the same offset, a start that finds the job already started). The host may stay
 unreachable for a few seconds; after that the call raises ConnectionError, which the run executor treats
 as transient (it counts retries in the run's properties and fails the run after the target's
-``unreachable_timeout_seconds``). Host-key and authentication failures are `ComputeTargetException`s:
-retrying can't fix them.
+``unreachable_timeout_seconds``). What counts as a fault of the link is decided in one place,
+nbml.compute.transient; any other error is raised at once. Host-key and authentication failures are
+`ComputeTargetException`s: retrying can't fix them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 import asyncssh
 
 from nbml.compute import _ssh_secrets as secrets
+from nbml.compute.transient import is_transient
 from nbml.errors import ComputeTargetException
 
 T = TypeVar("T")
@@ -29,12 +31,6 @@ DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 # AES-GCM first: asyncssh does it with AES-NI through `cryptography`, ~25% faster than its chacha20 default.
 FAST_CIPHERS = "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"
 QUICK_ATTEMPTS = 3  # per call; longer outages are retried (and shown) by the run executor
-
-# Errors that mean "the link is gone", not "the operation is wrong".
-TRANSIENT: tuple[type[BaseException], ...] = (
-    asyncssh.ConnectionLost, asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection, asyncssh.ChannelOpenError,
-    BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError,
-)
 
 
 class HostKeyError(ComputeTargetException):
@@ -82,6 +78,22 @@ def _known_hosts(settings: SshSettings) -> asyncssh.SSHKnownHosts:
     files = [os.path.expanduser(p) for p in settings.known_hosts]
     text = "".join(Path(p).read_text() + "\n" for p in files if os.path.exists(p)) + settings.extra_known_hosts
     return asyncssh.import_known_hosts(text)
+
+
+def recorded_keys(settings: SshSettings) -> list[asyncssh.SSHKey]:
+    """The keys known_hosts (and keys trusted in memory) hold for this host and port."""
+    trusted, _ca, revoked, *_ = _known_hosts(settings).match(settings.address, "", settings.port)
+    return [k for k in trusted if k not in revoked]
+
+
+def changed_key_message(settings: SshSettings, fingerprint: str | None = None) -> str:
+    pattern = host_pattern(settings.address, settings.port)
+    offered = f" (it now offers {fingerprint})" if fingerprint else ""
+    return (f"The host key of {settings.address}:{settings.port} is not trusted: it CHANGED since it was recorded in "
+            f"{', '.join(settings.known_hosts)}{offered}. Someone may be intercepting the connection, or the host "
+            "was reinstalled; nbml does not connect, and trust_host_key=True never accepts a changed key. If you "
+            f"checked the new key on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), remove the old "
+            f"line with ssh-keygen -R '{pattern}' -f FILE for each file above, then attach again.")
 
 
 def _trust_hint(settings: SshSettings) -> str:
@@ -140,9 +152,11 @@ async def connect_once(settings: SshSettings, known_hosts: Any = None) -> asyncs
             keepalive_count_max=3, encryption_algs=FAST_CIPHERS, **_auth_options(settings),
         )
     except asyncssh.HostKeyNotVerifiable as exc:
+        if recorded_keys(settings):
+            raise HostKeyError(changed_key_message(settings)) from None
         raise HostKeyError(
-            f"The host key of {settings.address}:{settings.port} is not trusted ({exc.reason}). It is not in "
-            f"{', '.join(settings.known_hosts)}, or it changed since it was recorded there. {_trust_hint(settings)}"
+            f"The host key of {settings.address}:{settings.port} is not trusted ({exc.reason}): the host is not in "
+            f"{', '.join(settings.known_hosts)}. {_trust_hint(settings)}"
         ) from None
     except asyncssh.PermissionDenied as exc:
         how = {"password": "the password", "agent": "the ssh-agent's identities"}.get(
@@ -165,6 +179,7 @@ class SshSession:
         self.reconnects = 0
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
+        self.sftp_available: bool | None = None  # None until the first SFTP request
         self._lock = asyncio.Lock()
         self._down_since: float | None = None
 
@@ -206,10 +221,26 @@ class SshSession:
             assert self._conn is not None
             return self._conn
 
-    async def sftp(self) -> asyncssh.SFTPClient:
+    async def sftp(self) -> asyncssh.SFTPClient | None:
+        """The SFTP client, or None when the host's sshd has no SFTP subsystem (hardened hosts, some images).
+
+        That is found out once per session (the host refuses the subsystem request); callers then move files
+        over exec channels instead of retrying a request that can never succeed.
+        """
+        if self.sftp_available is False:
+            return None
         conn = await self.connection()
         if self._sftp is None:
-            self._sftp = await conn.start_sftp_client()
+            try:
+                self._sftp = await conn.start_sftp_client()
+            except asyncssh.ChannelOpenError as exc:
+                if exc.code != asyncssh.OPEN_REQUEST_SESSION_FAILED or conn.is_closed():
+                    raise  # a refused channel (too many sessions, the link closing): transient
+                self.sftp_available = False
+                self._say(f"{self.settings.where} has no SFTP subsystem (no 'Subsystem sftp' line in its "
+                          "sshd_config): files are read and copied over exec channels instead")
+                return None
+            self.sftp_available = True
         return self._sftp
 
     def _drop(self, exc: BaseException) -> None:
@@ -228,16 +259,14 @@ class SshSession:
             await self.connection()
             try:
                 return await fn(self)
-            except TRANSIENT as exc:
+            except Exception as exc:
+                link_down = self._conn is None or self._conn.is_closed()
+                if not is_transient(exc) and not (link_down and isinstance(exc, (OSError, asyncssh.Error))):
+                    raise  # the operation is wrong, not the link: retrying can't help
                 failures += 1
                 self._drop(exc)
                 if failures >= 8:  # the host answers but every operation dies: let the caller decide
                     raise ConnectionError(f"SSH operation on {self.settings.where} keeps failing: {exc}") from exc
-            except (OSError, asyncssh.Error) as exc:
-                if self._conn is not None and not self._conn.is_closed():
-                    raise
-                failures += 1
-                self._drop(exc)
 
     async def close(self) -> None:
         if self._conn is not None:

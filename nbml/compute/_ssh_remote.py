@@ -16,6 +16,8 @@ start JOB_DIR              {"cmd", "env"} -> {"pid", "start"}; the job runs in i
 poll JOB_DIR PID START     {"dir", "alive", "exit_code"} (for hosts without /proc)
 cancel PID GRACE           TERM to the process group, KILL after GRACE seconds
 remove RUN_ROOT JOB_DIR    deletes a finished job's folder
+list JOB_DIR PREFIX        {"files": [[rel, size]...]}: regular files under PREFIX, never through a symbolic
+                           link (hosts without SFTP; with SFTP the backend lists over it)
 venv ROOT HASH PYTHON      builds ROOT/envs/HASH from {"pip": [...]} once (locked), streaming pip's output
 """
 
@@ -26,6 +28,7 @@ import os
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -330,6 +333,25 @@ def op_venv(root, env_hash, python):
                     return
             open(os.path.join(env_dir, ".nbml-ready"), "w").close()
     _out({"python": exe})
+
+
+def op_list(job_dir, prefix):
+    root = os.path.realpath(job_dir)
+    base = os.path.normpath(os.path.join(root, prefix.strip("/")))
+    found = []
+    # A prefix that is itself a link, or a link inside it, is skipped: only what is in the job folder comes back.
+    inside = (base + os.sep).startswith(root + os.sep)
+    if inside and os.path.realpath(base) == base and os.path.isdir(base):
+        for dirpath, _dirs, names in os.walk(base):  # never descends into linked folders
+            for name in names:
+                full = os.path.join(dirpath, name)
+                try:
+                    st = os.lstat(full)
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    found.append([os.path.relpath(full, root), st.st_size])
+    _out({"files": sorted(found)})
 
 
 def op_remove(run_root, job_dir):

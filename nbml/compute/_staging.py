@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from nbml.compute.base import JobSpec
@@ -39,21 +40,72 @@ def _inside(root: Path, rel: str) -> Path:
     return target
 
 
-def read_bytes(path: Path, offset: int, limit: int) -> bytes:
+def job_file(root: Path, rel: str) -> Path | None:
+    """`root/rel` if it is a regular file inside the job folder reached without any symbolic link, else None.
+
+    A job can plant links in its folder (``os.symlink('/etc/passwd', 'outputs/x')``, or a linked folder);
+    reading through them would copy files of this machine into the run. Such paths are skipped.
+    """
+    real_root = os.path.realpath(root)
+    path = os.path.normpath(os.path.join(real_root, rel))
+    if not path.startswith(real_root + os.sep) or os.path.realpath(path) != path:
+        return None  # outside the folder (.. in rel), or a link somewhere on the way
     try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read(limit)
-    except (FileNotFoundError, IsADirectoryError):
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return Path(path) if stat.S_ISREG(st.st_mode) else None
+
+
+def _open_inside(root: Path, rel: str) -> int | None:
+    path = job_file(root, rel)
+    if path is None:
+        return None
+    try:  # O_NOFOLLOW: a link swapped in after the check is refused, not followed
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+
+
+def read_bytes(path: Path, offset: int, limit: int, root: Path | None = None) -> bytes:
+    """Up to `limit` bytes of a job file from `offset`; b"" when it is missing or not a plain file inside `root`
+    (the job folder; by default the file's own folder, so only the last component must not be a link)."""
+    path = Path(path)
+    base = Path(root) if root is not None else path.parent
+    fd = _open_inside(base, os.path.relpath(path, base))
+    if fd is None:
         return b""
+    with os.fdopen(fd, "rb") as f:
+        f.seek(offset)
+        return f.read(limit)
+
+
+def copy_out(root: Path, rel: str, dest: Path) -> None:
+    """Copy the job file `rel` to `dest`, refusing one reached through a symbolic link."""
+    fd = _open_inside(root, rel)
+    if fd is None:
+        raise FileNotFoundError(f"{rel} is not a regular file inside the job folder {root} (missing, or a link)")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(fd, "rb") as src, open(dest, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
 
 
 def list_tree(root: Path, prefix: str) -> list[tuple[str, int]]:
-    base = root / prefix
-    if not base.is_dir():
+    """(path relative to `root`, size) of the regular files under `prefix`; symbolic links are never followed
+    or listed (neither links to files nor linked folders, nor a `prefix` that is itself a link)."""
+    real_root = os.path.realpath(root)
+    base = os.path.normpath(os.path.join(real_root, prefix.strip("/")))
+    if not (base + os.sep).startswith(real_root + os.sep) or os.path.realpath(base) != base or not os.path.isdir(base):
         return []
     out = []
-    for p in sorted(base.rglob("*")):
-        if p.is_file() and not p.is_symlink():
-            out.append((p.relative_to(root).as_posix(), p.stat().st_size))
-    return out
+    for dirpath, _dirs, files in os.walk(base):  # os.walk never descends into linked folders
+        for name in files:
+            full = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(full)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                out.append((os.path.relpath(full, real_root).replace(os.sep, "/"), st.st_size))
+    return sorted(out)

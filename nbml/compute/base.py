@@ -27,6 +27,8 @@ LogFn = Callable[[str], None]
 DRIVER_LOG = "nbml-logs/driver_log.txt"
 EVENTS_FILE = "events.jsonl"
 EXIT_CODE_FILE = ".nbml/exit_code"
+#: Stands for the job folder's absolute path on the target in `JobSpec.argv` and `environ` (data paths).
+JOB_DIR_TOKEN = "{{NBML_JOB_DIR}}"
 
 
 @dataclasses.dataclass
@@ -160,11 +162,16 @@ def job_environ(job: JobSpec, job_dir: str, runtime_dir: str | None = None) -> d
         "NBML_JOB_DIR": job_dir,
         "PYTHONUNBUFFERED": "1",
         **job.env.environment_variables,
-        **job.environ,
+        **{k: v.replace(JOB_DIR_TOKEN, job_dir) for k, v in job.environ.items()},
     }
     if runtime_dir:
         env["PYTHONPATH"] = runtime_dir
     return env
+
+
+def job_argv(job: JobSpec, job_dir: str) -> list[str]:
+    """The job's argv with `JOB_DIR_TOKEN` replaced by the job folder as the process sees it (data paths)."""
+    return [a.replace(JOB_DIR_TOKEN, job_dir) for a in job.argv]
 
 
 def wrapper_script(job_dir: str) -> str:

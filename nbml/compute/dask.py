@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from nbml.compute import _dask_cluster, _jobwrap, _staging
+from nbml.compute import _dask_cluster, _jobwrap, _staging, base
 from nbml.compute._dask_task import HEARTBEAT_FILE, LOST_FILE, run_dask_job
 from nbml.compute.base import ComputeBackend, EnvSpec, JobHandle, JobSpec, JobState, LogFn, job_environ
 from nbml.compute.local import runtime_dir
@@ -114,7 +114,7 @@ class DaskBackend(ComputeBackend):
             # Wait for a free slot (nodes x threads): a job queued inside Dask would look Running, and its
             # run-time limit would tick while it waits. The run stays Starting meanwhile.
             await self._wait_for_slot(client, job.run_id, Path(job_dir))
-            future = client.submit(run_dask_job, job_dir, python, list(job.argv), environ, key=key, pure=False)
+            future = client.submit(run_dask_job, job_dir, python, base.job_argv(job, job_dir), environ, key=key, pure=False)
             fire_and_forget(future)  # the task must not depend on this process staying alive
             deadline = time.monotonic() + 10
             while (await self._task_state(key))[0] is None and time.monotonic() < deadline:
@@ -149,16 +149,14 @@ class DaskBackend(ComputeBackend):
             return False
 
     async def read(self, handle: JobHandle, relpath: str, offset: int, limit: int = 1 << 20) -> bytes:
-        return await asyncio.to_thread(_staging.read_bytes, Path(handle.job_dir) / relpath, offset, limit)
+        job_dir = Path(handle.job_dir)  # links planted in the job folder are never followed
+        return await asyncio.to_thread(_staging.read_bytes, job_dir / relpath, offset, limit, job_dir)
 
     async def list_files(self, handle: JobHandle, prefix: str) -> list[tuple[str, int]]:
         return await asyncio.to_thread(_staging.list_tree, Path(handle.job_dir), prefix)
 
     async def fetch(self, handle: JobHandle, relpath: str, dest: Path) -> None:
-        data = await asyncio.to_thread((Path(handle.job_dir) / relpath).read_bytes)
-        dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(dest.write_bytes, data)
+        await asyncio.to_thread(_staging.copy_out, Path(handle.job_dir), relpath, Path(dest))
 
     async def poll(self, handle: JobHandle) -> JobState:
         folder = Path(handle.job_dir)

@@ -202,8 +202,12 @@ class AmlCompute(ComputeTarget):
 
     def delete(self) -> None:
         """Stop the cluster if nbml runs it, and remove the target from the workspace."""
-        self.stop()
         self.detach()
+
+    def detach(self) -> None:
+        """Remove the target; a cluster nbml runs itself is stopped first (nothing could reach it afterwards)."""
+        self.stop()
+        super().detach()
 
 
 def _store_address(target: ComputeTarget, address: str) -> None:

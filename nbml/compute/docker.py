@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import nbml
-from nbml.compute import _jobwrap, _staging
+from nbml.compute import _jobwrap, _staging, base
 from nbml.compute._docker_image import connect, ensure_image
 from nbml.compute.base import ComputeBackend, EnvSpec, JobHandle, JobSpec, JobState, LogFn, job_environ
 from nbml.errors import ComputeTargetException
@@ -96,7 +96,7 @@ class DockerBackend(ComputeBackend):
         cdir = f"{CONTAINER_ROOT}/{_safe(job.run_id)}"
         environ = {**job_environ(job, cdir, NBML_MOUNT), "HOME": "/tmp"}
         environ.pop("NBML_WORKSPACE", None)  # a path of this machine, meaningless in the container
-        spec = {"python": python, "argv": list(job.argv), "environ": environ}
+        spec = {"python": python, "argv": base.job_argv(job, cdir), "environ": environ}
         (job_dir / _jobwrap.JOB_FILE).write_text(json.dumps(spec))
         client = self.client()
         kwargs: dict[str, Any] = dict(
@@ -134,7 +134,8 @@ class DockerBackend(ComputeBackend):
         if handle.data.get("transfer") == "copy":
             data = await self._call(self._get_file, handle, relpath)
             return data[offset:offset + limit] if data else b""
-        return await self._call(_staging.read_bytes, Path(handle.job_dir) / relpath, offset, limit)
+        job_dir = Path(handle.job_dir)  # links planted in the job folder are never followed
+        return await self._call(_staging.read_bytes, job_dir / relpath, offset, limit, job_dir)
 
     async def list_files(self, handle: JobHandle, prefix: str) -> list[tuple[str, int]]:
         if handle.data.get("transfer") == "copy":
@@ -147,7 +148,8 @@ class DockerBackend(ComputeBackend):
             if data is None:
                 raise FileNotFoundError(f"{relpath} is not in the container of run job {handle.job_dir}")
         else:
-            data = await self._call((Path(handle.job_dir) / relpath).read_bytes)
+            await self._call(_staging.copy_out, Path(handle.job_dir), relpath, Path(dest))
+            return
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         await self._call(dest.write_bytes, data)

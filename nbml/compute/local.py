@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import nbml
-from nbml._proc import pid_alive
+from nbml._proc import pid_alive, process_alive, start_time
+from nbml.compute import _staging
 from nbml.compute.base import (
     EXIT_CODE_FILE,
     ComputeBackend,
@@ -21,6 +22,7 @@ from nbml.compute.base import (
     JobSpec,
     JobState,
     LogFn,
+    job_argv,
     job_environ,
     wrapper_script,
 )
@@ -75,35 +77,23 @@ class LocalBackend(ComputeBackend):
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
         env.update(job_environ(job, job_dir, runtime_dir(Path(job_dir))))
-        cmd = ["/bin/sh", "-c", wrapper_script(job_dir), "nbml-job", python, *job.argv]
+        cmd = ["/bin/sh", "-c", wrapper_script(job_dir), "nbml-job", python, *job_argv(job, job_dir)]
         proc = subprocess.Popen(cmd, cwd=job_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         self._procs[proc.pid] = proc
+        # The start time makes the pid unambiguous for a supervisor that reattaches from another process.
         return JobHandle(target=self.name, job_dir=job_dir, data={"pid": proc.pid, "pgid": proc.pid,
-                                                                   "started": time.time()})
+                                                                   "started": time.time(),
+                                                                   "create_time": start_time(proc.pid)})
 
+    # Job files are read without following symbolic links: a job can't have files outside its folder copied
+    # into the run by planting a link (see nbml.compute._staging.job_file).
     async def read(self, handle: JobHandle, relpath: str, offset: int, limit: int = 1 << 20) -> bytes:
-        path = Path(handle.job_dir) / relpath
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(offset)
-                return fh.read(limit)
-        except FileNotFoundError:
-            return b""
+        job_dir = Path(handle.job_dir)
+        return _staging.read_bytes(job_dir / relpath, offset, limit, job_dir)
 
     async def list_files(self, handle: JobHandle, prefix: str) -> list[tuple[str, int]]:
-        base = Path(handle.job_dir)
-        root = base / prefix
-        out: list[tuple[str, int]] = []
-        for dirpath, _dirs, files in os.walk(root):
-            for fn in files:
-                full = Path(dirpath) / fn
-                try:
-                    st = full.stat()
-                except OSError:
-                    continue
-                out.append((full.relative_to(base).as_posix(), st.st_size))
-        return out
+        return await asyncio.to_thread(_staging.list_tree, Path(handle.job_dir), prefix)
 
     async def poll(self, handle: JobHandle) -> JobState:
         pid = int(handle.data["pid"])
@@ -111,7 +101,8 @@ class LocalBackend(ComputeBackend):
         if proc is not None:
             if proc.poll() is None:
                 return JobState("running")
-        elif pid_alive(pid):
+        elif (process_alive(pid, handle.data["create_time"]) if handle.data.get("create_time")
+              else pid_alive(pid)):
             return JobState("running")
         code_file = Path(handle.job_dir) / EXIT_CODE_FILE
         for _ in range(20):  # the wrapper writes the code right after the job ends
@@ -140,8 +131,7 @@ class LocalBackend(ComputeBackend):
             os.killpg(pgid, signal.SIGKILL)
 
     async def fetch(self, handle: JobHandle, relpath: str, dest: Path) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(handle.job_dir) / relpath, dest)
+        await asyncio.to_thread(_staging.copy_out, Path(handle.job_dir), relpath, Path(dest))
 
     async def cleanup(self, handle: JobHandle) -> None:
         proc = self._procs.pop(int(handle.data["pid"]), None)

@@ -30,7 +30,7 @@ from typing import Any, cast
 import asyncssh
 
 import nbml
-from nbml.compute import _ssh_remote
+from nbml.compute import _ssh_files, _ssh_remote
 from nbml.compute._ssh_conn import SshSession, SshSettings, connect_once
 from nbml.compute.base import (
     EXIT_CODE_FILE,
@@ -40,6 +40,7 @@ from nbml.compute.base import (
     JobSpec,
     JobState,
     LogFn,
+    job_argv,
     job_environ,
     wrapper_script,
 )
@@ -271,7 +272,7 @@ class SSHBackend(ComputeBackend):
     # -- job lifecycle -------------------------------------------------------------------------------
     async def start(self, job: JobSpec, python: str, job_dir: str) -> JobHandle:
         lib_dir = await self._ensure_lib()
-        cmd = ["/bin/sh", "-c", wrapper_script(job_dir), "nbml-job", python, *job.argv]
+        cmd = ["/bin/sh", "-c", wrapper_script(job_dir), "nbml-job", python, *job_argv(job, job_dir)]
         answer = await self._helper("start", job_dir, payload={"cmd": cmd, "env": job_environ(job, job_dir, lib_dir)})
         return JobHandle(target=self.name, job_dir=job_dir, data={"pid": answer["pid"], "start": answer["start"],
                                                                    "host": self.settings.address})
@@ -281,6 +282,8 @@ class SSHBackend(ComputeBackend):
 
         async def go(session: SshSession) -> dict[str, Any] | None:
             sftp = await session.sftp()
+            if sftp is None:
+                return None  # no SFTP on the host: the helper reports the facts
             if self._procfs is None:
                 self._procfs = await sftp.isdir("/proc/self")
             if not self._procfs:
@@ -301,53 +304,22 @@ class SSHBackend(ComputeBackend):
         await self._helper("cancel", str(handle.data["pid"]), str(grace_seconds))
 
     # -- job files -----------------------------------------------------------------------------------
+    # Over SFTP when the host has it, else over exec channels (nbml.compute._ssh_files). Either way a symbolic
+    # link the job planted in its folder is never followed: it is neither listed nor read.
     async def read(self, handle: JobHandle, relpath: str, offset: int, limit: int = 1 << 20) -> bytes:
-        path = f"{handle.job_dir}/{relpath}"
-
-        async def go(session: SshSession) -> bytes:
-            sftp = await session.sftp()
-            try:
-                async with sftp.open(path, "rb") as f:
-                    return cast(bytes, await f.read(limit, offset))
-            except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath):
-                return b""
-
-        return await self.session.call(go)
+        return await self.session.call(lambda s: _ssh_files.read(s, handle.job_dir, relpath, offset, limit))
 
     async def list_files(self, handle: JobHandle, prefix: str) -> list[tuple[str, int]]:
-        async def go(session: SshSession) -> list[tuple[str, int]]:
-            sftp = await session.sftp()
-            found: list[tuple[str, int]] = []
-            todo = [prefix.strip("/")]
-            while todo:
-                rel_dir = todo.pop()
-                try:
-                    entries = await sftp.readdir(f"{handle.job_dir}/{rel_dir}" if rel_dir else handle.job_dir)
-                except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath, asyncssh.SFTPNotADirectory):
-                    continue
-                for entry in entries:
-                    name = str(entry.filename)
-                    if name in (".", ".."):
-                        continue
-                    rel = f"{rel_dir}/{name}" if rel_dir else name
-                    kind = entry.attrs.type
-                    if kind == asyncssh.FILEXFER_TYPE_DIRECTORY:
-                        todo.append(rel)
-                    elif kind == asyncssh.FILEXFER_TYPE_REGULAR:
-                        found.append((rel, int(entry.attrs.size or 0)))
-            return sorted(found)
-
-        return await self.session.call(go)
+        listed = await self.session.call(lambda s: _ssh_files.list_sftp(s, handle.job_dir, prefix))
+        if listed is None:  # no SFTP on the host: the helper walks the folder
+            answer = await self._helper("list", handle.job_dir, prefix)
+            listed = [(str(rel), int(size)) for rel, size in answer["files"]]
+        return listed
 
     async def fetch(self, handle: JobHandle, relpath: str, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".nbml-part")
-
-        async def go(session: SshSession) -> None:
-            sftp = await session.sftp()
-            await sftp.get(f"{handle.job_dir}/{relpath}", os.fspath(tmp))
-
-        await self.session.call(go)
+        await self.session.call(lambda s: _ssh_files.fetch(s, handle.job_dir, relpath, tmp))
         os.replace(tmp, dest)
 
     async def cleanup(self, handle: JobHandle) -> None:

@@ -18,9 +18,10 @@ from nbml.compute._ssh_conn import (
     AuthenticationError,
     HostKeyError,
     SshSettings,
-    _known_hosts,
+    changed_key_message,
     connect_once,
     host_pattern,
+    recorded_keys,
 )
 from nbml.compute.targets import ComputeTarget, validate_name
 from nbml.errors import ComputeTargetException
@@ -63,7 +64,8 @@ class RemoteAttachConfiguration:
     def _config(self, workspace: Workspace, name: str) -> dict[str, Any]:
         if not self.address or not isinstance(self.address, str):
             raise ComputeTargetException("RemoteCompute needs address= (a host name or IP address).")
-        key = os.path.expanduser(self.private_key_file) if self.private_key_file else None
+        # Stored absolute: a relative path would mean another file from another working directory.
+        key = os.path.abspath(os.path.expanduser(self.private_key_file)) if self.private_key_file else None
         if key and not os.path.isfile(key):
             raise ComputeTargetException(f"private_key_file {self.private_key_file!r} does not exist.")
         if not str(self.run_root).startswith("/"):
@@ -163,10 +165,13 @@ async def _trust(settings: SshSettings, trust: bool | str) -> str | None:
             "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub."
         )
     line = f"{host_pattern(settings.address, settings.port)} {key.export_public_key('openssh').decode().strip()}\n"
-    existing = _known_hosts(settings)
-    trusted, _ca, revoked, *_ = existing.match(settings.address, "", settings.port)
-    already = any(k.public_data == key.public_data for k in trusted) and not revoked
-    return None if already else line
+    trusted = recorded_keys(settings)
+    if any(k.public_data == key.public_data for k in trusted):
+        return None
+    if trusted:
+        # trust_host_key accepts a host seen for the first time, never a key that replaced a recorded one.
+        raise HostKeyError(changed_key_message(settings, fingerprint))
+    return line
 
 
 class RemoteCompute(ComputeTarget):

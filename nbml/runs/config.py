@@ -32,6 +32,11 @@ class RunConfiguration:
         self.prepare_environment = True
         self.auto_prepare_environment = True
         self.history = {"output_collection": True}
+        #: name -> DataReference / DataReferenceConfiguration; the data is on the target as the job starts, at
+        #: the path in $AZUREML_DATAREFERENCE_<name> (also usable in the arguments).
+        self.data_references: dict[str, Any] = {}
+        #: dataset inputs (dataset.as_named_input(name)...), read in the script with input_datasets[name].
+        self.data: list[Any] = []
 
     @property
     def docker(self) -> Any:
@@ -99,7 +104,8 @@ class Estimator(ScriptRunConfig):
                  environment_definition: Environment | None = None, use_docker: bool = False,
                  custom_docker_image: str | None = None, custom_docker_base_image: str | None = None,
                  user_managed: bool = False, environment_variables: dict[str, str] | None = None,
-                 max_run_duration_seconds: float | None = None, **_: Any) -> None:
+                 max_run_duration_seconds: float | None = None, inputs: list[Any] | None = None,
+                 **_: Any) -> None:
         args: list[Any] = list(arguments or [])
         for key, value in (script_params or {}).items():
             args += [key] if value is None or value == "" else [key, value]
@@ -125,3 +131,4 @@ class Estimator(ScriptRunConfig):
         super().__init__(source_directory=source_directory, script=entry_script, arguments=args,
                          compute_target=compute_target, environment=env,
                          max_run_duration_seconds=max_run_duration_seconds or DEFAULT_MAX_RUN_DURATION)
+        self.run_config.data = list(inputs or [])

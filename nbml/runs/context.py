@@ -1,18 +1,31 @@
-"""What a supervisor hands to a run driver: the store, logging, cancellation and heartbeats."""
+"""What a supervisor hands to a run driver: the store, logging, cancellation and heartbeats.
+
+The supervisor's event loop drives many jobs at once (an AutoML search), so it must never wait on SQLite
+or the disk: `await ctx.db(fn, *args)` runs a store call on the context's one writer thread (one
+connection, calls in submission order), and `await ctx.io(fn, *args)` runs file work on a worker thread.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import json
+import os
+import threading
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nbml.compute.base import ComputeBackend, EnvSpec
 from nbml.compute.targets import LOCAL, backend_class
 from nbml.store import Store
+
+T = TypeVar("T")
+#: The longest a supervisor waits for one store call (lock waits included) before the call fails.
+STORE_DEADLINE = float(os.environ.get("NBML_STORE_DEADLINE_SECONDS", "120"))
 
 
 class SupervisorContext:
@@ -25,6 +38,43 @@ class SupervisorContext:
         self.active: set[str] = {run_id}  # runs whose heartbeat this supervisor keeps
         self.cancel_all = asyncio.Event()
         self._log_fh = open(log_file, "a", buffering=1) if log_file else None  # noqa: SIM115
+        self._log_lock = threading.Lock()
+        #: False runs store calls on the event loop itself (the old path; benchmarks/supervisor_stall.py).
+        self.offload = True
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+
+    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a store call off the event loop, on the context's writer thread, within STORE_DEADLINE."""
+        call = functools.partial(fn, *args, **kwargs)
+        if not self.offload:
+            return call()
+        if self._writer is None:
+            self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nbml-store")
+        future = asyncio.get_running_loop().run_in_executor(self._writer, call)
+        try:
+            return await asyncio.wait_for(future, STORE_DEADLINE)
+        except TimeoutError:
+            name = getattr(fn, "__name__", repr(fn))
+            self.log(f"store call {name} took more than {STORE_DEADLINE:g} s (is the database locked?)")
+            raise TimeoutError(f"The workspace database did not answer {name} within {STORE_DEADLINE:g} s; "
+                               "another process may hold a lock on nbml.db.") from None
+        except Exception:
+            self.log_exception(f"store call {getattr(fn, '__name__', fn)} failed")
+            raise
+
+    async def io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run file work (log appends, copies) on a worker thread."""
+        if not self.offload:
+            return fn(*args, **kwargs)
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def cancelled(self, run_id: str) -> bool:
+        return self.cancel_all.is_set() or await self.db(self.store.cancel_requested, run_id)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
 
     @property
     def record(self) -> dict[str, Any]:
@@ -42,7 +92,8 @@ class SupervisorContext:
     def log(self, message: str) -> None:
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
         if self._log_fh is not None:
-            self._log_fh.write(line + "\n")
+            with self._log_lock:  # called from the loop, the writer thread and the heartbeat thread
+                self._log_fh.write(line + "\n")
 
     def log_exception(self, message: str) -> None:
         self.log(message + "\n" + traceback.format_exc())

@@ -22,32 +22,42 @@ from nbml.runs.retry import DEFAULT_UNREACHABLE_TIMEOUT, JobFailed, retrying
 from nbml.runs.status import CANCELED, COMPLETED, FAILED, FINALIZING, PREPARING, RUNNING, STARTING, TERMINAL
 
 CHUNK = 4 << 20
+#: A run property set just before a job is started: a supervisor that finds it but no handle knows a job
+#: may have started that it can't find.
+JOB_STARTING = "nbml.job_starting"
+LOST = "The job's process was lost"
 
 
 class _Mirror:
-    """Streams the job's events and log files into the store and the run's folder, by offset."""
+    """Streams the job's events and log files into the store and the run's folder, by offset.
+
+    Both resume where the last supervisor stopped: events from the run's stored `events_offset` (ingestion
+    is idempotent by offset), logs from the size of the local copies.
+    """
 
     def __init__(self, ctx: SupervisorContext, run_id: str, backend: ComputeBackend, handle: JobHandle) -> None:
         self.ctx, self.run_id, self.backend, self.handle = ctx, run_id, backend, handle
         self.run_dir = ctx.run_dir(run_id)
         self.log_files: set[str] = {DRIVER_LOG}
         self._last_listing = 0.0
+        self._offset: int | None = None
 
     async def events(self) -> int:
-        rec = self.ctx.store.get_run(self.run_id)
-        offset = int(rec["events_offset"]) if rec else 0
+        if self._offset is None:
+            rec = await self.ctx.db(self.ctx.store.get_run, self.run_id)
+            self._offset = int(rec["events_offset"]) if rec else 0
         total = 0
         while True:
-            data = await self.backend.read(self.handle, EVENTS_FILE, offset, CHUNK)
+            data = await self.backend.read(self.handle, EVENTS_FILE, self._offset, CHUNK)
             if not data:
                 return total
-            batch, used = ev.parse(data, offset)
+            batch, used = await self.ctx.io(ev.parse, data, self._offset)  # JSON of up to CHUNK: off the loop
             if used == 0:
                 if len(data) < CHUNK:
                     return total  # a partial last line: wait for the rest
                 used = len(data)  # a line longer than a chunk: skip it rather than stall
-            self.ctx.store.ingest(self.run_id, batch, offset + used)
-            offset += used
+            await self.ctx.db(self.ctx.store.ingest, self.run_id, batch, self._offset + used)
+            self._offset += used
             total += len(batch)
 
     async def logs(self, force_listing: bool = False) -> None:
@@ -58,14 +68,12 @@ class _Mirror:
                 self.log_files.add(rel)
         for rel in sorted(self.log_files):
             dest = self.run_dir / rel
-            offset = dest.stat().st_size if dest.exists() else 0
+            offset = await self.ctx.io(_size_of, dest)
             while True:
                 data = await self.backend.read(self.handle, rel, offset, CHUNK)
                 if not data:
                     break
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with open(dest, "ab") as fh:
-                    fh.write(data)
+                await self.ctx.io(_append, dest, data)
                 offset += len(data)
                 if len(data) < CHUNK:
                     break
@@ -79,6 +87,19 @@ class _Mirror:
         for prefix, strip in (("outputs", ""), (".nbml/uploads", ".nbml/uploads/"), ("logs", "")):
             for rel, _size in await self.backend.list_files(self.handle, prefix):
                 await self.backend.fetch(self.handle, rel, self.run_dir / rel[len(strip):])
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _append(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as fh:
+        fh.write(data)
 
 
 def error_from_log(text: str) -> str | None:
@@ -97,33 +118,57 @@ def error_from_log(text: str) -> str | None:
 
 async def execute(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: ComputeBackend,
                   on_progress: Callable[[str], None] | None = None) -> str:
-    """Run `job` for run `run_id` to a terminal state and return that state. Never raises for job failures."""
+    """Run `job` for run `run_id` to a terminal state and return that state. Never raises for job failures.
+
+    Adoption: when the run record already holds a job handle (the job was started by a supervisor that
+    died), prepare, stage and start are skipped: the job is reattached with ``JobHandle.from_dict``, its
+    events are ingested from the stored ``events_offset``, its logs mirrored from the size of the local
+    copies, and the run is finalized as usual (outputs and logs copied back, the job's real exit status,
+    cleanup). AutoML and HyperDrive coordinators call this the same way for children they adopt. A run
+    without a handle starts from prepare, unless its last supervisor had already begun starting the job
+    (then nbml can't tell whether a job runs, and the run ends Failed saying so). Only a job that is gone
+    with no exit code ends Failed for being lost.
+    """
     store = ctx.store
     ctx.active.add(run_id)
     unreachable = float(backend.config.get("unreachable_timeout_seconds", DEFAULT_UNREACHABLE_TIMEOUT))
     handle: JobHandle | None = None
     mirror: _Mirror | None = None
     final, error = FAILED, None
+    rec = await ctx.db(store.get_run, run_id)
+    stored = json.loads(rec["handle_json"]) if rec is not None and rec.get("handle_json") else None
+    if stored:
+        handle = JobHandle.from_dict(stored)
+        final, _error = await _adopt(ctx, run_id, job, backend, handle, _Mirror(ctx, run_id, backend, handle), rec,
+                                     unreachable)
+        return final
     try:
-        if ctx.is_cancelled(run_id):
-            store.set_status(run_id, CANCELED)
-            return CANCELED
-        store.set_status(run_id, PREPARING)
+        props = await ctx.db(store.get_properties, run_id)
+        if props.get(JOB_STARTING):
+            raise JobFailed(
+                "The run's supervisor stopped while it was starting the job (at "
+                f"{props[JOB_STARTING]}), before it recorded the job's handle; the new supervisor found no "
+                "handle, so it can't tell whether the job runs or find its results. Submit the run again.")
+        if await ctx.cancelled(run_id):
+            final = CANCELED
+            return final
+        await ctx.db(store.set_status, run_id, PREPARING)
         prep_log = _prep_logger(ctx, run_id)
         python = await retrying(ctx, run_id, "preparing the environment", lambda: backend.prepare(job.env, prep_log),
                                  unreachable)
-        if ctx.is_cancelled(run_id):
-            store.set_status(run_id, CANCELED)
-            return CANCELED
-        store.set_status(run_id, STARTING)
+        if await ctx.cancelled(run_id):
+            final = CANCELED
+            return final
+        await ctx.db(store.set_status, run_id, STARTING)
         job_dir = await retrying(ctx, run_id, "uploading the snapshot", lambda: backend.stage(job, prep_log),
                                   unreachable)
+        await ctx.db(store.add_properties, run_id, {JOB_STARTING: time.strftime("%Y-%m-%d %H:%M:%S")})
         handle = await retrying(ctx, run_id, "starting the job", lambda: backend.start(job, python, job_dir),
                                  unreachable)
-        store.set_handle(run_id, handle.to_dict())
-        store.set_status(run_id, RUNNING)
+        await ctx.db(store.set_handle, run_id, handle.to_dict())
+        await ctx.db(store.set_status, run_id, RUNNING)
         mirror = _Mirror(ctx, run_id, backend, handle)
-        final, error = await _watch(ctx, run_id, job, backend, handle, mirror, unreachable)
+        final, error = await _watch(ctx, run_id, job, backend, handle, mirror, unreachable, time.monotonic())
     except JobFailed as exc:
         final, error = FAILED, str(exc)
     except EnvironmentBuildError as exc:
@@ -132,24 +177,56 @@ async def execute(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Co
         ctx.log_exception(f"run {run_id} failed in the supervisor")
         final, error = FAILED, f"{type(exc).__name__}: {exc}"
     finally:
-        if handle is not None and mirror is not None:
-            final, error = await _finalize(ctx, run_id, backend, handle, mirror, final, error, unreachable)
-        store.set_status(run_id, final, error=error)
-        _close_children(ctx, run_id, final)
-        ctx.active.discard(run_id)
-        if handle is not None:
-            try:
-                await backend.cleanup(handle)
-            except Exception:
-                ctx.log_exception(f"cleanup of {run_id} failed")
+        final, error = await _end(ctx, run_id, backend, handle, mirror, final, error, unreachable)
     return final
+
+
+async def _adopt(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: ComputeBackend, handle: JobHandle,
+                 mirror: _Mirror, rec: dict[str, Any] | None, unreachable: float) -> tuple[str, str | None]:
+    """Take over a job a dead supervisor started: watch it from where that one stopped."""
+    assert rec is not None
+    ctx.log(f"adopting the job of {run_id} ({handle.target}, {handle.job_dir}) from events offset "
+            f"{rec['events_offset']}")
+    final, error = FAILED, None
+    try:
+        if rec["status"] not in (RUNNING, FINALIZING):
+            await ctx.db(ctx.store.set_status, run_id, RUNNING)
+        # The run's time limit counts from when the job started, not from the adoption.
+        started = time.monotonic() - max(0.0, time.time() - (rec.get("started_at") or time.time()))
+        final, error = await _watch(ctx, run_id, job, backend, handle, mirror, unreachable, started)
+        if final == FAILED and error and error.startswith(LOST):
+            error += " (found when a new supervisor took the run over from one that had stopped)"
+    except JobFailed as exc:
+        final, error = FAILED, str(exc)
+    except Exception as exc:
+        ctx.log_exception(f"adopting {run_id} failed")
+        final, error = FAILED, f"{type(exc).__name__}: {exc}"
+    finally:
+        final, error = await _end(ctx, run_id, backend, handle, mirror, final, error, unreachable)
+    return final, error
+
+
+async def _end(ctx: SupervisorContext, run_id: str, backend: ComputeBackend, handle: JobHandle | None,
+               mirror: _Mirror | None, final: str, error: str | None, unreachable: float) -> tuple[str, str | None]:
+    """Finalize (copy back, real exit status), record the terminal state, then release the job's folder."""
+    if handle is not None and mirror is not None:
+        final, error = await _finalize(ctx, run_id, backend, handle, mirror, final, error, unreachable)
+    await ctx.db(ctx.store.set_status, run_id, final, error=error)
+    await ctx.db(_close_children, ctx, run_id, final)
+    ctx.active.discard(run_id)
+    if handle is not None:
+        try:
+            await backend.cleanup(handle)
+        except Exception:
+            ctx.log_exception(f"cleanup of {run_id} failed")
+    return final, error
 
 
 def _prep_logger(ctx: SupervisorContext, run_id: str) -> Callable[[str], None]:
     path = ctx.run_dir(run_id) / "nbml-logs" / "prepare_log.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    def log(line: str) -> None:
+    def log(line: str) -> None:  # called from the backends' worker threads while they prepare
         with open(path, "a") as fh:
             fh.write(line + "\n")
 
@@ -157,12 +234,11 @@ def _prep_logger(ctx: SupervisorContext, run_id: str) -> Callable[[str], None]:
 
 
 async def _watch(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: ComputeBackend, handle: JobHandle,
-                 mirror: _Mirror, unreachable: float) -> tuple[str, str | None]:
-    started = time.monotonic()
+                 mirror: _Mirror, unreachable: float, started: float) -> tuple[str, str | None]:
     interval = 0.1
     while True:
         got = await retrying(ctx, run_id, "reading the job's events", mirror.pump, unreachable)
-        if ctx.is_cancelled(run_id):
+        if await ctx.cancelled(run_id):
             # Checked before the job's state: a job stopped by the cancel ends Canceled, whatever its exit code.
             await backend.cancel(handle)
             return CANCELED, None
@@ -173,7 +249,7 @@ async def _watch(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Com
             reason = f"\n{state.reason}" if state.reason else ""
             return FAILED, f"exit code {state.exit_code}{reason}"  # the traceback is added in _finalize
         if state.state == "lost":
-            return FAILED, f"The job's process was lost: {state.reason}"
+            return FAILED, f"{LOST}: {state.reason}"
         if job.timeout_seconds and time.monotonic() - started > job.timeout_seconds:
             await backend.cancel(handle)
             return FAILED, (f"The run exceeded max_run_duration_seconds={job.timeout_seconds:g} and was stopped; "
@@ -184,7 +260,7 @@ async def _watch(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Com
 
 async def _finalize(ctx: SupervisorContext, run_id: str, backend: ComputeBackend, handle: JobHandle, mirror: _Mirror,
                     final: str, error: str | None, unreachable: float) -> tuple[str, str | None]:
-    ctx.store.set_status(run_id, FINALIZING)
+    await ctx.db(ctx.store.set_status, run_id, FINALIZING)
     try:
         await retrying(ctx, run_id, "collecting events and logs", lambda: mirror.pump(force_listing=True), unreachable)
         await retrying(ctx, run_id, "copying outputs back", mirror.outputs, unreachable)
@@ -193,14 +269,17 @@ async def _finalize(ctx: SupervisorContext, run_id: str, backend: ComputeBackend
         if final == COMPLETED:
             final, error = FAILED, f"The job finished but its outputs could not be copied back: {exc}"
     if final == FAILED and error and error.startswith("exit code"):
-        log_path = ctx.run_dir(run_id) / DRIVER_LOG
-        text = log_path.read_text(errors="replace")[-200_000:] if log_path.exists() else ""
+        text = await ctx.io(_tail, ctx.run_dir(run_id) / DRIVER_LOG)
         code, _, reason = error.partition("\n")
         tb = error_from_log(text)
         error = tb or f"The script ended with {code}. Last output:\n" + "\n".join(text.splitlines()[-20:])
         if reason:
             error += f"\n{reason}"
     return final, error
+
+
+def _tail(path: Path, size: int = 200_000) -> str:
+    return path.read_text(errors="replace")[-size:] if path.exists() else ""
 
 
 def _close_children(ctx: SupervisorContext, run_id: str, final: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbml.errors import UserErrorException
@@ -43,6 +44,7 @@ class Experiment:
                       display_name: str | None = None, **kwargs: Any) -> Run:
         """Start an interactive run logged from this process (end it with run.complete())."""
         from nbml.runs.ids import new_run_id
+        from nbml.runs.recovery import hold_interactive
         from nbml.runs.run import Run
         from nbml.runs.status import RUNNING
 
@@ -52,9 +54,15 @@ class Experiment:
 
             snapshot_id = take_snapshot(self.workspace, snapshot_directory).id
         run_id = new_run_id(self.name)
-        self.workspace.store.insert_run(run_id, self.name, "interactive", "local", {"outputs": outputs},
-                                        snapshot_id=snapshot_id, display_name=display_name)
-        self.workspace.store.set_status(run_id, RUNNING)
+        if outputs:
+            Path(outputs).mkdir(parents=True, exist_ok=True)  # as the SDK does: scripts write there at once
+        store = self.workspace.store
+        store.insert_run(run_id, self.name, "interactive", "local", {"outputs": outputs},
+                         snapshot_id=snapshot_id, display_name=display_name)
+        # Held by this process: its heartbeat thread keeps the run alive for readers however long the pause
+        # between cells; the run ends Failed only if this process goes away without complete().
+        hold_interactive(store, run_id)
+        store.set_status(run_id, RUNNING)
         return Run(self, run_id)
 
     def get_runs(self, type: str | None = None, tags: Any = None, properties: Any = None,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbml.errors import ActivityFailedException, UserErrorException
-from nbml.runs import reaper
+from nbml.runs import recovery
 from nbml.runs.logging_api import RunLoggingMixin
 from nbml.runs.status import CANCELED, COMPLETED, FAILED, RUNNING, TERMINAL
 
@@ -46,6 +46,8 @@ class Run(RunLoggingMixin):
         from nbml.workspace import get_run_or_raise
 
         rec = get_run_or_raise(workspace, run_id)
+        if recovery.ensure_supervised(workspace.store, rec):
+            rec = get_run_or_raise(workspace, run_id)
         run = cls(Experiment(workspace, rec["experiment"]), run_id, rec)
         return run._typed()
 
@@ -144,8 +146,8 @@ class Run(RunLoggingMixin):
     # -- status --------------------------------------------------------------------------------
     def get_status(self) -> str:
         rec = self._refresh()
-        if rec["status"] not in TERMINAL and reaper.reap(self._store, rec):
-            rec = self._refresh()
+        if rec["status"] not in TERMINAL and recovery.ensure_supervised(self._store, rec):
+            rec = self._refresh()  # its holder was gone: a new supervisor adopts it (or it ended Failed)
         return str(rec["status"])
 
     def get_details(self) -> dict[str, Any]:
@@ -211,17 +213,23 @@ class Run(RunLoggingMixin):
         if rec["status"] in TERMINAL:
             return
         self._store.request_cancel(self.id)
-        if rec["kind"] == "interactive" or (rec["status"] in ("NotStarted",) and not rec.get("supervisor_pid")):
+        if rec["kind"] == "interactive" or (rec["status"] == "NotStarted" and not rec.get("supervisor_pid")):
+            # Nothing runs it yet: a supervisor that starts later finds the run ended and exits.
+            recovery.release_interactive(self._store, self.id)
             self._store.set_status(self.id, CANCELED)
+        else:  # a dead supervisor is replaced; the new one sees the request and cancels the job
+            recovery.ensure_supervised(self._store, rec)
 
     # -- interactive runs (Experiment.start_logging) -------------------------------------------
     def complete(self, _set_status: bool = True) -> None:
         self._upload_outputs_folder()
         self._store.set_status(self.id, COMPLETED)
+        recovery.release_interactive(self._store, self.id)
 
     def fail(self, error_details: Any = None, error_code: Any = None, _set_status: bool = True) -> None:
         self._upload_outputs_folder()
         self._store.set_status(self.id, FAILED, error=str(error_details) if error_details else None)
+        recovery.release_interactive(self._store, self.id)
 
     def _upload_outputs_folder(self) -> None:
         out = self.config.get("outputs")
@@ -243,6 +251,7 @@ class Run(RunLoggingMixin):
         self._store.insert_run(child_id, self.experiment.name, "interactive", self._rec["compute_target"],
                                {"outputs": outputs}, parent_id=self.id, display_name=name, status=RUNNING)
         self._store.set_status(child_id, RUNNING)
+        recovery.hold_interactive(self._store, child_id)
         return Run(self.experiment, child_id)
 
     def get_children(self, recursive: bool = False, tags: Any = None, properties: Any = None,

@@ -25,6 +25,11 @@ async def drive(ctx: SupervisorContext) -> None:
     job = build_job(ctx, ctx.run_id, ctx.config, rec["experiment"])
     backend = ctx.backend_for(rec["compute_target"], job.env)
     try:
+        if ctx.config.get("data"):  # data references become real paths on this target
+            from nbml.data.binding import attach_or_fail
+
+            if not await attach_or_fail(ctx, job, ctx.config["data"], backend):
+                return
         await execute(ctx, ctx.run_id, job, backend)
     finally:
         await backend.close()

@@ -61,6 +61,13 @@ class ContextRun(RunLoggingMixin):
     def number(self) -> int:
         return 0
 
+    @property
+    def input_datasets(self) -> dict[str, Any]:
+        """Datasets given with as_named_input(name): a path (mounted/downloaded files) or a dataset."""
+        from nbml.data.inputs import input_datasets
+
+        return input_datasets(self._job_dir)
+
     def _emit(self, event: dict[str, Any]) -> None:
         if self._target:
             event["run"] = self._target

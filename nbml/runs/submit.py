@@ -82,9 +82,9 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
         from nbml.envbuild import ensure_local_env
 
         ensure_local_env(ws.path / "envs", spec, _progress(spec.pip))
+    arguments, data_bindings = _data_bindings(ws, config)
     snapshot = take_snapshot(ws, source)
     run_id = new_run_id(experiment.name)
-    arguments = [str(a) for a in config.arguments]
     run_config: dict[str, Any] = {
         "driver": "nbml.runs.script_driver",
         "script": script,
@@ -95,6 +95,8 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
         "environment_name": env.name,
         "max_run_duration_seconds": config.max_run_duration_seconds,
     }
+    if data_bindings:
+        run_config["data"] = data_bindings
     ws.store.insert_run(run_id, experiment.name, "script", target.name, run_config, snapshot_id=snapshot.id)
     start_recorded_run(ws, run_id, tags, {"script": script, "arguments": " ".join(arguments),
                                           "environment": env.name})
@@ -102,6 +104,20 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
     if show_output:
         run.wait_for_completion(show_output=True)
     return run
+
+
+def _data_bindings(ws: Workspace, config: ScriptRunConfig) -> tuple[list[str], list[dict[str, Any]]]:
+    """The arguments as strings, and the data references / dataset inputs they and the run config name."""
+    rc = config.run_config
+    refs = getattr(rc, "data_references", None) or {}
+    inputs = getattr(rc, "data", None) or []
+    if not refs and not inputs and all(isinstance(a, str | int | float) for a in config.arguments):
+        return [str(a) for a in config.arguments], []
+    from nbml.data.binding import check, extract
+
+    arguments, bindings = extract(list(config.arguments), refs, list(inputs))
+    check(ws, bindings)
+    return arguments, bindings
 
 
 def _progress(packages: list[str]) -> Any:

@@ -1,7 +1,10 @@
 """The per-run supervisor process: ``python -m nbml.supervisor WORKSPACE RUN_ID``.
 
-It owns the run's lifecycle, independent of the kernel that submitted it, and keeps a heartbeat in the
-store so that readers can tell a dead supervisor from a slow run.
+It owns the run's lifecycle, independent of the kernel that submitted it. It first claims the run in the
+store (its pid and start time, see nbml.runs.recovery); a supervisor that finds the run already held exits
+quietly, so several readers noticing a dead supervisor at once start exactly one replacement. A
+supervisor that takes over a run whose job already started adopts that job (nbml.runs.executor.execute).
+A heartbeat thread keeps the claim fresh for readers on other hosts.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import threading
 import traceback
 from pathlib import Path
 
+from nbml.runs import recovery
 from nbml.runs.context import SupervisorContext
-from nbml.runs.status import FAILED, QUEUED
+from nbml.runs.status import FAILED, NOT_STARTED, QUEUED
 from nbml.store import Store
 
-HEARTBEAT_SECONDS = float(os.environ.get("NBML_HEARTBEAT_SECONDS", "2"))
+HEARTBEAT_SECONDS = recovery.HEARTBEAT_SECONDS
 DEFAULT_DRIVER = "nbml.runs.script_driver"
 
 
@@ -29,17 +33,30 @@ def _heartbeat(store_root: Path, ctx: SupervisorContext, stop: threading.Event) 
     store = Store(store_root)  # its own connection: never blocked behind the driver's writes
     while not stop.wait(HEARTBEAT_SECONDS):
         try:
-            store.heartbeat(set(ctx.active))
+            held = recovery.beat(store, ctx.run_id, set(ctx.active))
         except Exception:  # a locked database must not kill the heartbeat thread
             ctx.log_exception("heartbeat failed")
+            continue
+        if not held:  # only possible across hosts: a reader found our heartbeat stale and a new supervisor won
+            ctx.log(f"supervisor {os.getpid()}: another supervisor took {ctx.run_id} over; exiting")
+            os._exit(0)
+
+
+def _leave(ctx: SupervisorContext, signum: int) -> None:
+    """A signal (shutdown, logout, kill): exit and leave the job running; the next nbml process adopts it."""
+    ctx.log(f"supervisor {os.getpid()} stopped by {signal.Signals(signum).name}; the job is left to be adopted")
+    os._exit(0)
 
 
 async def _main(ctx: SupervisorContext, driver: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(sig, ctx.cancel_all.set)
-    module = importlib.import_module(driver)
-    await module.drive(ctx)
+        loop.add_signal_handler(sig, _leave, ctx, sig)
+    try:
+        module = importlib.import_module(driver)
+        await module.drive(ctx)
+    finally:
+        ctx.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,9 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = ws_root / "runs" / run_id / "nbml-logs"
     run_dir.mkdir(parents=True, exist_ok=True)
     ctx = SupervisorContext(store, ws_root, run_id, run_dir / "supervisor_log.txt")
-    ctx.log(f"supervisor {os.getpid()} for {run_id}")
-    store.heartbeat([run_id])
-    store.set_status(run_id, QUEUED)
+    if not recovery.claim_as_supervisor(store, run_id):
+        ctx.log(f"supervisor {os.getpid()}: {run_id} is already held by another supervisor (or ended); exiting")
+        return 0
+    rec = store.get_run(run_id) or rec
+    adopting = bool(rec.get("handle_json")) or rec["status"] != NOT_STARTED
+    ctx.log(f"supervisor {os.getpid()} for {run_id}" + (f" (takes over a {rec['status']} run)" if adopting else ""))
+    if rec["status"] == NOT_STARTED:
+        store.set_status(run_id, QUEUED)
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(ws_root, ctx, stop), daemon=True, name="nbml-heartbeat")
     beat.start()
@@ -74,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
                                                + traceback.format_exc()[-4000:])
     finally:
         stop.set()
-        store.heartbeat(set(ctx.active) | {run_id})
+        try:
+            recovery.beat(store, None, set(ctx.active))
+        except Exception:  # the last beat is a courtesy to readers of the children
+            ctx.log_exception("last heartbeat failed")
         err = run_dir / "supervisor_stderr.txt"
         if err.exists() and err.stat().st_size == 0:
             err.unlink()  # keep the run's file list to what matters

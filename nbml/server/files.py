@@ -26,27 +26,36 @@ def valid_run_id(run_id: str) -> bool:
 
 
 def run_dir(workspace_root: Path, run_id: str) -> Path:
+    """The run's folder as a real path: the workspace resolved, then ``runs/<run_id>`` taken literally, so a
+    link anywhere below the workspace (the run folder or its outputs/ replaced by one) shows as a mismatch."""
     if not valid_run_id(run_id):
         raise UnsafePath(f"{run_id!r} is not a valid run id")
-    return workspace_root / "runs" / run_id
+    return Path(workspace_root).resolve() / "runs" / run_id
+
+
+def _is_real(base: Path) -> bool:
+    """Whether `base` (absolute, built from a resolved root) is reached without following any link."""
+    return base.resolve() == base
 
 
 def resolve_inside(base: Path, relpath: str) -> Path:
-    """`base / relpath`, refusing any path that escapes `base` (checked after following links)."""
+    """`base / relpath`, refusing any path that escapes `base` (checked after following links); `base`
+    itself must not be a link (a job can't turn ``outputs/`` into a door to another folder)."""
     pure = PurePosixPath(relpath.replace("\\", "/"))
     if not relpath or pure.is_absolute() or ".." in pure.parts or "\x00" in relpath:
         raise UnsafePath(f"{relpath!r} is not a relative path inside the run folder")
+    if not _is_real(base):
+        raise UnsafePath(f"{relpath!r} is not inside the run folder ({base.name} is a link)")
     candidate = (base / pure).resolve()
-    root = base.resolve()
-    if candidate != root and not candidate.is_relative_to(root):
+    if candidate != base and not candidate.is_relative_to(base):
         raise UnsafePath(f"{relpath!r} points outside the run folder")
     return candidate
 
 
 def _walk(base: Path) -> list[tuple[str, int]]:
-    if not base.is_dir():
+    if not base.is_dir() or not _is_real(base):
         return []
-    root = base.resolve()
+    root = base
     found: list[tuple[str, int]] = []
     for dirpath, dirnames, filenames in os.walk(base):
         dirnames.sort()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbml.runs import reaper
+from nbml.runs import recovery
 from nbml.runs.status import ACTIVE
 from nbml.server import files, models
 
@@ -113,16 +113,16 @@ class NbmlManager:
         out = []
         for record in self.store.list_experiments():
             rows = self.store.list_runs(experiment=record["name"], top_level=True, limit=latest) if latest else []
-            rows = self._reaped(rows)
+            rows = self._recovered(rows)
             metrics = self._metrics(rows)
             out.append(models.experiment_model(record, rows, metrics, now))
         return {"experiments": out}
 
-    def _reaped(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Rows with runs whose supervisor died marked Failed (as Run.get_status does), so none stays Running."""
+    def _recovered(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows after recovery (as Run.get_status does): a run whose supervisor died gets a new one."""
         out = []
         for row in rows:
-            if row["status"] in ACTIVE and reaper.reap(self.store, row):
+            if row["status"] in ACTIVE and recovery.ensure_supervised(self.store, row):
                 row = self.store.get_run(row["run_id"]) or row
             out.append(row)
         return out
@@ -142,7 +142,7 @@ class NbmlManager:
         offset: int,
     ) -> dict[str, Any]:
         def _list() -> dict[str, Any]:
-            rows = self._reaped(self.store.list_runs(
+            rows = self._recovered(self.store.list_runs(
                 experiment=experiment, status=status or None, parent_id=parent_id, top_level=top_level,
                 limit=limit + 1, offset=offset,
             ))
@@ -154,7 +154,7 @@ class NbmlManager:
         row = self.store.get_run(run_id) if files.valid_run_id(run_id) else None
         if row is None:
             raise RunMissing(f"No run {run_id!r} in workspace {self.name!r}.")
-        return self._reaped([row])[0]
+        return self._recovered([row])[0]
 
     async def run(self, run_id: str) -> dict[str, Any]:
         return await asyncio.to_thread(self.run_details, run_id)

@@ -123,6 +123,34 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # 3: datastores (named fsspec locations, no secrets) and versioned dataset definitions (nbml.data)
+    """
+    CREATE TABLE datastores (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        url TEXT NOT NULL,
+        config_json TEXT NOT NULL DEFAULT '{}',
+        is_default INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE datasets (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        definition_json TEXT NOT NULL,
+        description TEXT,
+        tags_json TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    """,
+    # 4: run recovery: a supervisor (or an interactive run's holder) is its pid AND its start time; adoptions
+    # counts the supervisors started to take a run over, so a run whose supervisor can't start ends Failed.
+    """
+    ALTER TABLE runs ADD COLUMN supervisor_started REAL;
+    ALTER TABLE runs ADD COLUMN adoptions INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbml.runs import reaper
+from nbml.runs import recovery
 from nbml.runs.status import ACTIVE, TERMINAL
 from nbml.widgets._iterations import ChildrenState
 from nbml.widgets._model import MetricsState, run_config
@@ -98,8 +98,9 @@ class RunWatcher:
         run = self.store.get_run(self.run_id)
         if run is None:
             return ch
-        if run["status"] not in TERMINAL and run.get("parent_id") is None and reaper.reap(self.store, run):
-            run = self.store.get_run(self.run_id) or run  # its supervisor died: now Failed, with the reason
+        top_active = run["status"] not in TERMINAL and run.get("parent_id") is None
+        if top_active and recovery.ensure_supervised(self.store, run):  # its supervisor died: a new one adopts it
+            run = self.store.get_run(self.run_id) or run
         if run != self.run:
             ch.run = True
             self.run = run

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ def _has(module: str, name: str) -> bool:
 
 
 @pytest.fixture
-def nb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def nb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A scratch folder and an embedded default workspace of its own; the kernel inherits both."""
     monkeypatch.setenv("NBML_HOME", str(tmp_path / "nbml-home"))
     monkeypatch.delenv("NBML_WORKSPACE", raising=False)
@@ -35,13 +36,43 @@ def nb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     work = tmp_path / "work"
     work.mkdir()
-    return work
+    yield work
+    # A notebook that created a cluster target (03: AmlCompute) leaves its cluster host running: stop it.
+    from nbml.compute import _dask_cluster
+
+    home = tmp_path / "nbml-home"
+    for folder in sorted((home / "clusters").glob("*")):
+        _dask_cluster.stop(home, folder.name)
+
+
+# Appended to every executed notebook: waits until each RunDetails widget has seen its run end and stopped
+# polling, so the widget state nbclient saves is the final one (not whatever the widget's thread had sent
+# by the time the last cell happened to finish).
+SETTLE_WIDGETS = """
+import gc, time
+from nbml.widgets.run_details import RunDetails
+_deadline = time.monotonic() + 120
+while True:
+    _busy = [d.run_id for d in gc.get_objects() if isinstance(d, RunDetails) and d.polling]
+    if not _busy:
+        break
+    assert time.monotonic() < _deadline, f"RunDetails still polling for {_busy}"
+    time.sleep(0.05)
+"""
+
+
+def run_notebook(nb: Any, timeout: int, **kwargs: Any) -> Any:
+    """Execute `nb` with a real kernel; the widget state saved with it is the final one (SETTLE_WIDGETS)."""
+    nb.cells.append(nbformat.v4.new_code_cell(SETTLE_WIDGETS))
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", **kwargs).execute()
+    nb.cells.pop()
+    return nb
 
 
 def execute(path: Path, work: Path, timeout: int = 300) -> Any:
     shutil.copy(path, work / path.name)
     nb = nbformat.read(work / path.name, as_version=4)
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
+    run_notebook(nb, timeout, resources={"metadata": {"path": str(work)}})
     nbformat.write(nb, work / path.name)
     return nb
 
@@ -86,7 +117,7 @@ def test_train_on_local_and_the_widget_resumes_in_a_new_kernel(nb_env: Path) -> 
     again = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         f"from nbml import Run, RunDetails, Workspace\nRunDetails(Run.get(Workspace.from_config(), {run_id!r})).show()")],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
-    NotebookClient(again, timeout=120, kernel_name="python3").execute()
+    run_notebook(again, 120)
     assert widget_views(again) == 1
     html = widget_html(again)
     assert run_id in html and "Completed" in html and "Accuracy" in html, html

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,6 @@ import pytest
 from waiting import wait_status
 
 from nbml import ActivityFailedException, Experiment, Run, ScriptRunConfig
-from nbml.runs import reaper
 
 SLEEPER = """
 import sys, time
@@ -104,19 +102,6 @@ def test_max_run_duration_is_enforced(ws, project):
     run.wait_for_completion(raise_on_error=False)
     assert run.get_status() == "Failed"
     assert "max_run_duration_seconds=2" in run.get_details()["error"]["error"]["message"]
-
-
-def test_run_whose_supervisor_died_is_marked_failed_not_left_running(ws, project, monkeypatch):
-    project(**{"sleeper.py": SLEEPER})
-    run = Experiment(ws, "orphan").submit(ScriptRunConfig(".", "sleeper.py", arguments=[100]))
-    wait_status(run, {"Running"}, 30)
-    rec = run._refresh()
-    os.kill(rec["supervisor_pid"], signal.SIGKILL)
-    monkeypatch.setattr(reaper, "HEARTBEAT_TIMEOUT", 3.0)
-    assert wait_status(run, {"Failed"}, 15) == "Failed"
-    assert "no heartbeat" in run.get_details()["error"]["error"]["message"]
-    job_pid = __import__("json").loads(rec["handle_json"])["data"]["pid"]
-    assert _gone(job_pid)  # its job was stopped too
 
 
 def test_outputs_and_logs_survive_a_failed_run(ws, project):

@@ -3,6 +3,10 @@
 It runs as the current user (root here and in CI, hence ``PermitRootLogin``, ``UsePAM no`` and
 ``StrictModes no``) and listens on a free port. ``connection_pids()`` lists the per-connection sshd
 processes, so a test can kill the one serving a client to drop that client's connection for real.
+
+Sessions get a ``HOME`` of their own under the server's folder (``SetEnv``), so what a test leaves in the
+host's ``~`` (``~/.cache/nbml``) stays in its temp folder. ``SshServer(root, sftp=False)`` starts a host
+without the SFTP subsystem (as hardened hosts and some images are); ``new_host_key()`` changes its key.
 """
 
 from __future__ import annotations
@@ -43,8 +47,10 @@ def _keygen(path: Path, comment: str, passphrase: str = "") -> None:
 class SshServer:
     """One sshd with its own host key, a client key it accepts and a known_hosts file that trusts it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, sftp: bool = True) -> None:
         self.root = root
+        self.sftp = sftp
+        self.home = root / "home"  # the sessions' $HOME
         self.host = "127.0.0.1"
         self.port = free_port()
         self.user = getpass.getuser()
@@ -57,6 +63,7 @@ class SshServer:
 
     def start(self) -> SshServer:
         self.root.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(exist_ok=True)
         os.makedirs("/run/sshd", exist_ok=True)
         for key, comment in ((self.host_key, "host"), (self.client_key, "nbml-test"), (self.other_key, "other")):
             if not key.exists():
@@ -69,8 +76,11 @@ class SshServer:
             f"PidFile {self.root / 'sshd.pid'}\nAuthorizedKeysFile {self.root / 'authorized_keys'}\n"
             "UsePAM no\nStrictModes no\nPermitRootLogin yes\nPubkeyAuthentication yes\n"
             "PasswordAuthentication yes\nKbdInteractiveAuthentication no\n"
-            "Subsystem sftp internal-sftp\nMaxStartups 200\nMaxSessions 200\nLogLevel ERROR\n"
-            "ClientAliveInterval 0\n"
+            + ("Subsystem sftp internal-sftp\n" if self.sftp else "")
+            + f"MaxStartups 200\nMaxSessions 200\nLogLevel ERROR\nClientAliveInterval 0\nSetEnv HOME={self.home}"
+            # The test session's mark (tests/leakcheck.py) reaches the jobs, so a job left running is found.
+            + (f" NBML_TEST_SESSION={os.environ['NBML_TEST_SESSION']}" if os.environ.get("NBML_TEST_SESSION") else "")
+            + "\n"
         )
         log = open(self.root / "sshd.log", "ab")
         # -D keeps sshd in the foreground so that Popen owns the listener; -e logs to stderr (the file).
@@ -96,6 +106,17 @@ class SshServer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def new_host_key(self) -> None:
+        """Give the (stopped) server a new host key, as a reinstalled or impersonated host has; known_hosts
+        keeps the old one."""
+        assert self.proc is None, "stop() the server first"
+        old = self.known_hosts.read_text()
+        for path in (self.host_key, self.host_key.with_suffix(".pub")):
+            path.unlink()
+        _keygen(self.host_key, "host")
+        self.start()
+        self.known_hosts.write_text(old)
 
     def connection_pids(self) -> list[int]:
         """Pids of the sshd processes that serve one connection each (children of the listener)."""

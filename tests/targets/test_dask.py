@@ -139,7 +139,7 @@ def test_existing_scheduler_is_used_and_left_running(ws, project):
 
     folder = project(**{"train.py": TRAIN})
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+                      dashboard_address="127.0.0.1:0") as cluster:  # None would take port 8787
         config = AmlCompute.provisioning_configuration(scheduler_address=cluster.scheduler_address, max_nodes=1)
         target = ComputeTarget.create(ws, "external", config)
         assert not target.owned

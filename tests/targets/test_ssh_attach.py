@@ -146,6 +146,7 @@ def test_password_target_without_a_password_names_the_variables_to_set(sshd: Ssh
 def test_default_host_paths_work_and_a_relative_run_root_is_refused(ws, project, sshd: SshServer, tmp_path: Path):
     args = ssh_attach_args(sshd, tmp_path)
     del args["remote_root"], args["run_root"]  # ~/.cache/nbml and /tmp/nbml_run, as a user gets them
+    # The test sshd gives its sessions a HOME in its own temp folder: the host's ~ is not this process's ~.
     with pytest.raises(ComputeTargetException, match="absolute"):
         RemoteCompute.attach(ws, "plain", **args, run_root="runs")
     RemoteCompute.attach(ws, "plain", **args)
@@ -153,4 +154,35 @@ def test_default_host_paths_work_and_a_relative_run_root_is_refused(ws, project,
     run = Experiment(ws, "plain").submit(ScriptRunConfig(".", "hi.py", compute_target="plain"))
     run.wait_for_completion(raise_on_error=True)
     assert run.get_metrics()["ok"] == 1
-    assert any((Path.home() / ".cache" / "nbml" / "lib").iterdir())
+    assert any((sshd.home / ".cache" / "nbml" / "lib").iterdir())
+
+
+def test_trust_host_key_never_accepts_a_changed_key(ws, project, sshd: SshServer, tmp_path: Path):
+    host = SshServer(tmp_path / "host").start()
+    try:
+        empty = tmp_path / "empty_known_hosts"
+        empty.write_text("")
+        args = ssh_attach_args(host, tmp_path, known_hosts=str(empty))
+        RemoteCompute.attach(ws, "box", **args, trust_host_key=True)  # first sight: recorded in the workspace
+        host.stop()
+        host.new_host_key()  # the host now answers with another key (reinstalled, or someone in between)
+        with pytest.raises(ComputeTargetException, match="CHANGED") as info:
+            RemoteCompute.attach(ws, "box2", **args, trust_host_key=True)
+        assert "ssh-keygen -R" in str(info.value)
+        _nothing_attached(ws, "box2")
+        project(**{"hi.py": "print('hi')\n"})
+        run = Experiment(ws, "changed").submit(ScriptRunConfig(".", "hi.py", compute_target="box"))
+        run.wait_for_completion(raise_on_error=False, timeout_seconds=90)
+        assert run.get_status() == "Failed"
+        assert "CHANGED" in run.get_details()["error"]["error"]["message"]
+    finally:
+        host.stop()
+
+
+def test_a_relative_private_key_path_is_stored_absolute(ws, sshd: SshServer, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(sshd.client_key.parent.parent)
+    relative = f"./{sshd.client_key.parent.name}/{sshd.client_key.name}"
+    target = RemoteCompute.attach(ws, "box", **ssh_attach_args(sshd, tmp_path, private_key_file=relative))
+    assert target.config["private_key_file"] == str(sshd.client_key)
+    monkeypatch.chdir(tmp_path)  # from another working directory the stored key is still found
+    assert ComputeTarget(ws, "box").get_status()["state"] == "Succeeded"
