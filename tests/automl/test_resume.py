@@ -1,8 +1,8 @@
 """An AutoML parent whose supervisor dies mid-search resumes under a new one: nothing lost, nothing twice.
 
-Until supervisors are replaced automatically, the test plays the part of whoever notices: it kills the
-parent's supervisor with SIGKILL (its children's jobs keep running: they are in their own sessions) and
-starts a new supervisor for the parent, which runs the coordinator again from the top.
+The test kills the parent's supervisor with SIGKILL (its children's jobs keep running: they are in their
+own sessions), then takes the one recovery path any reader takes (`ensure_supervised`), which starts a new
+supervisor; that one runs the coordinator again from the top, and the coordinator resumes the search.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sklearn.datasets import load_iris
 from nbml import Experiment, Workspace
 from nbml.automl import AutoMLConfig, AutoMLRun, estimators
 from nbml.automl.search import PastTrial, SearchStrategy
-from nbml.runs.supervisor import start_supervisor
+from nbml.runs.recovery import ensure_supervised
 
 
 def _wait(fn: Callable[[], bool], timeout: float, what: str) -> None:
@@ -61,7 +61,7 @@ def test_a_killed_parent_supervisor_resumes_the_search(ws: Workspace) -> None:
     finished_before = {k: c for k, c in before.items() if c["status"] in ("Completed", "Failed", "Canceled")}
     assert finished_before and len(before) < 8
 
-    start_supervisor(ws.path, run.id)  # what recovery does for a dead supervisor
+    assert ensure_supervised(ws.store, ws.store.get_run(run.id)) == "adopted"
     run.wait_for_completion(timeout_seconds=300)
     assert run.get_status() == "Completed"
 
@@ -72,6 +72,9 @@ def test_a_killed_parent_supervisor_resumes_the_search(ws: Workspace) -> None:
     for run_id, old in finished_before.items():  # finished children kept as they were, not run again
         now = ws.store.get_run(run_id)
         assert now["status"] == old["status"] and now["ended_at"] == old["ended_at"]
+    adopted = [k for k, c in before.items() if c["status"] == "Running"]
+    for run_id in adopted:  # reattached, not started again: each metric logged once
+        assert not isinstance(ws.store.get_metrics(run_id, "accuracy").get("accuracy"), list)
     names = [c["display_name"] for c in kids]
     assert names.count("VotingEnsemble") == 1 and names.count("StackEnsemble") == 1
     assert all(c["status"] in ("Completed", "Failed", "Canceled") for c in kids)
@@ -106,9 +109,13 @@ def test_a_resumed_parent_with_nothing_left_to_do_just_concludes(ws: Workspace) 
     run.wait_for_completion(timeout_seconds=180)
     ended = {c["run_id"]: c["ended_at"] for c in _children(ws, run.id)}
     best_before = run.get_properties()["best_child_run_id"]
+    try:  # the finished parent's supervisor exits just after the parent's status is set
+        psutil.Process(int(ws.store.get_run(run.id)["supervisor_pid"])).wait(30)
+    except psutil.NoSuchProcess:
+        pass
     with ws.store.db.tx() as c:
         c.execute("UPDATE runs SET status = 'Running', ended_at = NULL WHERE run_id = ?", (run.id,))
-    start_supervisor(ws.path, run.id)
+    assert ensure_supervised(ws.store, ws.store.get_run(run.id)) == "adopted"
     run.wait_for_completion(timeout_seconds=120)
     assert run.get_status() == "Completed"
     assert {c["run_id"]: c["ended_at"] for c in _children(ws, run.id)} == ended  # no child ran again

@@ -1,7 +1,7 @@
 """A HyperDrive parent whose supervisor dies mid-search resumes under a new one: every trial once, none lost.
 
-The test plays the part of whoever notices a dead supervisor: SIGKILL to the parent's supervisor (the
-children's jobs run on, in their own sessions), then a new supervisor for the parent.
+The test sends SIGKILL to the parent's supervisor (the children's jobs run on, in their own sessions), then
+takes the one recovery path any reader takes (`ensure_supervised`), which starts a new supervisor.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import psutil
 from nbml import Experiment, ScriptRunConfig, Workspace
 from nbml.hyperdrive import HyperDriveConfig, PrimaryMetricGoal, RandomParameterSampling, choice, uniform
 from nbml.hyperdrive.parameters import Sampler
-from nbml.runs.supervisor import start_supervisor
+from nbml.runs.recovery import ensure_supervised
 
 TRAIN = """
 import argparse, time
@@ -64,7 +64,7 @@ def test_a_killed_parent_supervisor_resumes_the_trials(ws: Workspace, project: C
     finished = {k: c for k, c in before.items() if c["status"] == "Completed"}
     params_before = {k: json.loads(ws.store.get_properties(k)["hyperparameters"]) for k in before}
 
-    start_supervisor(ws.path, run.id)
+    assert ensure_supervised(ws.store, ws.store.get_run(run.id)) == "adopted"
     run.wait_for_completion(timeout_seconds=180)
     assert run.get_status() == "Completed"
     kids = ws.store.children(run.id)
@@ -72,6 +72,8 @@ def test_a_killed_parent_supervisor_resumes_the_trials(ws: Workspace, project: C
     assert all(c["status"] == "Completed" for c in kids)
     for run_id, old in finished.items():
         assert ws.store.get_run(run_id)["ended_at"] == old["ended_at"]  # not run again
+    for c in kids:  # each trial's job ran once (an adopted one was reattached, not started again): 4 epochs
+        assert len(ws.store.get_metrics(c["run_id"], "accuracy")["accuracy"]) == 4
     for run_id, params in params_before.items():
         assert json.loads(ws.store.get_properties(run_id)["hyperparameters"]) == params
     # the draws go on where they stopped: the same five as an uninterrupted search with this seed

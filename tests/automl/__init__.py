@@ -1,0 +1,1 @@
+"""AutoML tests (a package, so test modules may share names with other folders' tests)."""
