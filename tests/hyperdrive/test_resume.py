@@ -69,11 +69,14 @@ def test_a_killed_parent_supervisor_resumes_the_trials(ws: Workspace, project: C
     assert run.get_status() == "Completed"
     kids = ws.store.children(run.id)
     assert sorted(c["iteration"] for c in kids) == list(range(5))
-    assert all(c["status"] == "Completed" for c in kids)
+    for c in kids:  # Completed; or, if the kill fell between starting a job and recording it, Failed saying so
+        assert c["status"] == "Completed" or (c["run_id"] in before and "before it recorded the job's handle"
+                                               in (c["error"] or "")), (c["run_id"], c["status"], c["error"])
     for run_id, old in finished.items():
         assert ws.store.get_run(run_id)["ended_at"] == old["ended_at"]  # not run again
     for c in kids:  # each trial's job ran once (an adopted one was reattached, not started again): 4 epochs
-        assert len(ws.store.get_metrics(c["run_id"], "accuracy")["accuracy"]) == 4
+        if c["status"] == "Completed":
+            assert len(ws.store.get_metrics(c["run_id"], "accuracy")["accuracy"]) == 4
     for run_id, params in params_before.items():
         assert json.loads(ws.store.get_properties(run_id)["hyperparameters"]) == params
     # the draws go on where they stopped: the same five as an uninterrupted search with this seed
@@ -82,7 +85,8 @@ def test_a_killed_parent_supervisor_resumes_the_trials(ws: Workspace, project: C
     got = [json.loads(ws.store.get_properties(c["run_id"])["hyperparameters"]) for c in kids]
     assert got == expected
     best = run.get_best_run_by_primary_metric()
-    assert best is not None and json.loads(best.get_properties()["hyperparameters"])["--quality"] == 1.0
+    top = max(p["--quality"] for c, p in zip(kids, got, strict=True) if c["status"] == "Completed")
+    assert best is not None and json.loads(best.get_properties()["hyperparameters"])["--quality"] == top
 
 
 def test_a_bayesian_sampler_is_rebuilt_from_stored_trials() -> None:
