@@ -99,6 +99,7 @@ def test_the_search_is_rebuilt_from_stored_trials() -> None:
     assert second.pending == 1
 
 
+@pytest.mark.slow  # two AutoML runs' worth of processes: 15 to 35 s on a shared machine
 def test_a_resumed_parent_with_nothing_left_to_do_just_concludes(ws: Workspace) -> None:
     """A supervisor that died after the last child ended but before the parent did (simulated: the parent's
     status is set back to Running in the store, a moment a kill can't hit reliably)."""
