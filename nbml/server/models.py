@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from nbml.runs.status import TERMINAL
+from nbml.store.metric_values import aggregate
 
 #: Config keys that name the metric a run is judged by (AutoML, HyperDrive and the SDK's spellings).
 PRIMARY_METRIC_KEYS = ("primary_metric", "primary_metric_name", "primary_metric_config")
@@ -196,17 +197,36 @@ def run_details(
     return model
 
 
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return _number(value)
+
+
 def jsonable_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Aggregated metrics with NaN/inf spelled out, so the answer stays strict JSON."""
+    return {name: _clean(value) for name, value in metrics.items()}
 
-    def clean(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        return _number(value)
 
-    return {name: clean(value) for name, value in metrics.items()}
+def metrics_model(run_id: str, rows: Sequence[Mapping[str, Any]], after: int | None) -> dict[str, Any]:
+    """``GET /nbml/api/runs/<id>/metrics[?after=N]``.
+
+    Without `after`: every row (`rows`), their fold as get_metrics() shows it (`metrics`) and `last_id`.
+    With `after=N`: only the rows with id > N and the new `last_id` (N when nothing is new), no fold, so a
+    poller's cost is what changed, not what the run logged in all.
+    """
+    model: dict[str, Any] = {
+        "run_id": run_id,
+        "rows": [{**r, "value": _clean(r["value"])} for r in rows],
+        "last_id": rows[-1]["id"] if rows else (after or 0),
+    }
+    if after is None:
+        model["metrics"] = jsonable_metrics(aggregate((r["name"], r["kind"], r["value"]) for r in rows))
+    else:
+        model["after"] = after
+    return model
 
 
 def decode_chunk(data: bytes, at_eof: bool) -> tuple[str, int]:
