@@ -1,0 +1,44 @@
+"""``GET /nbml/api/runs/<id>/metrics?after=N``: a poller gets only what is new; without `after`, everything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from nbml.store import Store
+
+from .conftest import Seeded, get_json
+
+
+async def test_after_returns_only_newer_rows_and_the_new_last_id(jp_fetch: Any, seeded: Seeded,
+                                                                 workspace_dir: Path) -> None:
+    full = await get_json(jp_fetch, "nbml", "api", "runs", seeded.completed, "metrics")
+    assert set(full) == {"run_id", "metrics", "rows", "last_id"}  # the shape callers without `after` rely on
+    assert full["metrics"]["accuracy"] == [0.5, 0.7, 0.9] and full["metrics"]["loss"] == "nan"
+    assert full["last_id"] == full["rows"][-1]["id"]
+
+    store = Store(workspace_dir)
+    store.log_metric(seeded.completed, "accuracy", "scalar", float("inf"))
+    store.log_metric(seeded.completed, "accuracy", "row", {"epoch": 4})  # a second kind under one name
+    new = await get_json(jp_fetch, "nbml", "api", "runs", seeded.completed, "metrics",
+                         params={"after": str(full["last_id"])})
+    assert [(r["name"], r["kind"], r["value"]) for r in new["rows"]] == [
+        ("accuracy", "scalar", "inf"), ("accuracy", "row", {"epoch": 4})]
+    assert "metrics" not in new and new["after"] == full["last_id"] and new["last_id"] == new["rows"][-1]["id"]
+
+    again = await get_json(jp_fetch, "nbml", "api", "runs", seeded.completed, "metrics",
+                           params={"after": str(new["last_id"])})
+    assert again["rows"] == [] and again["last_id"] == new["last_id"]
+    whole = await get_json(jp_fetch, "nbml", "api", "runs", seeded.completed, "metrics")
+    assert whole["metrics"]["accuracy"] == [0.5, 0.7, 0.9, "inf", {"epoch": 4}]  # mixed kinds: every value kept
+
+
+@pytest.mark.parametrize("after", ["-1", "ten"])
+async def test_a_bad_after_is_refused_with_the_reason(jp_fetch: Any, seeded: Seeded, after: str) -> None:
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("nbml", "api", "runs", seeded.completed, "metrics", params={"after": after})
+    assert err.value.code == 400
+    assert b"after" in (err.value.response.body or b"") or "after" in str(err.value.message)
