@@ -210,6 +210,13 @@ def jsonable_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _clean(value) for name, value in metrics.items()}
 
 
+def _clean_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    value = row["value"]
+    if value.__class__ in (int, str, bool, type(None)) or (value.__class__ is float and math.isfinite(value)):
+        return dict(row)  # the common case, checked without a call per value
+    return {**row, "value": _clean(value)}
+
+
 def metrics_model(run_id: str, rows: Sequence[Mapping[str, Any]], after: int | None) -> dict[str, Any]:
     """``GET /nbml/api/runs/<id>/metrics[?after=N]``.
 
@@ -219,7 +226,7 @@ def metrics_model(run_id: str, rows: Sequence[Mapping[str, Any]], after: int | N
     """
     model: dict[str, Any] = {
         "run_id": run_id,
-        "rows": [{**r, "value": _clean(r["value"])} for r in rows],
+        "rows": [_clean_row(r) for r in rows],
         "last_id": rows[-1]["id"] if rows else (after or 0),
     }
     if after is None:

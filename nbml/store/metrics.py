@@ -45,8 +45,20 @@ class MetricsMixin:
             return text, None
         return "null", write_value_file(self.root, run_id, name, text)
 
-    def _value(self, row: Any) -> Any:
-        return read_value(self.root, row["value_json"], row["value_file"])
+    def _values(self, rows: Sequence[tuple[Any, ...]], at: int) -> list[Any]:
+        """Values of rows whose value_json and value_file are at indexes `at`, `at + 1`, decoded in one parse.
+
+        One json.loads over all the rows' text (joined as an array) costs a fraction of one call per row,
+        which is what keeps a 100,000-metric run's full read well under a second.
+        """
+        try:
+            values = json.loads("[" + ",".join(r[at] if r[at] is not None else "null" for r in rows) + "]")
+        except ValueError:  # a row that isn't JSON (written by hand): decode one by one, each read as best it can
+            values = [read_value(self.root, r[at], None) for r in rows]
+        for i, r in enumerate(rows):
+            if r[at + 1]:
+                values[i] = read_value(self.root, None, r[at + 1])
+        return values  # type: ignore[no-any-return]
 
     def log_metric(self, run_id: str, name: str, kind: str, value: Any, step: int | None = None) -> None:
         if kind not in METRIC_KINDS:
@@ -140,12 +152,10 @@ class MetricsMixin:
         if name is not None:
             sql += " AND name = ?"
             params.append(name)
-        rows = self.db.query(sql + " ORDER BY id", tuple(params))
-        return [
-            {"id": r["id"], "name": r["name"], "kind": r["kind"], "value": self._value(r),
-             "step": r["step"], "logged_at": r["logged_at"]}
-            for r in rows
-        ]
+        rows = self.db.tuples(sql + " ORDER BY id", tuple(params))
+        values = self._values(rows, 3)
+        return [{"id": r[0], "name": r[1], "kind": r[2], "value": v, "step": r[5], "logged_at": r[6]}
+                for r, v in zip(rows, values, strict=True)]
 
     def get_metrics(self, run_id: str, name: str | None = None) -> dict[str, Any]:
         sql = "SELECT name, kind, value_json, value_file FROM metrics WHERE run_id = ?"
@@ -153,21 +163,21 @@ class MetricsMixin:
         if name is not None:
             sql += " AND name = ?"
             params = (run_id, name)
-        rows = self.db.query(sql + " ORDER BY id", params)
-        return aggregate((r["name"], r["kind"], self._value(r)) for r in rows)
+        rows = self.db.tuples(sql + " ORDER BY id", params)
+        return aggregate((r[0], r[1], v) for r, v in zip(rows, self._values(rows, 2), strict=True))
 
     def metrics_for_runs(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Metrics of many runs in one query (the AutoML table reads every child at once)."""
         out: dict[str, list[tuple[str, str, Any]]] = {r: [] for r in run_ids}
         for start in range(0, len(run_ids), 500):
             chunk = list(run_ids[start : start + 500])
-            rows = self.db.query(
-                "SELECT run_id, name, kind, value_json, value_file FROM metrics"
+            rows = self.db.tuples(
+                "SELECT name, kind, value_json, value_file, run_id FROM metrics"
                 f" WHERE run_id IN ({','.join('?' * len(chunk))}) ORDER BY id",
                 tuple(chunk),
             )
-            for r in rows:
-                out[r["run_id"]].append((r["name"], r["kind"], self._value(r)))
+            for r, v in zip(rows, self._values(rows, 2), strict=True):
+                out[r[4]].append((r[0], r[1], v))
         return {rid: aggregate(rows) for rid, rows in out.items()}
 
     def latest_metrics(self, run_ids: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
