@@ -126,7 +126,8 @@ MIGRATIONS: list[str] = [
     );
     """,
     # 3: typed metric records: a numeric column (so "best child by metric" is a query), values kept in a file
-    # of the run when too big for a row, rows by id for incremental reads, and the latest value of each name.
+    # of the run when too big for a row, rows by id for incremental reads, and the latest value of each name
+    # (kept current by MetricsMixin after each write, per name and batch rather than by a per-row trigger).
     """
     ALTER TABLE metrics ADD COLUMN value_num REAL;
     ALTER TABLE metrics ADD COLUMN value_file TEXT;
@@ -154,21 +155,6 @@ MIGRATIONS: list[str] = [
                MIN(value_num), MAX(value_num), COUNT(*), MAX(id)
         FROM metrics GROUP BY run_id, name;
     UPDATE metric_latest SET value_num = (SELECT value_num FROM metrics WHERE metrics.id = metric_latest.last_id);
-    CREATE TRIGGER metrics_keep_latest AFTER INSERT ON metrics BEGIN
-        INSERT INTO metric_latest(run_id, name, kind, value_num, min_num, max_num, count, last_id)
-        VALUES (NEW.run_id, NEW.name, NEW.kind, NEW.value_num, NEW.value_num, NEW.value_num, 1, NEW.id)
-        ON CONFLICT(run_id, name) DO UPDATE SET
-            kind = CASE WHEN metric_latest.kind = excluded.kind THEN metric_latest.kind ELSE 'mixed' END,
-            value_num = excluded.value_num,
-            min_num = CASE WHEN excluded.min_num IS NULL THEN metric_latest.min_num
-                           WHEN metric_latest.min_num IS NULL OR excluded.min_num < metric_latest.min_num
-                           THEN excluded.min_num ELSE metric_latest.min_num END,
-            max_num = CASE WHEN excluded.max_num IS NULL THEN metric_latest.max_num
-                           WHEN metric_latest.max_num IS NULL OR excluded.max_num > metric_latest.max_num
-                           THEN excluded.max_num ELSE metric_latest.max_num END,
-            count = metric_latest.count + 1,
-            last_id = excluded.last_id;
-    END;
     """,
 ]
 

@@ -23,9 +23,15 @@ MAX_INLINE_BYTES = 256 << 10
 _FAMILY = {"scalar": "series", "list": "series", "row": "table", "table": "table", "image": "image"}
 
 
+_ENCODER = json.JSONEncoder(allow_nan=True, separators=(",", ":"), default=str)
+
+
 def dumps(value: Any) -> str:
-    """JSON of a value; NaN and infinities are written as NaN/Infinity so they read back as floats."""
-    return json.dumps(value, allow_nan=True, separators=(",", ":"), default=str)
+    """JSON of a value; NaN and infinities are written as NaN/Infinity so they read back as floats.
+
+    One shared encoder: json.dumps() with options builds a new one per call, which ingestion feels.
+    """
+    return _ENCODER.encode(value)
 
 
 def numeric(kind: str, value: Any) -> float | None:

@@ -1,16 +1,17 @@
 """Metric records and event-log ingestion: batched, idempotent by the event's byte offset.
 
 Each row keeps the value as JSON (or, when bigger than MAX_INLINE_BYTES, in a file of the run that the row
-names), a numeric copy for SQL (`value_num`, NULL when the value is not a number), and a trigger keeps
-`metric_latest` (run, name -> latest number, min, max, count, kind) so "best child by metric" and the
-latest values of many runs are single queries.
+names), a numeric copy for SQL (`value_num`, NULL when the value is not a number), and every write keeps
+`metric_latest` (run, name -> latest number, min, max, count, kind) current in the same transaction, so
+"best child by metric" and the latest values of many runs are single queries. Whatever inserts into
+`metrics` must call `_update_latest` in its transaction.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,38 @@ if TYPE_CHECKING:
 __all__ = ["METRIC_KINDS", "MetricsMixin", "aggregate"]
 
 _GOALS = {"maximize": "DESC", "max": "DESC", "minimize": "ASC", "min": "ASC"}
+
+# Fold the rows of one (run, name) written since metric_latest last saw it (by id, so rows that an
+# idempotent re-ingest skipped are not counted twice) into its latest-value record.
+_FOLD_NEW_ROWS = """
+INSERT INTO metric_latest(run_id, name, kind, min_num, max_num, count, last_id)
+SELECT run_id, name, CASE WHEN COUNT(DISTINCT kind) > 1 THEN 'mixed' ELSE MIN(kind) END,
+       MIN(value_num), MAX(value_num), COUNT(*), MAX(id)
+FROM metrics WHERE run_id = ?1 AND name = ?2
+     AND id > COALESCE((SELECT last_id FROM metric_latest WHERE run_id = ?1 AND name = ?2), 0)
+GROUP BY run_id, name
+ON CONFLICT(run_id, name) DO UPDATE SET
+    kind = CASE WHEN metric_latest.kind = excluded.kind THEN metric_latest.kind ELSE 'mixed' END,
+    min_num = CASE WHEN excluded.min_num IS NULL THEN metric_latest.min_num
+                   WHEN metric_latest.min_num IS NULL OR excluded.min_num < metric_latest.min_num
+                   THEN excluded.min_num ELSE metric_latest.min_num END,
+    max_num = CASE WHEN excluded.max_num IS NULL THEN metric_latest.max_num
+                   WHEN metric_latest.max_num IS NULL OR excluded.max_num > metric_latest.max_num
+                   THEN excluded.max_num ELSE metric_latest.max_num END,
+    count = metric_latest.count + excluded.count,
+    last_id = excluded.last_id
+"""
+_LATEST_VALUE = """
+UPDATE metric_latest SET value_num = (SELECT value_num FROM metrics WHERE metrics.id = metric_latest.last_id)
+WHERE run_id = ?1 AND name = ?2
+"""
+
+
+def _update_latest(c: Any, pairs: Iterable[tuple[str, str]]) -> None:
+    """Bring metric_latest up to date for these (run id, name) pairs; two indexed statements per pair."""
+    for pair in dict.fromkeys(pairs):
+        c.execute(_FOLD_NEW_ROWS, pair)
+        c.execute(_LATEST_VALUE, pair)
 _ROW_COLUMNS = "id, name, kind, value_json, value_file, step, logged_at"
 
 
@@ -70,6 +103,7 @@ class MetricsMixin:
                    VALUES (?,?,?,?,?,?,?,?)""",
                 (run_id, name, kind, value_json, numeric(kind, value), value_file, step, time.time()),
             )
+            _update_latest(c, [(run_id, name)])
 
     def _metric_record(self, owner: str, offset: int, ev: dict[str, Any], now: float) -> tuple[Any, ...] | None:
         """The row for a metric event of `owner`'s log, or None for an event without a name."""
@@ -139,6 +173,7 @@ class MetricsMixin:
                    logged_at, source_key) VALUES (?,?,?,?,?,?,?,?,?)""",
                 metrics,
             )
+            _update_latest(c, ((m[0], m[1]) for m in metrics))
             c.executemany("INSERT OR REPLACE INTO tags(run_id, key, value) VALUES (?,?,?)", tags)
             c.executemany("DELETE FROM tags WHERE run_id = ? AND key = ?", removed)
             c.executemany("INSERT OR REPLACE INTO properties(run_id, key, value) VALUES (?,?,?)", props)

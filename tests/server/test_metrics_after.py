@@ -42,3 +42,17 @@ async def test_a_bad_after_is_refused_with_the_reason(jp_fetch: Any, seeded: See
         await jp_fetch("nbml", "api", "runs", seeded.completed, "metrics", params={"after": after})
     assert err.value.code == 400
     assert b"after" in (err.value.response.body or b"") or "after" in str(err.value.message)
+
+
+def test_the_model_spells_out_every_non_finite_value_and_keeps_the_rest() -> None:
+    from nbml.server import models
+
+    inf, nan = float("inf"), float("nan")
+    rows = [{"id": i + 1, "name": "m", "kind": "list", "value": v, "step": None, "logged_at": 0.0}
+            for i, v in enumerate([[1.0, 2], [inf, -inf], [1e308, 1e308], [nan, "a"], {"c": [nan]}, nan, 3])]
+    model = models.metrics_model("r", rows, None)
+    assert [r["value"] for r in model["rows"]] == [
+        [1.0, 2], ["inf", "-inf"], [1e308, 1e308], ["nan", "a"], {"c": ["nan"]}, "nan", 3]
+    assert model["metrics"]["m"][:6] == [1.0, 2, "inf", "-inf", 1e308, 1e308]
+    assert models.metrics_model("r", rows[5:], 5) == {"run_id": "r", "rows": [
+        {**rows[5], "value": "nan"}, rows[6]], "last_id": 7, "after": 5}
