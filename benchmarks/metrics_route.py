@@ -9,9 +9,9 @@ Measured two ways, each beside today's code path in the same run:
    (default: the commit before the metrics rework, extracted with ``git archive``) on the same metrics in a
    schema-2 workspace, so "today" is today's handler, query and schema. Skipped (with a note) when git or
    that revision is not available.
-2. In process, the handler's model function: this checkout's ``NbmlManager.metrics`` against the old route's
-   code kept below (`old_metrics_model`: every row folded on every call, whatever `after` says) on the
-   schema-2 database.
+2. In process, the handler's model function to the JSON text it sends: this checkout's
+   ``NbmlManager.metrics_text`` against the old route's code kept below (`old_metrics_model` + json.dumps:
+   every row folded on every call, whatever `after` says) on the schema-2 database; wall and CPU seconds.
 
 The ``after=`` request asks for the last 10 rows, as a poller does. Run: ``python benchmarks/metrics_route.py``
 (about a minute; prints a table with ratios; no assertion).
@@ -193,17 +193,15 @@ def main() -> None:
         # 2. In process: the model functions.
         manager = NbmlManager(Workspace(path=str(new_ws)))
         conn = sqlite3.connect(old_ws / "nbml.db")
-        new_full = timed(lambda: json.dumps(asyncio.run(manager.metrics(RUN, None)), allow_nan=False), args.repeat,
-                         "new full")
+        new_full = timed(lambda: asyncio.run(manager.metrics_text(RUN, None)), args.repeat, "new full")
         old_full = timed(lambda: json.dumps(old_metrics_model(conn, RUN, 0), allow_nan=False), args.repeat,
                          "old full")
-        new_after = timed(lambda: json.dumps(asyncio.run(manager.metrics(RUN, after)), allow_nan=False),
-                          args.repeat, "new after")
+        new_after = timed(lambda: asyncio.run(manager.metrics_text(RUN, after)), args.repeat, "new after")
         old_after = timed(lambda: json.dumps(old_metrics_model(conn, RUN, after), allow_nan=False), args.repeat,
                           "old after")
         conn.close()
-        results += [("model function + json.dumps: full list", new_full, old_full),
-                    ("model function + json.dumps: after=N (10 new rows)", new_after, old_after),
+        results += [("model function to JSON text: full list", new_full, old_full),
+                    ("model function to JSON text: after=N (10 new rows)", new_after, old_after),
                     ("  the same, CPU seconds: full list", CPU["new full"], CPU["old full"]),
                     ("  the same, CPU seconds: after=N", CPU["new after"], CPU["old after"])]
 

@@ -108,7 +108,9 @@ class MetricsHandler(NbmlHandler):
     @tornado.web.authenticated
     async def get(self, run_id: str) -> None:
         after = None if self.get_argument("after", "") == "" else self.int_arg("after", 0)
-        self.send(await self.call(lambda: self.manager.metrics(run_id, after)))
+        text = await self.call(lambda: self.manager.metrics_text(run_id, after))
+        self.set_header("Content-Type", "application/json")
+        self.finish(text)
 
 
 class ChildrenHandler(NbmlHandler):

@@ -185,6 +185,15 @@ class NbmlManager:
 
         return await asyncio.to_thread(_metrics)
 
+    async def metrics_text(self, run_id: str, after: int | None = None) -> str:
+        """`metrics` as the JSON text the route sends, spliced from the stored values (see models)."""
+
+        def _text() -> str:
+            self._row(run_id)
+            return models.metrics_json(run_id, self.store.metric_records(run_id, after_id=after or 0), after)
+
+        return await asyncio.to_thread(_text)
+
     async def children(self, run_id: str) -> dict[str, Any]:
         def _children() -> dict[str, Any]:
             self._row(run_id)

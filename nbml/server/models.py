@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from nbml.runs.status import TERMINAL
-from nbml.store.metric_values import aggregate
+from nbml.store.metric_values import aggregate, fold
 
 #: Config keys that name the metric a run is judged by (AutoML, HyperDrive and the SDK's spellings).
 PRIMARY_METRIC_KEYS = ("primary_metric", "primary_metric_name", "primary_metric_config")
@@ -244,6 +244,56 @@ def metrics_model(run_id: str, rows: Sequence[Mapping[str, Any]], after: int | N
     else:
         model["after"] = after
     return model
+
+
+def _strict(text: str) -> str:
+    """A stored value's JSON made strict: NaN/Infinity (only ever in the text when in a value) spelled out."""
+    if "NaN" not in text and "Infinity" not in text:
+        return text
+    return json.dumps(_clean(json.loads(text)), allow_nan=False)
+
+
+def _json_number(value: Any) -> str:
+    return json.dumps(_number(value), allow_nan=False)
+
+
+def metrics_json(run_id: str, records: Sequence[tuple[int, str, str, str, Any, Any]], after: int | None) -> str:
+    """`metrics_model` as JSON text, built from the rows' stored JSON (``Store.metric_records``).
+
+    Values are spliced in as stored rather than decoded and encoded again; that is what keeps the full
+    list of a 100,000-metric run within a second. json.loads of the answer equals `metrics_model`'s.
+    """
+    quoted: dict[str, str] = {}
+
+    def q(text: str) -> str:
+        out = quoted.get(text)
+        if out is None:
+            out = quoted[text] = json.dumps(text)
+        return out
+
+    rows: list[str] = []
+    by_name: dict[str, list[tuple[str, str]]] = {}
+    for rid, name, kind, text, step, logged_at in records:
+        value = _strict(text)
+        step_text = "null" if step is None else (str(step) if step.__class__ is int else _json_number(step))
+        t_text = repr(logged_at) if logged_at.__class__ is float and math.isfinite(logged_at) else _json_number(
+            logged_at)
+        rows.append(f'{{"id":{rid},"name":{q(name)},"kind":{q(kind)},"value":{value},"step":{step_text},'
+                    f'"logged_at":{t_text}}}')
+        if after is None:
+            by_name.setdefault(name, []).append((kind, value))
+    last_id = records[-1][0] if records else (after or 0)
+    head = f'{{"run_id":{json.dumps(run_id)},"rows":[{",".join(rows)}],"last_id":{last_id}'
+    if after is not None:
+        return f'{head},"after":{after}}}'
+    folded = []
+    for name, entries in by_name.items():
+        if all(kind == "scalar" for kind, _ in entries):  # a series: its values as logged, in a list
+            text = entries[0][1] if len(entries) == 1 else "[" + ",".join(v for _, v in entries) + "]"
+        else:
+            text = json.dumps(_clean(fold([(kind, json.loads(v)) for kind, v in entries])), allow_nan=False)
+        folded.append(f"{q(name)}:{text}")
+    return f'{head},"metrics":{{{",".join(folded)}}}}}'
 
 
 def decode_chunk(data: bytes, at_eof: bool) -> tuple[str, int]:

@@ -140,6 +140,10 @@ def test_every_shape_a_script_logs_is_kept_and_read_by_every_reader(ws, project)
     tail = asyncio.run(manager.metrics(run.id, full["rows"][-2]["id"]))
     assert [r["name"] for r in tail["rows"]] == ["specials"] and "metrics" not in tail
     assert tail["rows"][0]["value"] == [1.0, "nan", "inf", "-inf"] and tail["last_id"] == full["last_id"]
+    # The route sends the same answers as JSON text spliced from the stored values.
+    for after in (None, full["rows"][-2]["id"], full["last_id"]):
+        spliced = json.loads(asyncio.run(manager.metrics_text(run.id, after)))
+        assert spliced == json.loads(json.dumps(asyncio.run(manager.metrics(run.id, after)))), after
     assert page.metric_rows(details["metrics"])  # the run page's table
     assert models.primary_metric({}, metrics) is not None
 
