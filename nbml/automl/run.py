@@ -62,9 +62,10 @@ class AutoMLRun(Run):
         value = self._store.get_metrics(run_id, metric).get(metric)
         if isinstance(value, list):
             value = value[-1] if value else None
-        if value is None:
+        try:
+            value = float(value)  # a name logged with other kinds too holds values that aren't scores
+        except (TypeError, ValueError):
             return None
-        value = float(value)
         return None if math.isnan(value) else value
 
     def get_best_child(self, metric: str | None = None, onnx_compatible: bool = False, **_: Any) -> Run:

@@ -51,14 +51,24 @@ class _Mirror:
             data = await self.backend.read(self.handle, EVENTS_FILE, self._offset, CHUNK)
             if not data:
                 return total
-            batch, used = await self.ctx.io(ev.parse, data, self._offset)  # JSON of up to CHUNK: off the loop
+            batch, used = await self.ctx.io(ev.parse, data, self._offset, self._bad_line)  # off the loop
             if used == 0:
                 if len(data) < CHUNK:
                     return total  # a partial last line: wait for the rest
-                used = len(data)  # a line longer than a chunk: skip it rather than stall
+                used = len(data)  # a line longer than a chunk (no nbml writer makes one): report, go on
+                self._bad_line(self._offset, data[:200])
+            for rel in ev.value_files(batch):  # big values are files: copy each before the row that names it
+                try:
+                    await self.backend.fetch(self.handle, f".nbml/uploads/{rel}", self.run_dir / rel)
+                except Exception as exc:  # copied again with the outputs; readers show a note until then
+                    self.ctx.log(f"run {self.run_id}: could not copy the metric value file {rel} yet: {exc}")
             await self.ctx.db(self.ctx.store.ingest, self.run_id, batch, self._offset + used)
             self._offset += used
             total += len(batch)
+
+    def _bad_line(self, offset: int, line: bytes) -> None:
+        self.ctx.log(f"run {self.run_id}: events.jsonl at byte {offset} is not a JSON event, not ingested: "
+                     f"{line[:200]!r}")
 
     async def logs(self, force_listing: bool = False) -> None:
         now = time.monotonic()

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from nbml.compute.base import EVENTS_FILE
-from nbml.runs.events import EventWriter
+from nbml.runs.events import MAX_EVENT_BYTES, EventWriter, encode
 from nbml.runs.logging_api import RunLoggingMixin
+from nbml.store.metric_values import dumps, value_file_name
 
 _WRITERS: dict[str, EventWriter] = {}
 
@@ -71,14 +72,31 @@ class ContextRun(RunLoggingMixin):
     def _emit(self, event: dict[str, Any]) -> None:
         if self._target:
             event["run"] = self._target
-        if event.get("type") == "metric":
+        line = encode(event)
+        is_metric = event.get("type") == "metric"
+        if len(line) > MAX_EVENT_BYTES and is_metric:
+            # Too big for one event line: the value becomes a file of the run (copied back with it) and the
+            # event points at it; readers load it from there.
+            rel = value_file_name(str(event["name"]))
+            self._save_upload(rel, dumps(event["value"]).encode())
+            line = encode({**{k: v for k, v in event.items() if k != "value"}, "value_file": rel})
+        if len(line) > MAX_EVENT_BYTES:
+            what = f"metric {str(event.get('name'))[:60]!r}" if is_metric else f"{event.get('type')} event"
+            raise ValueError(
+                f"The {what} is {len(line):,} bytes once written, over the {MAX_EVENT_BYTES:,}-byte limit of one "
+                "event; nothing was logged. Shorten the names/values (keep big data as a file with "
+                "run.upload_file, or as a metric value, which may be of any size)."
+            )
+        if is_metric:
             self._metrics.setdefault(event["name"], []).append(event["value"])
-        _writer(self._job_dir).write(event)
+        _writer(self._job_dir).write_line(line)
 
     def _save_upload(self, name: str, data: bytes) -> None:
         dest = Path(self._job_dir) / ".nbml" / "uploads" / name
         dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data)
+        tmp = dest.with_name(dest.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(dest)  # whole or absent: the event that names it is written after
 
     def upload_file(self, name: str, path_or_stream: Any) -> None:
         dest = Path(self._job_dir) / ".nbml" / "uploads" / name

@@ -103,10 +103,14 @@ class RunHandler(NbmlHandler):
 
 
 class MetricsHandler(NbmlHandler):
+    """``GET /nbml/api/runs/<id>/metrics``: every row and their fold; ``?after=N``: only rows with id > N."""
+
     @tornado.web.authenticated
     async def get(self, run_id: str) -> None:
-        after = self.int_arg("after", 0)
-        self.send(await self.call(lambda: self.manager.metrics(run_id, after)))
+        after = None if self.get_argument("after", "") == "" else self.int_arg("after", 0)
+        text = await self.call(lambda: self.manager.metrics_text(run_id, after))
+        self.set_header("Content-Type", "application/json")
+        self.finish(text)
 
 
 class ChildrenHandler(NbmlHandler):

@@ -176,18 +176,23 @@ class NbmlManager:
             now=time.time(),
         )
 
-    async def metrics(self, run_id: str, after: int) -> dict[str, Any]:
+    async def metrics(self, run_id: str, after: int | None = None) -> dict[str, Any]:
+        """Every metric row and their fold; with `after`, only the rows logged since that id (see models)."""
+
         def _metrics() -> dict[str, Any]:
             self._row(run_id)
-            rows = self.store.metric_rows(run_id, after_id=after)
-            return {
-                "run_id": run_id,
-                "metrics": models.jsonable_metrics(self.store.get_metrics(run_id)),
-                "rows": [{**r, "value": models.jsonable_metrics({"v": r["value"]})["v"]} for r in rows],
-                "last_id": rows[-1]["id"] if rows else after,
-            }
+            return models.metrics_model(run_id, self.store.metric_rows(run_id, after_id=after or 0), after)
 
         return await asyncio.to_thread(_metrics)
+
+    async def metrics_text(self, run_id: str, after: int | None = None) -> str:
+        """`metrics` as the JSON text the route sends, spliced from the stored values (see models)."""
+
+        def _text() -> str:
+            self._row(run_id)
+            return models.metrics_json(run_id, self.store.metric_records(run_id, after_id=after or 0), after)
+
+        return await asyncio.to_thread(_text)
 
     async def children(self, run_id: str) -> dict[str, Any]:
         def _children() -> dict[str, Any]:

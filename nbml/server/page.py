@@ -70,7 +70,7 @@ def metric_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for name, value in metrics.items():
         row: dict[str, Any] = {"name": name, "points": None, "table": None}
-        if isinstance(value, dict):
+        if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):  # a table, not a dict value
             row["table"] = {"columns": list(value), "rows": list(zip(*value.values(), strict=False))}
             row["latest"], row["count"] = "", max((len(v) for v in value.values()), default=0)
         elif isinstance(value, list):

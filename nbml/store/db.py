@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from nbml.errors import WorkspaceError
 
@@ -151,23 +153,106 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN supervisor_started REAL;
     ALTER TABLE runs ADD COLUMN adoptions INTEGER NOT NULL DEFAULT 0;
     """,
+    # 5: typed metric records: a numeric column (so "best child by metric" is a query), values kept in a file
+    # of the run when too big for a row, rows by id for incremental reads, and the latest value of each name
+    # (kept current by MetricsMixin after each write, per name and batch rather than by a per-row trigger).
+    """
+    ALTER TABLE metrics ADD COLUMN value_num REAL;
+    ALTER TABLE metrics ADD COLUMN value_file TEXT;
+    UPDATE metrics SET value_num = CASE
+        WHEN kind <> 'scalar' THEN NULL
+        WHEN value_json = 'Infinity' THEN 9e999
+        WHEN value_json = '-Infinity' THEN -9e999
+        WHEN value_json GLOB '[0-9]*' OR value_json GLOB '-[0-9]*' THEN CAST(value_json AS REAL)
+    END;
+    CREATE INDEX metrics_by_run_id ON metrics(run_id, id);
+    CREATE TABLE metric_latest (
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        value_num REAL,
+        min_num REAL,
+        max_num REAL,
+        count INTEGER NOT NULL,
+        last_id INTEGER NOT NULL,
+        PRIMARY KEY (run_id, name)
+    );
+    CREATE INDEX metric_latest_by_name ON metric_latest(name, value_num);
+    INSERT INTO metric_latest(run_id, name, kind, min_num, max_num, count, last_id)
+        SELECT run_id, name, CASE WHEN COUNT(DISTINCT kind) > 1 THEN 'mixed' ELSE MIN(kind) END,
+               MIN(value_num), MAX(value_num), COUNT(*), MAX(id)
+        FROM metrics GROUP BY run_id, name;
+    UPDATE metric_latest SET value_num = (SELECT value_num FROM metrics WHERE metrics.id = metric_latest.last_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+#: Seconds a caller waits in all for a lock held by another connection (env NBML_DB_LOCK_TIMEOUT).
+DEFAULT_LOCK_TIMEOUT = 30.0
+#: SQLite's own wait per attempt; short, so that the deadline above is what bounds a caller.
+BUSY_SLICE = 0.25
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
+T = TypeVar("T")
+
+
+def lock_timeout() -> float:
+    """The total lock wait from NBML_DB_LOCK_TIMEOUT (seconds), else DEFAULT_LOCK_TIMEOUT."""
+    raw = os.environ.get("NBML_DB_LOCK_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_LOCK_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise WorkspaceError(f"NBML_DB_LOCK_TIMEOUT={raw!r} must be a positive number of seconds, e.g. 30.")
+    return value
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _connect(path: Path, slice_seconds: float = BUSY_SLICE) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=slice_seconds, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout = 60000")
+    conn.execute(f"PRAGMA busy_timeout = {max(1, int(slice_seconds * 1000))}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = NORMAL")
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> None:
+def within_deadline(path: Path, timeout: float, fn: Callable[[], T]) -> T:
+    """`fn()` retried while the database is busy, for at most `timeout` seconds in all.
+
+    Each attempt waits at most one busy slice inside SQLite, so no caller waits past the deadline by more
+    than a slice; past it, the error names the database and what to look for.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise WorkspaceError(
+                    f"The workspace database {path} stayed locked for {timeout:g} s: another process holds a "
+                    "write transaction on it and did not finish. Check for a stuck or stopped nbml process "
+                    "(`ps -ef | grep nbml`) or a program that has nbml.db open (an sqlite3 shell, a database "
+                    "browser) and end it; keep the workspace on a local disk, not a network file system. "
+                    "Set NBML_DB_LOCK_TIMEOUT (seconds) to wait longer."
+                ) from None
+            time.sleep(0.01)
+
+
+def migrate(conn: sqlite3.Connection, path: Path | None = None, timeout: float | None = None) -> None:
     """Bring the schema up to SCHEMA_VERSION; refuse a store written by a newer nbml."""
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    wait = lock_timeout() if timeout is None else timeout
+    where = path or Path("nbml.db")
+    mode = within_deadline(where, wait, lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
     if str(mode).lower() != "wal":  # pragma: no cover - only on filesystems without shared memory
         conn.execute("PRAGMA journal_mode = DELETE")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -177,7 +262,7 @@ def migrate(conn: sqlite3.Connection) -> None:
             "Upgrade nbml with `pip install -U nbml`."
         )
     while version < SCHEMA_VERSION:
-        conn.execute("BEGIN IMMEDIATE")
+        within_deadline(where, wait, lambda: conn.execute("BEGIN IMMEDIATE"))
         try:
             current = conn.execute("PRAGMA user_version").fetchone()[0]
             if current == version:
@@ -192,20 +277,35 @@ def migrate(conn: sqlite3.Connection) -> None:
 
 
 def _split(script: str) -> Iterator[str]:
+    """The statements of a migration; a trigger's body (BEGIN ... END) stays one statement."""
+    pending = ""
     for part in script.split(";"):
-        if part.strip():
-            yield part
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \n;"):
+        yield pending
 
 
 class Database:
-    """One connection per thread to the workspace's nbml.db, with retrying write transactions."""
+    """One connection per thread to the workspace's nbml.db.
 
-    def __init__(self, path: Path) -> None:
+    Every wait for a lock held by another connection (taking a write transaction, committing, reading while
+    a rollback-journal writer holds the file) is bounded by one total deadline, `lock_timeout` seconds
+    (NBML_DB_LOCK_TIMEOUT, default 30): SQLite waits in short slices and this class retries them until the
+    deadline, then raises a WorkspaceError that names the database. A caller is never stuck beyond it.
+    """
+
+    def __init__(self, path: Path, lock_timeout_s: float | None = None) -> None:
         self.path = path
+        self.lock_timeout = lock_timeout() if lock_timeout_s is None else lock_timeout_s
+        self._slice = min(BUSY_SLICE, self.lock_timeout)
         self._local = threading.local()
-        conn = _connect(path)
+        conn = _connect(path, self._slice)
         try:
-            migrate(conn)
+            migrate(conn, path, self.lock_timeout)
         finally:
             conn.close()
 
@@ -213,37 +313,45 @@ class Database:
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path)
+            conn = _connect(self.path, self._slice)
             self._local.conn = conn
         return conn
+
+    def _bounded(self, fn: Callable[[], T]) -> T:
+        return within_deadline(self.path, self.lock_timeout, fn)
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction taken up front (BEGIN IMMEDIATE) so that writers queue instead of deadlocking."""
         conn = self.conn
-        for attempt in range(200):
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:  # busy beyond busy_timeout: back off and retry
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                time.sleep(min(0.05 * (attempt + 1), 1.0))
-        else:  # pragma: no cover
-            raise WorkspaceError(f"The workspace database {self.path} stayed locked; is another process stuck?")
+        self._bounded(lambda: conn.execute("BEGIN IMMEDIATE"))
         try:
             yield conn
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        else:
-            conn.execute("COMMIT")
+        try:
+            self._bounded(lambda: conn.execute("COMMIT"))
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
-        return self.conn.execute(sql, params).fetchall()
+        return self._bounded(lambda: self.conn.execute(sql, params).fetchall())
+
+    def tuples(self, sql: str, params: tuple | dict = ()) -> list[tuple]:
+        """Rows as plain tuples: the cheapest form for reads of many thousands of rows."""
+
+        def fetch() -> list[tuple]:
+            cur = self.conn.cursor()
+            cur.row_factory = None
+            return cur.execute(sql, params).fetchall()
+
+        return self._bounded(fetch)
 
     def one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
-        return self.conn.execute(sql, params).fetchone()
+        return self._bounded(lambda: self.conn.execute(sql, params).fetchone())
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

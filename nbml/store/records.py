@@ -68,7 +68,7 @@ class Store(MetricsMixin):
     def delete_run(self, run_id: str) -> None:
         """Remove a run that never started (used to undo a submit that failed half-way)."""
         with self.db.tx() as c:
-            for table in ("metrics", "tags", "properties", "status_history"):
+            for table in ("metric_latest", "metrics", "tags", "properties", "status_history"):
                 c.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             c.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
 
