@@ -33,7 +33,7 @@ def test_classification_explanation_has_the_sdk_shape() -> None:
 def test_regression_explanation_has_no_per_class_part() -> None:
     X, y = load_diabetes(return_X_y=True)
     model = _fitted("regression", "ElasticNet", X, y)
-    shap_values, expected, overall_summary, overall_imp, per_class_summary, per_class_imp = explain_model(
+    shap_values, expected, _, overall_imp, per_class_summary, per_class_imp = explain_model(
         model, X[:100], X[100:105])
     assert np.asarray(shap_values).shape == (5, X.shape[1])
     assert isinstance(expected, float)

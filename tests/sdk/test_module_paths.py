@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import nbml
 from nbml._azure_only import AzureOnlyError
 from nbml._sdk_paths import MODULES, resolve
 
@@ -89,8 +88,9 @@ def test_every_name_in_the_table_resolves(module: str, name: str) -> None:
 def test_core_version_is_the_package_version() -> None:
     import nbml.core
 
-    assert nbml.core.VERSION == nbml.__version__
-    assert re.match(r"^\d+\.\d+", nbml.__version__)
+    version = nbml.__version__
+    assert nbml.core.VERSION == version
+    assert re.match(r"^\d+\.\d+", version)
 
 
 def test_importing_the_sdk_paths_loads_no_implementation() -> None:
