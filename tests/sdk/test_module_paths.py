@@ -89,7 +89,7 @@ def test_core_version_is_the_package_version() -> None:
     import nbml.core
 
     version = nbml.__version__
-    assert nbml.core.VERSION == version
+    assert version == nbml.core.VERSION
     assert re.match(r"^\d+\.\d+", version)
 
 
