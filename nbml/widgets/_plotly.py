@@ -8,6 +8,9 @@ page has no nbml extension (VS Code, a bare Notebook), from the kernel as one cu
 
 from __future__ import annotations
 
+import gzip
+import threading
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,10 @@ import plotly.graph_objects as go
 
 LOADER = Path(__file__).with_name("_plotly_loader.js")
 BUNDLE_MSG = "nbml:plotly-bundle"
+# Jupyter server drops iopub messages above 1 MB/s (iopub_data_rate_limit; comm_open is exempt, custom messages
+# are not), so the kernel sends the gzipped bundle (~1.5 MB) in chunks, paced under that rate.
+CHUNK = 256 * 1024
+PAUSE_SECONDS = 0.4
 
 
 def bundle_path() -> Path:
@@ -25,8 +32,8 @@ def bundle_path() -> Path:
 
 
 @cache
-def _bundle() -> bytes:
-    return bundle_path().read_bytes()
+def _bundle_gz() -> bytes:
+    return gzip.compress(bundle_path().read_bytes(), compresslevel=6, mtime=0)
 
 
 class FigureWidget(go.FigureWidget):  # type: ignore[misc]
@@ -40,4 +47,13 @@ class FigureWidget(go.FigureWidget):  # type: ignore[misc]
 
     def _send_bundle(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if isinstance(content, dict) and content.get("type") == BUNDLE_MSG:
-            self.send({"type": BUNDLE_MSG}, buffers=[_bundle()])
+            threading.Thread(target=self._send_chunks, name="nbml-plotly-bundle", daemon=True).start()
+
+    def _send_chunks(self) -> None:
+        data = _bundle_gz()
+        count = -(-len(data) // CHUNK)
+        for index in range(count):
+            if index:
+                time.sleep(PAUSE_SECONDS)
+            self.send({"type": BUNDLE_MSG, "index": index, "count": count},
+                      buffers=[data[index * CHUNK:(index + 1) * CHUNK]])

@@ -1,8 +1,9 @@
-// The ES module of nbml's plotly figures: a few hundred bytes instead of plotly's 5 MB widget bundle, which
-// anywidget would otherwise store in every saved notebook. The bundle is loaded once per page: from the nbml
-// server extension (a cached, authenticated URL) when the page has it, else from the kernel as one message.
-const KEY = "__nbml_plotly_widget_bundle";
+// The ES module of nbml's plotly figures: a couple of KB instead of plotly's 5 MB widget bundle, which anywidget
+// would otherwise store in every saved notebook. The bundle is loaded once per page: from the nbml server
+// extension (a cached, authenticated URL) when the page has it, else from the kernel in a few messages.
 const BUNDLE_MSG = "nbml:plotly-bundle";
+const FIRST_CHUNK_MS = 15000;
+const state = (globalThis.__nbml_plotly_bundle ??= { server: null, kernel: null });
 
 function baseUrl() {
   try {
@@ -18,36 +19,86 @@ async function fromServer() {
 }
 
 function fromKernel(model) {
+  // The kernel answers with the gzipped bundle in chunks (paced under Jupyter's iopub rate limit). A model
+  // whose kernel doesn't answer (a restored output whose kernel is gone) gives up, so another can ask.
   return new Promise((resolve, reject) => {
-    const onMsg = (msg, buffers) => {
-      if (!msg || msg.type !== BUNDLE_MSG) return;
-      model.off("msg:custom", onMsg);
-      const url = URL.createObjectURL(new Blob([buffers[0]], { type: "text/javascript" }));
-      import(url).then(resolve, reject);
-    };
-    model.on("msg:custom", onMsg);
+    const chunks = [];
+    let received = 0;
+    let done = false;
+    const timer = setTimeout(() => {
+      done = true;
+      reject(new Error("no answer from the kernel"));
+    }, FIRST_CHUNK_MS);
+    model.on("msg:custom", (msg, buffers) => {
+      if (done || !msg || msg.type !== BUNDLE_MSG) return;
+      clearTimeout(timer);
+      if (chunks[msg.index] === undefined) received += 1;
+      chunks[msg.index] = buffers[0];
+      if (received < msg.count) return;
+      done = true;
+      const stream = new Blob(chunks).stream().pipeThrough(new DecompressionStream("gzip"));
+      new Response(stream).blob()
+        .then((js) => import(URL.createObjectURL(new Blob([js], { type: "text/javascript" }))))
+        .then(resolve, reject);
+    });
     model.send({ type: BUNDLE_MSG });
   });
 }
 
-function bundle(model) {
-  if (!globalThis[KEY]) {
-    globalThis[KEY] = fromServer().catch(() => fromKernel(model));
-    globalThis[KEY].catch(() => { delete globalThis[KEY]; });
+async function bundle(model) {
+  state.server ??= fromServer();
+  try {
+    return await state.server;
+  } catch (e) { /* this page has no nbml server extension */ }
+  for (let attempt = 0; ; attempt++) {
+    if (!state.kernel) {
+      const asked = fromKernel(model);
+      state.kernel = asked;
+      asked.catch(() => { if (state.kernel === asked) state.kernel = null; });
+    }
+    try {
+      return await state.kernel;
+    } catch (e) {
+      if (attempt >= 2) throw e;  // the shared request failed: ask again, through this model's kernel
+    }
   }
-  return globalThis[KEY];
 }
 
-export default async () => {
-  let inner = null;  // plotly's widget for this model (its factory keeps per-model state)
+// Updates the kernel sends as one-off messages through these attributes (set, then reset to null).
+const PY2JS = ["addTraces", "deleteTraces", "moveTraces", "restyle", "relayout", "update", "animate",
+               "removeLayoutProps", "removeTraceProps"].map((n) => "_py2js_" + n);
+
+// anywidget gives initialize() two seconds, too short to fetch 5 MB from a busy kernel: initialize() only starts
+// the load, and render() waits for it. plotly's own initialize runs once the bundle is there; the updates the
+// kernel sent before that are kept in order and replayed to it then, so none is lost.
+export default () => {
+  let ready = null;
   return {
-    async initialize(ctx) {
-      const mod = await bundle(ctx.model);
-      inner = typeof mod.default === "function" ? await mod.default() : mod.default;
-      return inner.initialize ? inner.initialize(ctx) : undefined;
+    initialize(ctx) {
+      const model = ctx.model;
+      let early = [];
+      for (const attr of PY2JS) {
+        model.on("change:" + attr, () => {
+          const value = model.get(attr);
+          if (early !== null && value !== null && value !== undefined) early.push([attr, value]);
+        });
+      }
+      ready = bundle(model).then(async (mod) => {
+        const inner = typeof mod.default === "function" ? await mod.default() : mod.default;
+        if (inner.initialize) await inner.initialize(ctx);
+        const missed = early;
+        early = null;
+        for (const [attr, value] of missed) {  // plotly's listeners read the attribute: show it, then clear it
+          model.set(attr, value);
+          model.set(attr, null);
+        }
+        return inner;
+      });
+      ready.catch((e) => console.error("nbml: plotly's widget bundle could not be loaded", e));
     },
-    render(ctx) {
-      return inner && inner.render ? inner.render(ctx) : undefined;
+    async render(ctx) {
+      const inner = await ready;
+      return inner.render ? inner.render(ctx) : undefined;
     },
   };
 };

@@ -54,3 +54,27 @@ def test_saved_notebook_with_run_details_of_20_iterations_is_small(tmp_path: Pat
     biggest = max(len(json.dumps(m)) for m in state.values())
     assert biggest < 50_000, "a widget model carries a bundle"
     print(f"saved notebook: {size} bytes, {len(state)} widget models")
+
+
+def test_kernel_sends_the_bundle_gzipped_in_chunks_under_the_iopub_rate_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the page has no nbml server extension, the chart loader asks the kernel for plotly's bundle."""
+    import gzip
+    import time
+
+    import plotly.graph_objects as go
+
+    from nbml.widgets import _plotly
+
+    monkeypatch.setattr(_plotly, "PAUSE_SECONDS", 0.01)
+    fig = _plotly.FigureWidget(data=[go.Scatter(y=[1, 2])])
+    assert len(fig._esm) < 5_000  # what a saved notebook keeps per chart
+    sent: list[tuple[dict[str, int], bytes]] = []
+    monkeypatch.setattr(fig, "send", lambda content, buffers=None: sent.append((content, bytes(buffers[0]))))
+    fig._handle_custom_msg({"type": _plotly.BUNDLE_MSG}, [])
+    deadline = time.monotonic() + 20
+    while (not sent or len(sent) < sent[0][0]["count"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [c["index"] for c, _ in sent] == list(range(sent[0][0]["count"]))
+    data = b"".join(chunk for _, chunk in sent)
+    assert gzip.decompress(data) == _plotly.bundle_path().read_bytes()
+    assert len(data) < 3_000_000  # Jupyter drops iopub traffic over 1 MB/s averaged over 3 s

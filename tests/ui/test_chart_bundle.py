@@ -39,7 +39,7 @@ def _open_and_run(page: Any, lab: LabServer, parent: str) -> None:
         cells=[nbformat.v4.new_code_cell(CELL.format(ws=str(lab.workspace), parent=parent))],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}})
     nbformat.write(nb, lab.root / name)
-    open_lab(page, lab, f"lab/tree/{name}")
+    open_lab(page, lab, f"lab/workspaces/{parent}/tree/{name}")  # a fresh layout: no other notebook restored
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
     page.wait_for_function("document.body.innerText.includes('Idle')", timeout=90_000)
     lab_command(page, "notebook:run-all-cells")
@@ -61,7 +61,9 @@ def test_parent_chart_renders_from_the_loaded_bundle(lab_server: LabServer, lab_
         page.wait_for_function("() => document.querySelector('.nbml-parent-view .js-plotly-plot .gtitle')",
                                timeout=120_000)
     except Exception as exc:
-        raise AssertionError("no chart; the page said:\n" + "\n".join(console[-30:])) from exc
+        dom = page.evaluate("() => Array.from(document.querySelectorAll('.nbml-parent-view .js-plotly-plot'))"
+                            ".map(e => e.outerHTML.slice(0, 1500)).join('\\n----\\n')")
+        raise AssertionError("no chart; the page said:\n" + "\n".join(console[-30:]) + "\nDOM:\n" + dom) from exc
     title = page.locator(".nbml-parent-view .js-plotly-plot .gtitle").first.text_content()
     assert title == "AUC_weighted per iteration"
     assert page.locator(".nbml-parent-view .js-plotly-plot .scatterlayer .trace").count() >= 1
