@@ -19,14 +19,24 @@ from nbml.errors import UserErrorException
 if TYPE_CHECKING:
     from nbml.workspace import Workspace
 
-DEFAULT_CPU_IMAGE = "nbml-base:latest"
+#: The SDK's default images. In nbml they stand for "the target's default image" (nbml's base image unless the
+#: Docker target names another), so an environment that keeps the default follows its target.
+DEFAULT_CPU_IMAGE = "nbml/base-cpu:latest"
+DEFAULT_GPU_IMAGE = "nbml/base-gpu:latest"
+_DEFAULT_IMAGES = (DEFAULT_CPU_IMAGE, DEFAULT_GPU_IMAGE)
 # Conda packages that have no pip equivalent (toolchains, system libraries) and are provided otherwise.
 _CONDA_ONLY = {"python", "pip", "setuptools", "wheel", "cudatoolkit", "cudnn", "nccl", "mkl", "mkl-service", "nomkl",
                "blas", "libblas", "libgcc", "libgcc-ng", "libstdcxx-ng", "openssl", "ca-certificates", "git",
                "_libgcc_mutex", "libopenblas", "openblas", "intel-openmp", "cmake", "make", "gcc", "gxx"}
 _CONDA_TO_PIP = {"pytorch": "torch", "py-xgboost": "xgboost", "matplotlib-base": "matplotlib",
                  "pytorch-cpu": "torch", "tensorflow-mkl": "tensorflow", "pillow-simd": "pillow"}
-_SDK_PACKAGES = re.compile(r"^(azureml|azureml-.*|inference-schema.*)$")
+# Only the Azure ML SDK's own packages: nbml provides what they did. Helpers such as inference-schema stay.
+_SDK_PACKAGES = re.compile(r"^azureml(-.*)?$")
+
+
+def _package_name(requirement: str) -> str:
+    """The normalized project name of a pip requirement (``azureml_core>=1.0`` -> ``azureml-core``)."""
+    return re.split(r"[\s<>=!~\[;@]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-").replace(".", "-")
 
 
 def _conda_to_pip(dep: str) -> tuple[str | None, str | None]:
@@ -51,40 +61,85 @@ def _conda_to_pip(dep: str) -> tuple[str | None, str | None]:
     return f"{name}=={rest}", None
 
 
-@dataclass
 class CondaDependencies:
-    """Conda-style dependency list; pip installs what maps to PyPI and notes what doesn't."""
+    """A conda environment file's content: ``CondaDependencies("myenv.yml")`` reads one, ``.create(...)`` makes one.
 
-    conda_packages: list[str] = field(default_factory=list)
-    pip_packages: list[str] = field(default_factory=list)
-    python_version: str | None = None
-    channels: list[str] = field(default_factory=list)
+    pip installs what maps to PyPI; conda-only entries (toolchains, system libraries) are noted and left to
+    the target. Parameters are the SDK's: the first positional argument is a file path, as in the SDK.
+    """
+
+    def __init__(self, conda_dependencies_file_path: str | os.PathLike[str] | None = None,
+                 _underlying_structure: dict[str, Any] | None = None, *, conda_packages: list[str] | None = None,
+                 pip_packages: list[str] | None = None, python_version: str | None = None,
+                 channels: list[str] | None = None, name: str | None = None) -> None:
+        self.conda_packages: list[str] = list(conda_packages or [])
+        self.pip_packages: list[str] = list(pip_packages or [])
+        self.python_version = python_version
+        self.channels: list[str] = list(channels or [])
+        self.name = name
+        if conda_dependencies_file_path is not None:
+            if not isinstance(conda_dependencies_file_path, (str, os.PathLike)):
+                raise UserErrorException(
+                    f"CondaDependencies({conda_dependencies_file_path!r}): the first argument is the path of a conda "
+                    "environment file; for a list of packages use CondaDependencies.create(conda_packages=[...], "
+                    "pip_packages=[...]).")
+            path = Path(conda_dependencies_file_path).expanduser()
+            if not path.is_file():
+                raise UserErrorException(f"Conda file {str(path)!r} not found (from {Path.cwd()}); pass the path of "
+                                         "your myenv.yml / conda_dependencies.yml, or use CondaDependencies.create().")
+            self._read(path.read_text(), str(path))
+        elif _underlying_structure is not None:
+            self._read(yaml.safe_dump(_underlying_structure), "conda structure")
 
     @classmethod
     def create(cls, pip_packages: list[str] | None = None, conda_packages: list[str] | None = None,
                python_version: str | None = None, pin_sdk_version: bool = True, pip_indexurl: str | None = None,
                channels: list[str] | None = None) -> CondaDependencies:
-        return cls(list(conda_packages or []), list(pip_packages or []), python_version, list(channels or []))
+        """New dependencies from package lists (the SDK's SDK pin is not added: nbml needs no SDK package)."""
+        return cls(conda_packages=conda_packages, pip_packages=pip_packages, python_version=python_version,
+                   channels=channels)
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "conda specification") -> CondaDependencies:
+        deps = cls()
+        deps._read(text, source)
+        return deps
+
+    def _read(self, text: str, source: str) -> None:
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             raise UserErrorException(f"{source} isn't valid YAML: {exc}") from exc
         if not isinstance(data, dict) or not isinstance(data.get("dependencies", []), list):
             raise UserErrorException(f"{source} needs a 'dependencies:' list, as in a conda environment.yml.")
-        deps = cls(channels=list(data.get("channels") or []))
+        self.name = data.get("name") or self.name
+        self.channels = list(data.get("channels") or [])
         for dep in data.get("dependencies") or []:
             if isinstance(dep, dict) and "pip" in dep:
-                deps.pip_packages += [str(p) for p in dep["pip"] or []]
+                self.pip_packages += [str(p) for p in dep["pip"] or []]
             elif isinstance(dep, str):
                 m = re.match(r"^python\s*=+\s*([\d.]+)", dep.strip())
                 if m:
-                    deps.python_version = m.group(1)
+                    self.python_version = m.group(1)
                 else:
-                    deps.conda_packages.append(dep)
-        return deps
+                    self.conda_packages.append(dep)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CondaDependencies) and self.serialize_to_string() == other.serialize_to_string()
+
+    def __repr__(self) -> str:
+        return (f"CondaDependencies(conda_packages={self.conda_packages!r}, pip_packages={self.pip_packages!r}, "
+                f"python_version={self.python_version!r})")
+
+    def add_channel(self, channel: str) -> None:
+        if channel not in self.channels:
+            self.channels.append(channel)
+
+    def remove_pip_package(self, pip_package: str) -> None:
+        self.pip_packages = [p for p in self.pip_packages if _package_name(p) != _package_name(pip_package)]
+
+    def remove_conda_package(self, conda_package: str) -> None:
+        self.conda_packages = [p for p in self.conda_packages if _package_name(p) != _package_name(conda_package)]
 
     def add_pip_package(self, pip_package: str) -> None:
         self.pip_packages.append(pip_package)
@@ -99,7 +154,8 @@ class CondaDependencies:
         deps: list[Any] = ([f"python={self.python_version}"] if self.python_version else []) + list(self.conda_packages)
         if self.pip_packages:
             deps.append({"pip": list(self.pip_packages)})
-        doc: dict[str, Any] = {"dependencies": deps}
+        doc: dict[str, Any] = {"name": self.name} if self.name else {}
+        doc["dependencies"] = deps
         if self.channels:
             doc["channels"] = self.channels
         return yaml.safe_dump(doc, sort_keys=False)
@@ -107,6 +163,12 @@ class CondaDependencies:
     def save(self, path: str | os.PathLike[str]) -> str:
         Path(path).write_text(self.serialize_to_string())
         return str(path)
+
+    def save_to_file(self, base_directory: str | os.PathLike[str], conda_file_path: str | None = None) -> str:
+        """Write ``<base_directory>/<conda_file_path>`` (default ``conda_dependencies.yml``); returns its path."""
+        path = Path(base_directory) / (conda_file_path or "conda_dependencies.yml")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return self.save(path)
 
     def to_pip(self) -> tuple[list[str], list[str]]:
         """(pip requirements, notes on what could not be mapped)."""
@@ -118,8 +180,7 @@ class CondaDependencies:
             if note:
                 notes.append(note)
         for p in self.pip_packages:
-            name = re.split(r"[\s<>=!~\[;]", p.strip(), maxsplit=1)[0].lower()
-            if _SDK_PACKAGES.match(name):
+            if _SDK_PACKAGES.match(_package_name(p)):
                 notes.append(f"{p} (Azure ML SDK package; nbml provides Run.get_context() itself)")
             else:
                 reqs.append(p.strip())
@@ -134,9 +195,19 @@ class PythonSection:
 
 
 @dataclass
+class ContainerRegistry:
+    """A private registry for ``docker.base_image`` (the password is never saved with the environment)."""
+
+    address: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass
 class DockerSection:
     enabled: bool = False
-    base_image: str | None = None
+    base_image: str | None = DEFAULT_CPU_IMAGE
+    base_image_registry: ContainerRegistry = field(default_factory=ContainerRegistry)
     base_dockerfile: str | None = None
     arguments: list[str] = field(default_factory=list)
 
@@ -216,14 +287,19 @@ class Environment:
             "user_managed": user_managed,
             "interpreter": self.python.interpreter_path,
             "base_python": sys.executable if not user_managed else None,
-            "docker": [self.docker.enabled, self.docker.base_image],
+            "docker": [self.docker.enabled, self._base_image()],
         }
         h = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
         return EnvSpec(
             name=self.name, hash=h, user_managed=user_managed, interpreter_path=self.python.interpreter_path,
             pip=[] if user_managed else reqs, python_version=py, docker_enabled=self.docker.enabled,
-            docker_base_image=self.docker.base_image, environment_variables=dict(self.environment_variables),
+            docker_base_image=self._base_image(), environment_variables=dict(self.environment_variables),
         )
+
+    def _base_image(self) -> str | None:
+        """The image the user chose; None when it is the SDK's default, so the target's default applies."""
+        image = self.docker.base_image
+        return None if image in _DEFAULT_IMAGES else image
 
     def unmapped(self) -> list[str]:
         return self.requirements()[1]
@@ -251,7 +327,7 @@ class Environment:
             env.python.conda_dependencies = CondaDependencies.from_yaml(py["conda"])
         dk = d.get("docker") or {}
         env.docker.enabled = bool(dk.get("enabled"))
-        env.docker.base_image = dk.get("base_image")
+        env.docker.base_image = dk.get("base_image") or DEFAULT_CPU_IMAGE
         env.environment_variables = dict(d.get("environment_variables") or {})
         return env
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
 
 CONFIG_DIR = ".nbml"
 CONFIG_FILE = "config.json"
+# SDK constructor arguments that name an Azure subscription: nbml workspaces are folders instead.
+_AZURE_ARGS = ("subscription_id", "resource_group", "workspace_name", "location", "create_resource_group",
+               "sku", "storage_account", "key_vault", "app_insights", "container_registry")
 
 
 def default_root() -> Path:
@@ -42,9 +46,17 @@ class Workspace:
     path:
         The workspace folder (the one holding ``config.json`` and ``nbml.db``). Defaults to the embedded
         default workspace (``$NBML_HOME`` or ``~/.nbml``).
+
+    The SDK's Azure attributes have local values, so notebooks that print them run: ``subscription_id``
+    and ``resource_group`` are ``"local"``, ``location`` is this machine's host name.
     """
 
+    #: Local stand-ins for the SDK's Azure attributes (a workspace here is a folder, not an Azure resource).
+    subscription_id = "local"
+    resource_group = "local"
+
     def __init__(self, name: str | None = None, path: str | os.PathLike[str] | None = None, **_ignored: Any) -> None:
+        _refuse_azure_args("Workspace(...)", _ignored)
         root = Path(path).expanduser().resolve() if path is not None else default_root()
         self.path = root
         _ensure_writable(root)
@@ -70,7 +82,8 @@ class Workspace:
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, path: str | os.PathLike[str] | None = None, _file_name: str | None = None) -> Workspace:
+    def from_config(cls, path: str | os.PathLike[str] | None = None, _file_name: str | None = None,
+                    auth: Any = None, **_ignored: Any) -> Workspace:
         """Find ``.nbml/config.json`` walking up from `path` (default: the working directory).
 
         Falls back to the embedded default workspace when none is found, so notebooks run with no set-up.
@@ -93,6 +106,7 @@ class Workspace:
     @classmethod
     def create(cls, name: str, path: str | os.PathLike[str] = ".", exist_ok: bool = True, **_ignored: Any) -> Workspace:
         """Create a workspace in ``<path>/.nbml`` (``from_config`` below `path` will find it)."""
+        _refuse_azure_args("Workspace.create", _ignored)
         root = Path(path).expanduser().resolve() / CONFIG_DIR
         if (root / CONFIG_FILE).exists() and not exist_ok:
             raise WorkspaceError(f"A workspace already exists at {root}; pass exist_ok=True to use it.")
@@ -103,6 +117,7 @@ class Workspace:
 
     @classmethod
     def get(cls, name: str | None = None, path: str | os.PathLike[str] | None = None, **_ignored: Any) -> Workspace:
+        _refuse_azure_args("Workspace.get", _ignored)
         return cls(name=name, path=path) if path is not None else cls.from_config()
 
     def write_config(self, path: str | os.PathLike[str] = ".", file_name: str | None = None) -> Path:
@@ -169,8 +184,28 @@ class Workspace:
     def run_dir(self, run_id: str) -> Path:
         return self.path / "runs" / run_id
 
+    @property
+    def location(self) -> str:
+        """Where the workspace lives: this machine's host name (the SDK's Azure region)."""
+        return socket.gethostname()
+
+    @property
+    def webservices(self) -> dict[str, Any]:
+        from nbml.models.deploy import Webservice
+
+        return {s.name: s for s in Webservice.list(self)}
+
     def get_details(self) -> dict[str, Any]:
-        return {"name": self.name, "path": str(self.path), "schema": self.store.db.path.name}
+        """The SDK's details dict, with local values (see the class docstring), plus the folder."""
+        return {"id": str(self.path), "name": self.name, "friendlyName": self.name, "location": self.location,
+                "resourceGroup": self.resource_group, "subscriptionId": self.subscription_id,
+                "path": str(self.path), "schema": self.store.db.path.name}
+
+    def get_mlflow_tracking_uri(self) -> str:
+        from nbml._azure_only import AzureOnlyError
+
+        raise AzureOnlyError("get_mlflow_tracking_uri needs Azure ML's MLflow server, which nbml doesn't use. Instead: "
+                             "log with Run.get_context().log(...) (or keep MLflow's own local tracking).")
 
     def __repr__(self) -> str:
         return f"Workspace(name={self.name!r}, path={str(self.path)!r})"
@@ -180,6 +215,14 @@ class Workspace:
 
     def __hash__(self) -> int:
         return hash(self.path)
+
+
+def _refuse_azure_args(what: str, given: dict[str, Any]) -> None:
+    azure = sorted(k for k in given if k in _AZURE_ARGS and given[k] is not None)
+    if azure:
+        from nbml._azure_only import subscription_error
+
+        raise subscription_error(f"{what} with {', '.join(azure)}")
 
 
 def _pointed(config_file: Path) -> Path:

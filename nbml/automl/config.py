@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbml.automl import estimators, metrics
@@ -27,6 +28,17 @@ _IGNORED = {"name", "debug_log", "verbosity", "spark_context", "enable_onnx_comp
             "enable_subsampling", "experiment_timeout_hours", "model_explainability_sample", "cost_mode",
             "ensemble_iterations", "enable_feature_sweeping", "cv_split_indices", "weight_column_name",
             "sample_weight", "positive_label", "test_size", "test_data"}
+
+
+def _project_folder(path: str | None) -> str | None:
+    """The SDK created the project folder when it didn't exist yet; notebooks rely on that."""
+    if path is None:
+        return None
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigException(f"path={path!r} is a file; give the project folder (it is created if missing).")
+    folder.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 class AutoMLConfig:
@@ -72,7 +84,8 @@ class AutoMLConfig:
     model_explainability : bool
         Compute SHAP explanations of the best model at the end (see ``retrieve_model_explanation``).
     compute_target, run_configuration, environment, path
-        Where the iterations run, with which environment, and the project folder snapshotted for them.
+        Where the iterations run, with which environment, and the project folder snapshotted for them
+        (created if it doesn't exist yet, as the SDK did).
     """
 
     def __init__(self, task: str, primary_metric: str | None = None, *, path: str | None = None,
@@ -156,7 +169,7 @@ class AutoMLConfig:
         if sum(sources) > 1:
             raise ConfigException("give one source of training data: data_script, X/y, or training_data.")
 
-        self.path = path
+        self.path = _project_folder(path)
         self.compute_target = compute_target
         self.run_configuration = run_configuration
         self.environment = environment

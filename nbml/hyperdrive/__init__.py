@@ -1,6 +1,6 @@
 """HyperDrive: hyperparameter search over a training script, each trial a child run on any target."""
 
-from nbml.hyperdrive.config import HyperDriveConfig, PrimaryMetricGoal
+from nbml.hyperdrive.config import HyperDriveConfig, HyperDriveRunConfig, PrimaryMetricGoal
 from nbml.hyperdrive.parameters import (
     BayesianParameterSampling,
     GridParameterSampling,
@@ -25,6 +25,7 @@ from nbml.hyperdrive.policy import (
 
 __all__ = [
     "BanditPolicy", "BayesianParameterSampling", "GridParameterSampling", "HyperDriveConfig", "HyperDriveRun",
+    "HyperDriveRunConfig",
     "MedianStoppingPolicy", "NoTerminationPolicy", "PrimaryMetricGoal", "RandomParameterSampling",
     "TruncationSelectionPolicy", "choice", "lognormal", "loguniform", "normal", "qlognormal", "qloguniform",
     "qnormal", "quniform", "randint", "uniform",

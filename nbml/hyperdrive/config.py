@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from nbml.errors import UserErrorException
@@ -19,6 +20,40 @@ DRIVER = "nbml.hyperdrive.coordinator"
 class PrimaryMetricGoal(enum.Enum):
     MAXIMIZE = "MAXIMIZE"
     MINIMIZE = "MINIMIZE"
+
+
+def without_sampled(arguments: Iterable[Any], names: Iterable[str]) -> list[str]:
+    """The script's own arguments less those HyperDrive samples, so each child gets one value per name.
+
+    ``["--kernel", "linear", "--penalty", 1.0, "--data", "d"]`` with ``{"--kernel", "--penalty"}`` sampled
+    keeps ``["--data", "d"]``: the child then receives ``--kernel poly --penalty 0.5`` once, as in the SDK,
+    where a sampled value replaces the script parameter of the same name. ``--name=value`` is dropped too.
+    """
+    sampled = set(names)
+    args, out, i = [str(a) for a in arguments], [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg in sampled:
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            i += 2 if nxt is not None and not _is_option(nxt) else 1
+            continue
+        if "=" in arg and arg.split("=", 1)[0] in sampled:
+            i += 1
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+def _is_option(token: str) -> bool:
+    """A flag such as ``--lr`` (not a negative number such as ``-0.5``)."""
+    if not token.startswith("-"):
+        return False
+    try:
+        float(token)
+    except ValueError:
+        return True
+    return False
 
 
 class HyperDriveConfig:
@@ -79,6 +114,10 @@ class HyperDriveConfig:
 
         ws = experiment.workspace
         src = self.run_config
+        if hasattr(src, "node_count"):  # an estimator: refuse distributed settings before anything is recorded
+            from nbml.train._distributed import check_single_process
+
+            check_single_process(src.node_count, src.process_count_per_node, src.distributed_training)
         source, script = check_script(src.source_directory, src.script)
         target = resolve_target(ws, src.compute_target)
         spec = src.environment.spec()
@@ -89,7 +128,7 @@ class HyperDriveConfig:
         snapshot = take_snapshot(ws, source)
         run_id = new_run_id(experiment.name)
         run_config = {
-            "driver": DRIVER, "script": script, "arguments": [str(a) for a in src.arguments],
+            "driver": DRIVER, "script": script, "arguments": without_sampled(src.arguments, self.hyperparameter_sampling.parameter_space),
             "source_directory": str(source), "snapshot_id": snapshot.id, "env": spec.to_dict(),
             "environment_name": src.environment.name,
             "max_run_duration_seconds": src.max_run_duration_seconds,
@@ -108,3 +147,24 @@ class HyperDriveConfig:
         if show_output:
             run.wait_for_completion(show_output=True)
         return run
+
+
+class HyperDriveRunConfig(HyperDriveConfig):
+    """The SDK's 2019 name: ``HyperDriveRunConfig(estimator=..., hyperparameter_sampling=..., policy=...,
+    primary_metric_name=..., primary_metric_goal=..., max_total_runs=..., max_concurrent_runs=...)``."""
+
+    def __init__(self, estimator: Any = None, hyperparameter_sampling: _Sampling | None = None,
+                 primary_metric_name: str | None = None, primary_metric_goal: PrimaryMetricGoal | str | None = None,
+                 max_total_runs: int | None = None, max_concurrent_runs: int = 1,
+                 max_duration_minutes: float | None = 10080, policy: _Policy | None = None, **kwargs: Any) -> None:
+        missing = [n for n, v in (("hyperparameter_sampling", hyperparameter_sampling),
+                                  ("primary_metric_name", primary_metric_name),
+                                  ("primary_metric_goal", primary_metric_goal),
+                                  ("max_total_runs", max_total_runs)) if v is None]
+        if missing:
+            raise UserErrorException(f"HyperDriveRunConfig needs {', '.join(missing)}.")
+        assert hyperparameter_sampling is not None and primary_metric_name is not None
+        assert primary_metric_goal is not None and max_total_runs is not None
+        super().__init__(hyperparameter_sampling, primary_metric_name, primary_metric_goal, max_total_runs,
+                         max_concurrent_runs=max_concurrent_runs, max_duration_minutes=max_duration_minutes,
+                         policy=policy, estimator=estimator, **kwargs)

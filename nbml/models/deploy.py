@@ -128,13 +128,36 @@ class Webservice:
         return "\n".join(log.read_text(errors="replace").splitlines()[-num_lines:]) if log.exists() else ""
 
     def delete(self) -> None:
-        pid = self._rec["pid"]
-        if pid and pid_alive(pid):
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        _stop(self._rec["pid"])
         self.workspace.store.delete_service(self.name)
+
+    def reload(self, wait: bool = True) -> None:
+        """Restart the service with its entry script and models read again (the SDK's LocalWebservice.reload).
+
+        Edit score.py, call reload(), and the next request runs the new code; the port stays the same.
+        """
+        rec = self._rec
+        _restart(self.workspace, self.name, json.loads(rec["models_json"]), json.loads(rec["config_json"]),
+                 rec["port"])
+        if wait:
+            self.wait_for_deployment()
+
+    def update(self, models: list[Model] | None = None, inference_config: InferenceConfig | None = None,
+               deployment_config: Any = None, wait: bool = True, **_: Any) -> None:
+        """Serve other models and/or another entry script or environment; what isn't given is kept."""
+        rec = self._rec
+        model_ids = [m.id for m in models] if models is not None else json.loads(rec["models_json"])
+        if not model_ids:
+            raise UserErrorException("update(models=[]) would leave the service with no model; pass at least one.")
+        config = json.loads(rec["config_json"])
+        if inference_config is not None:
+            config.update(_inference_settings(self.workspace, inference_config))
+        new_port = getattr(deployment_config, "port", None)
+        if new_port:
+            config["port"] = new_port
+        _restart(self.workspace, self.name, model_ids, config, None if new_port else rec["port"])
+        if wait:
+            self.wait_for_deployment()
 
     @staticmethod
     def list(workspace: Workspace) -> list[Webservice]:
@@ -160,8 +183,8 @@ def deploy(workspace: Workspace, name: str, models: list[Model], inference_confi
         if not overwrite:
             raise WebserviceException(f"A service named {name!r} exists; pass overwrite=True or delete it first.")
         Webservice(workspace, name).delete()
-    config: dict[str, Any] = {"port": getattr(deployment_config, "port", None), "host": "127.0.0.1"}
-    python = sys.executable
+    config: dict[str, Any] = {"port": getattr(deployment_config, "port", None), "host": "127.0.0.1",
+                              "python": sys.executable}
     if inference_config is None:
         not_sklearn = [m.id for m in models if (m.model_framework or "").lower() != "scikitlearn"]
         if not_sklearn:
@@ -170,15 +193,28 @@ def deploy(workspace: Workspace, name: str, models: list[Model], inference_confi
                 "model_framework=Model.Framework.SCIKITLEARN. Pass inference_config=InferenceConfig(entry_script=...)."
             )
     else:
-        source = Path(inference_config.source_directory or ".").resolve()
-        if not (source / inference_config.entry_script).is_file():
-            raise UserErrorException(f"entry_script {inference_config.entry_script!r} not found in {source}.")
-        config.update(entry_script=inference_config.entry_script, source_directory=str(source))
-        if inference_config.environment is not None:
-            from nbml.envbuild import ensure_local_env
-
-            python = ensure_local_env(workspace.path / "envs", inference_config.environment.spec(), lambda _l: None)
+        config.update(_inference_settings(workspace, inference_config))
     workspace.store.put_service(name, [m.id for m in models], config, "Transitioning")
+    _start(workspace, name, config)
+    return Webservice(workspace, name)
+
+
+def _inference_settings(workspace: Workspace, inference_config: InferenceConfig) -> dict[str, Any]:
+    """Entry script, its folder and the interpreter to serve with (the environment built once, then reused)."""
+    source = Path(inference_config.source_directory or ".").resolve()
+    if not (source / inference_config.entry_script).is_file():
+        raise UserErrorException(f"entry_script {inference_config.entry_script!r} not found in {source}.")
+    settings: dict[str, Any] = {"entry_script": inference_config.entry_script, "source_directory": str(source)}
+    if inference_config.environment is not None:
+        from nbml.envbuild import ensure_local_env
+
+        settings["python"] = ensure_local_env(workspace.path / "envs", inference_config.environment.spec(),
+                                              lambda _l: None)
+    return settings
+
+
+def _start(workspace: Workspace, name: str, config: dict[str, Any]) -> None:
+    """Start the serving process of a recorded service (``python -m nbml.models.serve``)."""
     log = _log_path(workspace, name)
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -186,10 +222,37 @@ def deploy(workspace: Workspace, name: str, models: list[Model], inference_confi
     if (checkout / "pyproject.toml").exists():
         env["PYTHONPATH"] = str(checkout) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(log, "ab") as fh:
-        proc = subprocess.Popen([python, "-m", "nbml.models.serve", str(workspace.path), name], stdout=fh, stderr=fh,
-                                stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+        proc = subprocess.Popen([config.get("python") or sys.executable, "-m", "nbml.models.serve",
+                                 str(workspace.path), name], stdout=fh, stderr=fh, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=env)
     workspace.store.update_service(name, pid=proc.pid)
     import threading
 
     threading.Thread(target=proc.wait, daemon=True).start()
-    return Webservice(workspace, name)
+
+
+def _stop(pid: int | None, timeout: float = 10) -> None:
+    """End a service's process group and wait for it to go (so a restart can bind the same port)."""
+    if not pid or not pid_alive(pid):
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _restart(workspace: Workspace, name: str, model_ids: list[str], config: dict[str, Any], port: int | None) -> None:
+    rec = workspace.store.get_service(name)
+    _stop(rec["pid"] if rec else None)
+    if port and not config.get("port"):
+        config = {**config, "port": port}  # the scoring URI stays the same across a reload
+    workspace.store.put_service(name, model_ids, config, "Transitioning")
+    _start(workspace, name, config)

@@ -3,7 +3,9 @@
 It serves ``POST /score`` on 127.0.0.1 (and ``GET /`` for health) until it is stopped. Without an entry script
 it is the no-code scikit-learn deployment: the body ``{"data": [[...], ...]}`` (optionally ``"method":
 "predict_proba"``) answers the model's predictions as a JSON list. With an entry script it follows the Azure
-ML convention: ``init()`` once, then ``run(raw_body)`` per request.
+ML convention: ``init()`` once, then ``run(raw_body)`` per request, except that a ``run`` decorated with
+inference-schema's ``@input_schema`` receives the parsed JSON body as keyword arguments (``run(data=...)``),
+as the SDK's scoring server does; the decorator then converts each to its declared type.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _load_scorer(ws_root: Path, models: list[dict[str, Any]], config: dict[str, 
         spec.loader.exec_module(module)
         if hasattr(module, "init"):
             module.init()
-        return lambda body: module.run(body.decode())
+        return _entry_caller(module.run)
 
     import joblib
     import numpy as np
@@ -59,10 +61,43 @@ def _load_scorer(ws_root: Path, models: list[dict[str, Any]], config: dict[str, 
     return score
 
 
+def schema_parameters(run: Callable[..., Any]) -> list[str] | None:
+    """The input names of a ``run`` decorated with inference-schema's @input_schema; None if it isn't decorated."""
+    try:
+        from inference_schema.schema_util import get_input_schema, is_schema_decorated
+    except ImportError:  # not in the service's environment, so run can't be decorated with it
+        return None
+    if not is_schema_decorated(run):
+        return None
+    return list((get_input_schema(run) or {}).get("properties", {}))
+
+
+def _entry_caller(run: Callable[..., Any]) -> Callable[[bytes], Any]:
+    names = schema_parameters(run)
+    if names is None:
+        return lambda body: run(body.decode())
+
+    def call(body: bytes) -> Any:
+        payload = json.loads(body or b"{}")
+        if not isinstance(payload, dict):
+            raise ValueError(f"send a JSON object with {', '.join(repr(n) for n in names)} (run() declares its "
+                             "inputs with @input_schema)")
+        return run(**payload)
+
+    return call
+
+
+def _json_default(value: Any) -> Any:
+    """numpy arrays and scalars a run() returns, as JSON."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"run() returned a {type(value).__name__}, which isn't JSON serializable")
+
+
 def _handler(score: Callable[[bytes], Any]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def _send(self, code: int, payload: Any) -> None:
-            body = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+            body = (payload if isinstance(payload, str) else json.dumps(payload, default=_json_default)).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

@@ -12,6 +12,7 @@ from traitlets.config import Configurable
 from nbml.server.handlers import api_routes
 from nbml.server.manager import NbmlManager
 from nbml.server.page import page_routes
+from nbml.server.static import static_routes
 from nbml.workspace import Workspace
 
 
@@ -39,5 +40,5 @@ def load(serverapp: Any) -> None:
     web_app = serverapp.web_app
     web_app.settings["nbml_manager"] = manager
     base_url = web_app.settings["base_url"]
-    web_app.add_handlers(".*$", api_routes(base_url) + page_routes(base_url))
+    web_app.add_handlers(".*$", api_routes(base_url) + page_routes(base_url) + static_routes(base_url))
     serverapp.log.info("nbml: serving workspace %r (%s) at %snbml/api/", manager.name, manager.root, base_url)

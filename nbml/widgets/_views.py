@@ -18,6 +18,7 @@ from nbml.widgets._model import (
     properties_rows,
     table_html,
 )
+from nbml.widgets._plotly import FigureWidget
 from nbml.widgets._table import IterationTable
 from nbml.widgets._watch import Changes, RunWatcher
 
@@ -31,7 +32,7 @@ def base_url() -> str:
 
 
 def line_chart(title: str, height: int = 260) -> go.FigureWidget:
-    return go.FigureWidget(data=[go.Scatter(mode="lines+markers", name=title)],
+    return FigureWidget(data=[go.Scatter(mode="lines+markers", name=title)],
                            layout={"title": {"text": title}, "height": height, "template": "plotly_white",
                                    "margin": {"l": 50, "r": 20, "t": 40, "b": 40}})
 
@@ -128,7 +129,7 @@ class RunView:
             self.explanation.children = (w.HTML("<i>No explanation stored for this run.</i>"),)
             return
         names, values = data[:20]
-        fig = go.FigureWidget(
+        fig = FigureWidget(
             data=[go.Bar(x=values[::-1], y=names[::-1], orientation="h")],
             layout={"title": {"text": "Feature importance"}, "height": 120 + 18 * len(names),
                     "margin": {"l": 140, "r": 20, "t": 40, "b": 30}, "template": "plotly_white"},
@@ -148,7 +149,7 @@ class ParentView:
         self.table = IterationTable(self.watcher.children, lock)
         self.metric_choice = w.Dropdown(options=[], description="Metric", layout=w.Layout(width="50%"))
         self.metric_choice.add_class("nbml-metric-choice")
-        self.chart = go.FigureWidget(
+        self.chart = FigureWidget(
             # Trace names are set at the first draw: names given here don't reach the browser's legend.
             data=[go.Scatter(mode="markers"), go.Scatter(mode="lines", line={"shape": "hv"})],
             layout={"height": 320, "template": "plotly_white", "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
