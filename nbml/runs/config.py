@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from nbml.environment import CondaDependencies, Environment
+from nbml.runs.containerinstance import ContainerInstanceConfiguration
 
 if TYPE_CHECKING:
     from nbml.runs.experiment import Experiment
@@ -32,6 +33,7 @@ class RunConfiguration:
         self.prepare_environment = True
         self.auto_prepare_environment = True
         self.history = {"output_collection": True}
+        self.container_instance = ContainerInstanceConfiguration()  # for target = "containerinstance"
 
     @property
     def docker(self) -> Any:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbml.compute.targets import resolve_target
 from nbml.errors import UserErrorException
+from nbml.runs import containerinstance
 from nbml.runs.ids import new_run_id
 from nbml.runs.supervisor import start_supervisor
 
@@ -71,7 +72,8 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
 
     ws = experiment.workspace
     source, script = check_script(config.source_directory, config.script)
-    target = resolve_target(ws, config.compute_target)
+    target = resolve_target(ws, containerinstance.prepare_target(ws, config.compute_target))
+    limits = containerinstance.resources(target, config.run_config)
     env = config.environment
     spec = env.spec()
     notes = env.unmapped()
@@ -95,6 +97,8 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
         "environment_name": env.name,
         "max_run_duration_seconds": config.max_run_duration_seconds,
     }
+    if limits:
+        run_config["resources"] = limits
     ws.store.insert_run(run_id, experiment.name, "script", target.name, run_config, snapshot_id=snapshot.id)
     start_recorded_run(ws, run_id, tags, {"script": script, "arguments": " ".join(arguments),
                                           "environment": env.name})
