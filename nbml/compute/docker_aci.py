@@ -12,8 +12,12 @@ submit and refreshed on every submit, so that it follows the workspace's Docker 
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nbml.compute.base import EnvSpec
 from nbml.compute.docker import DockerBackend
 from nbml.errors import ComputeTargetException
 
@@ -81,3 +85,136 @@ def ensure_target(workspace: Workspace) -> dict[str, Any]:
     elif rec["config"] != config:
         workspace.store.update_compute(TARGET_NAME, config=config)
     return config
+
+
+# -- long-lived service containers (AciWebservice) -----------------------------------------------------
+PORT_IN_CONTAINER = 5001
+LABEL_SERVICE = "nbml.service"
+_clients: dict[str, Any] = {}
+
+
+def _client(engine: dict[str, Any]) -> Any:
+    from nbml.compute._docker_image import connect
+
+    key = engine.get("docker_host") or ""
+    if key not in _clients:
+        _clients[key] = connect(engine.get("docker_host"), timeout=600)  # image builds pause for long
+    return _clients[key]
+
+
+def serving_spec(env: EnvSpec | None) -> EnvSpec:
+    """The environment to serve in: the inference config's, else scikit-learn, joblib and numpy pinned to the
+    versions here, so that a model pickled by this process loads the same in the container."""
+    if env is not None:
+        return env
+    from importlib.metadata import version
+
+    pins = [f"{p}=={version(p)}" for p in ("scikit-learn", "joblib", "numpy")]
+    return EnvSpec(name="nbml-sklearn-serving", hash="sklearn-" + "-".join(pins), user_managed=False, pip=pins)
+
+
+def start_service(workspace: Workspace, name: str, config: dict[str, Any], env: EnvSpec | None,
+                  log_path: Path) -> dict[str, Any]:
+    """Build (once) the serving image and start the service container; returns `config` with where it runs.
+
+    The models folder and the entry script's folder are mounted read-only at their paths here (copied in for
+    a remote engine), so the scorer finds them where the store says they are.
+    """
+    import nbml
+    from nbml.compute._docker_image import ensure_image
+    from nbml.compute.docker import NBML_MOUNT, _remove_stale, _tar_dir, is_remote, limits
+
+    engine = config["engine"]
+    client = _client(engine)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as fh:
+        image, python = ensure_image(client, serving_spec(env), engine.get("base_image"),
+                                     lambda line: print(line, file=fh, flush=True))
+    local = not is_remote(engine.get("docker_host"))
+    networks = {n.name for n in client.networks.list()}
+    kwargs: dict[str, Any] = {}
+    if "bridge" in networks and engine.get("network_mode") in (None, "bridge"):
+        host, port = "0.0.0.0", PORT_IN_CONTAINER
+        kwargs["ports"] = {f"{port}/tcp": ("127.0.0.1" if local else "0.0.0.0", None)}
+    else:  # no bridge (dockerd --bridge=none): host networking on a free port
+        host, port = ("127.0.0.1" if local else "0.0.0.0"), _free_port()
+        kwargs["network_mode"] = "host"
+    folders = [str(workspace.path / "models")] + ([config["source_directory"]] if config.get("source_directory") else [])
+    spec = {"host": host, "port": port, "models": config["models"], "key_hashes": config.get("key_hashes"),
+            "models_root": str(workspace.path), "config": {k: config[k] for k in ("entry_script", "source_directory")
+                                                           if config.get(k)}}
+    pkg = Path(nbml.__file__).resolve().parent
+    transfer = engine.get("transfer") or ("bind" if local else "copy")
+    if transfer == "bind":
+        kwargs["volumes"] = {str(pkg): {"bind": f"{NBML_MOUNT}/nbml", "mode": "ro"},
+                             **{f: {"bind": f, "mode": "ro"} for f in folders}}
+        kwargs["user"] = engine.get("user") or f"{os.getuid()}:{os.getgid()}"
+    cname = "nbml-svc-" + name
+    _remove_stale(client, cname)
+    container = client.containers.create(
+        image=image, command=[python, "-m", "nbml.models.aci"], name=cname, detach=True,
+        environment={"NBML_ACI_SPEC": json.dumps(spec), "PYTHONPATH": NBML_MOUNT, "HOME": "/tmp",
+                     "PYTHONUNBUFFERED": "1"},
+        labels={LABEL_SERVICE: name, "nbml.workspace": str(workspace.path)},
+        **limits({"cpu_cores": config["cpu_cores"], "memory_gb": config["memory_gb"]}), **kwargs)
+    try:
+        if transfer == "copy":
+            container.put_archive("/", _tar_dir(pkg, f"{NBML_MOUNT}/nbml"[1:]))
+            for folder in folders:
+                container.put_archive("/", _tar_dir(Path(folder), folder.lstrip("/")))
+        container.start()
+        if "ports" in kwargs:
+            container.reload()
+            port = int(container.attrs["NetworkSettings"]["Ports"][f"{PORT_IN_CONTAINER}/tcp"][0]["HostPort"])
+    except BaseException:
+        container.remove(force=True)
+        raise
+    return {**config, "container": container.id, "port": port}
+
+
+def service_state(config: dict[str, Any]) -> tuple[str, str | None]:
+    """("running" | "Failed", why) of a service container."""
+    import docker.errors
+
+    from nbml.compute.docker import oom_reason
+
+    try:
+        container = _client(config["engine"]).containers.get(config["container"])
+    except docker.errors.NotFound:
+        return "Failed", "the service's container was removed from the Docker engine"
+    state = container.attrs.get("State", {})
+    if state.get("Status") in ("created", "running", "restarting"):
+        return "running", None
+    if state.get("OOMKilled"):
+        return "Failed", oom_reason(container.attrs.get("HostConfig") or {})
+    tail = container.logs(tail=20).decode(errors="replace").strip()
+    return "Failed", f"the service's container exited with code {state.get('ExitCode')}:\n{tail}"
+
+
+def service_logs(config: dict[str, Any], num_lines: int) -> str:
+    import docker.errors
+
+    try:
+        container = _client(config["engine"]).containers.get(config["container"])
+    except docker.errors.NotFound:
+        return ""
+    return str(container.logs(tail=num_lines).decode(errors="replace"))
+
+
+def remove_service(config: dict[str, Any]) -> None:
+    import docker.errors
+
+    if not config.get("container"):
+        return
+    try:
+        _client(config["engine"]).containers.get(config["container"]).remove(force=True)
+    except docker.errors.NotFound:
+        pass
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -34,7 +34,8 @@ def test_every_sample_notebook_runs_and_the_table_says_how(acceptance, tmp_path)
     table = proc.stdout.split("\n\nFailing cells:")[0].splitlines()
     rows = {line.split()[0]: line.split()[1:5] for line in table[2:]}
     for r in results:
-        assert r["cells"] > 0 and r["passed"] + r["failed"] == r["cells"], r
+        if not any(f["cell"] == -1 for f in r["failures"]):  # -1: the notebook as a whole (timeout, runner)
+            assert r["cells"] > 0 and r["passed"] + r["failed"] == r["cells"], r
         assert rows[r["notebook"]] == [str(r["cells"]), str(r["passed"]), str(r["failed"]), str(r["azure_only"])]
         for failure in r["failures"]:
             assert failure["line"] and f"{r['notebook']} [{failure['cell']}]" in proc.stdout
