@@ -192,12 +192,19 @@ def apply_rules(src: str, categories: tuple[str, ...] | None = None) -> tuple[st
     return src, fired
 
 
-def kernel_environ() -> dict[str, str]:
+def kernel_environ(work: Path | None = None) -> dict[str, str]:
     """Variables the notebooks read for their compute set-up, pointed at what this machine has."""
     env = {"AML_COMPUTE_CLUSTER_MAX_NODES": str(MAX_NODES), "MPLBACKEND": "Agg"}
     if os.environ.get("NBML_SSH_HOST"):
         env["AZUREML_DSVM_ADDRESS"] = os.environ["NBML_SSH_HOST"]
         env["AZUREML_DSVM_USERNAME"] = os.environ.get("NBML_SSH_USER", os.environ.get("USER", "root"))
+    if work is not None:
+        # Nobody presses a key in this kernel: `!more file` (manage-runs) would wait forever on its pty.
+        shim = work / "bin"
+        shim.mkdir(parents=True, exist_ok=True)
+        (shim / "more").write_text('#!/bin/sh\nexec cat "$@"\n')
+        (shim / "more").chmod(0o755)
+        env["PATH"] = f"{shim}{os.pathsep}{os.environ.get('PATH', '')}"
     # The engine's local base image stands in for DEFAULT_CPU_IMAGE (nothing can be pulled offline).
     env.setdefault("NBML_DOCKER_BASE_IMAGE", os.environ.get("NBML_DOCKER_BASE_IMAGE")
                    or os.environ.get("NBML_DOCKER_IMAGE") or "nbml-test-base:bookworm")
@@ -396,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     notebooks = list_notebooks(samples, args.only)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="nbml-acceptance-"))
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **kernel_environ(), "NBML_HOME": str(work / "nbml-home"),
+    env = {**os.environ, **kernel_environ(work), "NBML_HOME": str(work / "nbml-home"),
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
     env.pop("NBML_WORKSPACE", None)
     first = [n for n in notebooks if not any(k in str(n) for k in LATER)]
