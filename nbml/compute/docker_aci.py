@@ -72,9 +72,8 @@ def check_limits(config: dict[str, Any], cpu_cores: float, memory_gb: float, wha
     return {"cpu_cores": float(cpu_cores), "memory_gb": float(memory_gb)}
 
 
-def ensure_target(workspace: Workspace) -> dict[str, Any]:
-    """Create or refresh the ``containerinstance`` target record; returns its config."""
-    config = engine_config(workspace)
+def ensure_target(workspace: Workspace, config: dict[str, Any]) -> None:
+    """Create or refresh the ``containerinstance`` target record with `config` (from `engine_config`)."""
     rec = workspace.store.get_compute(TARGET_NAME)
     if rec is None:
         workspace.store.add_compute(TARGET_NAME, KIND, config)
@@ -84,7 +83,6 @@ def ensure_target(workspace: Workspace) -> dict[str, Any]:
             "instance; detach it or rename it (ComputeTarget(ws, 'containerinstance').detach()).")
     elif rec["config"] != config:
         workspace.store.update_compute(TARGET_NAME, config=config)
-    return config
 
 
 # -- long-lived service containers (AciWebservice) -----------------------------------------------------

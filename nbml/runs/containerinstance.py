@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nbml.compute.targets import ComputeTarget
     from nbml.workspace import Workspace
 
 #: The SDK's target name; the compute record of that name is nbml.compute.docker_aci's (imported when used).
@@ -35,21 +34,16 @@ def is_container_instance(target: Any) -> bool:
     return target == TARGET_NAME or getattr(target, "name", None) == TARGET_NAME
 
 
-def prepare_target(workspace: Workspace, target: Any) -> Any:
-    """The target to resolve: for "containerinstance", first make its record follow the workspace's engine."""
-    if is_container_instance(target):
-        from nbml.compute.docker_aci import ensure_target
-
-        ensure_target(workspace)
-        return TARGET_NAME
-    return target
-
-
-def resources(target: ComputeTarget, run_config: Any) -> dict[str, float]:
-    """The limits to record with a run on `target` (checked against the engine); {} for other targets."""
-    if target.target_kind != "containerinstance":
-        return {}
-    from nbml.compute.docker_aci import check_limits
+def resolve(workspace: Workspace, target: Any, run_config: Any) -> tuple[Any, dict[str, float]]:
+    """(target to resolve, limits to record with the run): for "containerinstance", the limits are checked
+    against the engine first, then the target record is made to follow the workspace's engine; a refused
+    submit leaves nothing behind. Other targets pass through with no limits."""
+    if not is_container_instance(target):
+        return target, {}
+    from nbml.compute.docker_aci import check_limits, engine_config, ensure_target
 
     section = getattr(run_config, "container_instance", None) or ContainerInstanceConfiguration()
-    return check_limits(target.config, section.cpu_cores, section.memory_gb, "run_config.container_instance")
+    engine = engine_config(workspace)
+    limits = check_limits(engine, section.cpu_cores, section.memory_gb, "run_config.container_instance")
+    ensure_target(workspace, engine)
+    return TARGET_NAME, limits

@@ -72,8 +72,8 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
 
     ws = experiment.workspace
     source, script = check_script(config.source_directory, config.script)
-    target = resolve_target(ws, containerinstance.prepare_target(ws, config.compute_target))
-    limits = containerinstance.resources(target, config.run_config)
+    target_ref, limits = containerinstance.resolve(ws, config.compute_target, config.run_config)
+    target = resolve_target(ws, target_ref)
     env = config.environment
     spec = env.spec()
     notes = env.unmapped()

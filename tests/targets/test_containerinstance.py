@@ -107,7 +107,7 @@ def test_limits_beyond_the_engine_are_refused_at_submit_and_nothing_is_recorded(
         Experiment(ws, "aci").submit(ScriptRunConfig(str(folder), "work.py", run_config=_aci_config(64, 1)))
     with pytest.raises(ComputeTargetException, match="memory_gb must be a number of at least"):
         Experiment(ws, "aci").submit(ScriptRunConfig(str(folder), "work.py", run_config=_aci_config(1, 0)))
-    assert ws.store.list_runs(limit=10) == []
+    assert ws.store.list_runs(limit=10) == [] and ws.store.get_compute("containerinstance") is None
 
 
 def test_container_instances_follow_the_workspace_docker_target(ws, project, aci_env):
