@@ -132,6 +132,8 @@ RULES: list[Rule] = [
     Rule("sklearn-externals-joblib", "drift", "`from sklearn.externals import joblib` (removed in scikit-learn "
          "0.23) -> `import joblib`", _sub(r"^(\s*)from sklearn\.externals import joblib\b", r"\1import joblib")),
     Rule("numpy-bool", "drift", "`np.bool` (removed in numpy 1.24) -> `bool`", _sub(r"\bnp\.bool\b(?!_)", "bool")),
+    Rule("pandas-sort-index-axis", "drift", "`.sort_index(1)` (axis keyword-only since pandas 2.0) -> "
+         "`.sort_index(axis=1)`", _sub(r"\.sort_index\((\d)\)", r".sort_index(axis=\1)")),
     Rule("pandas-colwidth", "drift", "`pd.set_option('display.max_colwidth', -1)` (an error in pandas 2) -> None",
          _sub(r"""(['"]display\.max_colwidth['"]\s*,\s*)-1""", r"\1None")),
 ]

@@ -55,9 +55,10 @@ def test_compute_setup_rules(acceptance, monkeypatch):
 
 def test_library_drift_rules(acceptance):
     src = "from sklearn.externals import joblib\nm = np.zeros(3, dtype=np.bool)\nb = np.bool_\n" \
-          "pd.set_option('display.max_colwidth', -1)\n"
+          "pd.set_option('display.max_colwidth', -1)\nrundata = pd.DataFrame(m).sort_index(1)\n"
     out, fired = acceptance.apply_rules(src)
-    assert out == "import joblib\nm = np.zeros(3, dtype=bool)\nb = np.bool_\npd.set_option('display.max_colwidth', None)\n"
+    assert out == ("import joblib\nm = np.zeros(3, dtype=bool)\nb = np.bool_\npd.set_option('display.max_colwidth', None)\n"
+                   "rundata = pd.DataFrame(m).sort_index(axis=1)\n")
     assert {acceptance.RULES[i].category for i in range(len(acceptance.RULES)) if acceptance.RULES[i].name in fired} \
         == {"drift"}
 
