@@ -14,7 +14,8 @@ from typing import Any
 from nbml.compute.base import EnvSpec
 from nbml.errors import ComputeTargetException, EnvironmentBuildError
 
-#: The base image when neither the environment nor the target names one.
+#: The last image tried as the source of DEFAULT_CPU_IMAGE (used when neither the environment nor the target
+#: names an image), if the engine has it.
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 #: Where images built by nbml keep the environment's virtualenv (with the base image's packages visible).
 ENV_PREFIX = "/opt/nbml-env"
@@ -45,7 +46,10 @@ def connect(docker_host: str | None = None, timeout: float = 60) -> Any:
 
 
 def base_image_for(env: EnvSpec, default: str | None) -> str:
-    return env.docker_base_image or default or DEFAULT_BASE_IMAGE
+    """The environment's image, else the target's, else DEFAULT_CPU_IMAGE (which nbml can make offline)."""
+    from nbml.environment import DEFAULT_CPU_IMAGE
+
+    return env.docker_base_image or default or DEFAULT_CPU_IMAGE
 
 
 def image_tag(base: str, env: EnvSpec) -> str:

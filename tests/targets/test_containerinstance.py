@@ -135,3 +135,20 @@ def test_default_cpu_image_is_made_from_a_local_base_or_explains_how(monkeypatch
         assert f"docker tag IMAGE {DEFAULT_CPU_IMAGE}" in str(err.value)
     finally:
         client.close()
+
+
+def test_a_docker_environment_naming_no_image_runs_on_the_default_cpu_image(ws, project, aci_env):
+    from nbml import Environment
+
+    folder = project(**{"where.py": "import os\nfrom nbml import Run\nRun.get_context().tag('where', os.getcwd())\n"})
+    env = Environment("docker-default")
+    env.docker.enabled = True
+    env.docker.base_image = None  # "the SDK's default image": nothing to pull offline, so nbml makes it
+    run = Experiment(ws, "aci").submit(ScriptRunConfig(str(folder), "where.py", environment=env))
+    run.wait_for_completion(raise_on_error=True)
+    assert run.get_tags()["where"] == f"/tmp/nbml_run/{run.id}"
+    client = docker.from_env()
+    try:
+        assert client.images.get(DEFAULT_CPU_IMAGE).id == client.images.get(BASE_IMAGE).id
+    finally:
+        client.close()
