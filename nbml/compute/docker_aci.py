@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,8 +77,13 @@ def ensure_target(workspace: Workspace, config: dict[str, Any]) -> None:
     """Create or refresh the ``containerinstance`` target record with `config` (from `engine_config`)."""
     rec = workspace.store.get_compute(TARGET_NAME)
     if rec is None:
-        workspace.store.add_compute(TARGET_NAME, KIND, config)
-    elif rec["kind"] != KIND:
+        try:
+            workspace.store.add_compute(TARGET_NAME, KIND, config)
+            return
+        except sqlite3.IntegrityError:  # another submit created it just now
+            rec = workspace.store.get_compute(TARGET_NAME)
+            assert rec is not None
+    if rec["kind"] != KIND:
         raise ComputeTargetException(
             f"The workspace has a {rec['kind']} target named {TARGET_NAME!r}, so that name can't mean a container "
             "instance; detach it or rename it (ComputeTarget(ws, 'containerinstance').detach()).")
