@@ -127,6 +127,8 @@ RULES: list[Rule] = [
          'else `ComputeTarget(ws, "local")`', _remote_compute),
     Rule("download-urls", "data", "a URL of SUBSTITUTES -> the local CSV written from a shipped data set",
          lambda src: _replace_urls(src)),
+    Rule("hub-images", "data", "a Docker Hub image of HUB_IMAGES -> the engine's local base image "
+         "(NBML_DOCKER_BASE_IMAGE, else NBML_DOCKER_IMAGE)", lambda src: _replace_hub_images(src)),
     Rule("automl-iterations", "cap", f"AutoML `iterations` capped at {AUTOML_CAP} (added when the notebook relies "
          "on the default of 1000)", _cap_iterations),
     Rule("sklearn-externals-joblib", "drift", "`from sklearn.externals import joblib` (removed in scikit-learn "
@@ -165,9 +167,23 @@ SUBSTITUTES: dict[str, tuple[str, Callable[[Path], None]]] = {
 SUBSTITUTE_DIR = "nbml-substitutes"
 
 
+#: Docker Hub images the notebooks name: pulling is a download too; the engine's local base stands in.
+HUB_IMAGES = ("continuumio/miniconda3",)
+
+
+def local_base_image() -> str:
+    return os.environ.get("NBML_DOCKER_BASE_IMAGE") or os.environ.get("NBML_DOCKER_IMAGE") or "nbml-test-base:bookworm"
+
+
 def _replace_urls(src: str) -> str:
     for url, (name, _write) in SUBSTITUTES.items():
         src = src.replace(url, f"{SUBSTITUTE_DIR}/{name}")
+    return src
+
+
+def _replace_hub_images(src: str) -> str:
+    for image in HUB_IMAGES:
+        src = re.sub(rf"""(['"]){re.escape(image)}(:[\w.-]+)?\1""", repr(local_base_image()), src)
     return src
 
 
@@ -208,8 +224,7 @@ def kernel_environ(work: Path | None = None) -> dict[str, str]:
         (shim / "more").chmod(0o755)
         env["PATH"] = f"{shim}{os.pathsep}{os.environ.get('PATH', '')}"
     # The engine's local base image stands in for DEFAULT_CPU_IMAGE (nothing can be pulled offline).
-    env.setdefault("NBML_DOCKER_BASE_IMAGE", os.environ.get("NBML_DOCKER_BASE_IMAGE")
-                   or os.environ.get("NBML_DOCKER_IMAGE") or "nbml-test-base:bookworm")
+    env["NBML_DOCKER_BASE_IMAGE"] = local_base_image()
     return env
 
 

@@ -99,3 +99,9 @@ def test_table_counts_and_exit_rule(acceptance):
     text = acceptance.table([ok, azure])
     assert "b/two.ipynb" in text and "[1] AzureOnlyError: AKS" in text
     assert text.splitlines()[-1].split() == ["TOTAL", "5", "4", "1", "1"]
+
+
+def test_docker_hub_images_become_the_local_base(acceptance, monkeypatch):
+    monkeypatch.setenv("NBML_DOCKER_BASE_IMAGE", "local-base:1")
+    out, fired = acceptance.apply_rules("image_name = 'continuumio/miniconda3'\nother = 'my/own:2'\n")
+    assert out == "image_name = 'local-base:1'\nother = 'my/own:2'\n" and fired == ["hub-images"]
