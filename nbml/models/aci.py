@@ -220,6 +220,8 @@ def serve(spec: dict[str, Any]) -> None:
     """``python -m nbml.models.aci`` in the container: the local service's scorer behind an optional key check."""
     from nbml.models.serve import _handler, _load_scorer
 
+    # Model.get_model_path(name) in the entry script's init(): no workspace here, the service's models instead.
+    os.environ["NBML_SERVICE_MODELS"] = json.dumps(spec["models"])
     score = _load_scorer(Path(spec.get("models_root") or "/"), spec["models"], spec["config"])
     base = _handler(score)
     hashes = set(spec.get("key_hashes") or [])

@@ -73,7 +73,8 @@ def test_aci_entry_script_deployment_and_a_failing_init(ws, iris_model, tmp_path
         "import json, os, joblib\n"
         "def init():\n"
         "    global model\n"
-        "    model = joblib.load(os.path.join(os.environ['AZUREML_MODEL_DIR'], 'model.joblib'))\n"
+        "    from nbml import Model\n"
+        "    model = joblib.load(Model.get_model_path('sklearn-iris'))  # the SDK's way, inside the service\n"
         "def run(raw):\n"
         "    return {'classes': [int(c) for c in model.predict(json.loads(raw)['data'])]}\n")
     (tmp_path / "broken.py").write_text("def init():\n    raise RuntimeError('no weights here')\n")
