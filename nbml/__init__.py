@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "InferenceConfig": "nbml.models.deploy",
     "LocalWebservice": "nbml.models.deploy",
     "Webservice": "nbml.models.deploy",
+    "AciWebservice": "nbml.models.aci",
     "ResourceConfiguration": "nbml.models.deploy",
     "ComputeTarget": "nbml.compute.targets",
     "LocalCompute": "nbml.compute.targets",

@@ -14,7 +14,8 @@ from typing import Any
 from nbml.compute.base import EnvSpec
 from nbml.errors import ComputeTargetException, EnvironmentBuildError
 
-#: The base image when neither the environment nor the target names one.
+#: The last image tried as the source of DEFAULT_CPU_IMAGE (used when neither the environment nor the target
+#: names an image), if the engine has it.
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 #: Where images built by nbml keep the environment's virtualenv (with the base image's packages visible).
 ENV_PREFIX = "/opt/nbml-env"
@@ -45,7 +46,10 @@ def connect(docker_host: str | None = None, timeout: float = 60) -> Any:
 
 
 def base_image_for(env: EnvSpec, default: str | None) -> str:
-    return env.docker_base_image or default or DEFAULT_BASE_IMAGE
+    """The environment's image, else the target's, else DEFAULT_CPU_IMAGE (which nbml can make offline)."""
+    from nbml.environment import DEFAULT_CPU_IMAGE
+
+    return env.docker_base_image or default or DEFAULT_CPU_IMAGE
 
 
 def image_tag(base: str, env: EnvSpec) -> str:
@@ -63,6 +67,11 @@ def ensure_base(client: Any, base: str, log: LogFn) -> None:
         return
     except docker.errors.ImageNotFound:
         pass
+    from nbml.environment import DEFAULT_CPU_IMAGE
+
+    if base == DEFAULT_CPU_IMAGE:
+        alias_default_image(client, log)
+        return
     log(f"Base image {base} is not on the engine; pulling it")
     try:
         client.images.pull(base)
@@ -72,6 +81,48 @@ def ensure_base(client: Any, base: str, log: LogFn) -> None:
             "Pull, load or build it on that engine (`docker pull`, `docker load`, `docker build`), or set "
             "Environment.docker.base_image to an image that `docker images` lists."
         ) from None
+
+
+def alias_sources() -> list[str]:
+    """Local images that may become DEFAULT_CPU_IMAGE, in order: the configured base, the test image, the
+    default base image (each only if the engine already has it: nothing is pulled)."""
+    names = [os.environ.get("NBML_DOCKER_BASE_IMAGE"), os.environ.get("NBML_DOCKER_IMAGE"), DEFAULT_BASE_IMAGE]
+    return [n for n in dict.fromkeys(names) if n]
+
+
+def alias_default_image(client: Any, log: LogFn) -> str:
+    """Create DEFAULT_CPU_IMAGE as a tag of a local base image that has python3 with venv; return the source.
+
+    Why a tag and not a pull: the SDK's default image lives in an Azure registry, and nbml must work offline.
+    Any image with ``python3 -m venv`` is enough, since environments install their packages on top of it.
+    """
+    import docker.errors
+
+    from nbml.environment import DEFAULT_CPU_IMAGE
+
+    tried: list[str] = []
+    for source in alias_sources():
+        try:
+            client.images.get(source)
+        except docker.errors.ImageNotFound:
+            tried.append(f"{source} (not on the engine)")
+            continue
+        try:
+            client.containers.run(source, ["python3", "-c", "import venv, ensurepip"], remove=True,
+                                  network_mode="none", entrypoint=[])
+        except docker.errors.ContainerError:
+            tried.append(f"{source} (no python3 with venv and ensurepip)")
+            continue
+        repo, _, tag = DEFAULT_CPU_IMAGE.rpartition(":")
+        client.images.get(source).tag(repo, tag)
+        log(f"Tagged {source} as {DEFAULT_CPU_IMAGE} (the default CPU image)")
+        return source
+    raise EnvironmentBuildError(
+        f"The default CPU image {DEFAULT_CPU_IMAGE!r} is not on the Docker engine, and no local base image can "
+        f"stand in for it: tried {', '.join(tried) or 'nothing'}. Set NBML_DOCKER_BASE_IMAGE to an image on that "
+        "engine with python3 and its venv module (e.g. `docker pull python:3.11-slim` where a registry is "
+        f"reachable, or `docker load`), or tag one yourself: `docker tag IMAGE {DEFAULT_CPU_IMAGE}`."
+    )
 
 
 def dockerfile(base: str, env: EnvSpec) -> str:

@@ -77,6 +77,8 @@ class JobSpec:
     environ: dict[str, str] = dataclasses.field(default_factory=dict)
     extra_files: dict[str, bytes] = dataclasses.field(default_factory=dict)
     timeout_seconds: float | None = None
+    #: Limits a container target enforces: {"cpu_cores": 1.0, "memory_gb": 2.0} (run_config.container_instance).
+    resources: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

@@ -107,6 +107,7 @@ class DockerBackend(ComputeBackend):
         )
         if self.config.get("shm_size"):
             kwargs["shm_size"] = self.config["shm_size"]
+        kwargs.update(limits(job.resources))
         if self.transfer == "bind":
             pkg = Path(nbml.__file__).resolve().parent
             kwargs["volumes"] = {str(job_dir.resolve()): {"bind": cdir, "mode": "rw"},
@@ -173,8 +174,7 @@ class DockerBackend(ComputeBackend):
             return JobState("running")
         code = int(state.get("ExitCode", -1))
         if state.get("OOMKilled"):
-            return JobState("lost", code, "The container ran out of memory (killed by the kernel's OOM killer); "
-                                          "give it more memory or use less.")
+            return JobState("exited", code or 137, oom_reason(container.attrs.get("HostConfig") or {}))
         if state.get("Error"):
             return JobState("lost", code, f"Docker could not run the container: {state['Error']}")
         ended = self._wrapper_exit(handle)
@@ -263,6 +263,29 @@ class DockerBackend(ComputeBackend):
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
             return sorted((str(top / m.name) if str(top) != "." else m.name, m.size)
                           for m in tar.getmembers() if m.isfile())
+
+
+def limits(resources: dict[str, float]) -> dict[str, Any]:
+    """docker-py create() arguments for {"cpu_cores", "memory_gb"}: enforced by the engine's cgroups.
+
+    Swap is capped at the memory limit, so a job over its memory is killed rather than slowed to a crawl.
+    """
+    out: dict[str, Any] = {}
+    if resources.get("cpu_cores"):
+        out["nano_cpus"] = int(float(resources["cpu_cores"]) * 1e9)
+    if resources.get("memory_gb"):
+        mem = int(float(resources["memory_gb"]) * (1 << 30))
+        out["mem_limit"] = mem
+        out["memswap_limit"] = mem
+    return out
+
+
+def oom_reason(host_config: dict[str, Any]) -> str:
+    memory = int(host_config.get("Memory") or 0)
+    limit = f" of {memory / (1 << 30):g} GB ({memory >> 20} MiB)" if memory else ""
+    return (f"Out of memory: the job used more than the container's memory limit{limit} and was killed by "
+            "the kernel's OOM killer. Give it more memory (run_config.container_instance.memory_gb, or "
+            "memory_gb= of the deployment) or make the script use less.")
 
 
 def _image_and_python(prepared: str, env: EnvSpec, default_base: str | None) -> tuple[str, str]:

@@ -21,6 +21,7 @@ _BACKENDS: dict[str, str] = {
     "ssh": "nbml.compute.ssh:SSHBackend",
     "docker": "nbml.compute.docker:DockerBackend",
     "dask": "nbml.compute.dask:DaskBackend",
+    "containerinstance": "nbml.compute.docker_aci:ContainerInstanceBackend",
 }
 
 

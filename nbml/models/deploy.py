@@ -65,6 +65,14 @@ class LocalWebservice:
 class Webservice:
     """A deployed service. ``Webservice(ws, name)`` reattaches to one."""
 
+    def __new__(cls, workspace: Workspace | None = None, name: str | None = None) -> Webservice:
+        rec = workspace.store.get_service(name) if cls is Webservice and workspace and name else None
+        if rec is not None and json.loads(rec["config_json"]).get("compute_type") == "ACI":
+            from nbml.models.aci import AciWebservice  # a container on the Docker engine (nbml.models.aci)
+
+            return super().__new__(AciWebservice)
+        return super().__new__(cls)
+
     def __init__(self, workspace: Workspace, name: str) -> None:
         if workspace.store.get_service(name) is None:
             raise WebserviceException(f"No web service {name!r} in this workspace; deploy one with Model.deploy.")
@@ -183,6 +191,10 @@ def deploy(workspace: Workspace, name: str, models: list[Model], inference_confi
         if not overwrite:
             raise WebserviceException(f"A service named {name!r} exists; pass overwrite=True or delete it first.")
         Webservice(workspace, name).delete()
+    if getattr(deployment_config, "compute_type", None) == "ACI":
+        from nbml.models.aci import deploy as deploy_aci
+
+        return deploy_aci(workspace, name, models, inference_config, deployment_config)
     config: dict[str, Any] = {"port": getattr(deployment_config, "port", None), "host": "127.0.0.1",
                               "python": sys.executable}
     if inference_config is None:

@@ -117,6 +117,14 @@ class Model:
     def get_model_path(model_name: str, version: int | None = None, _workspace: Workspace | None = None) -> str:
         from nbml.workspace import Workspace
 
+        served = os.environ.get("NBML_SERVICE_MODELS")  # inside a service container: no workspace, its models
+        if _workspace is None and served:
+            paths = {m["id"]: m["path"] for m in json.loads(served)}
+            ids = sorted((i for i in paths if i.rpartition(":")[0] == model_name), key=lambda i: int(i.rpartition(":")[2]))
+            match = [i for i in ids if version is None or i == f"{model_name}:{version}"]
+            if not match:
+                raise ModelNotFound(f"Model {model_name!r} is not deployed with this service (it has {', '.join(paths)}).")
+            return str(paths[match[-1]])
         return str(Model(_workspace or Workspace.from_config(), model_name, version=version)._path)
 
     def download(self, target_dir: str = ".", exist_ok: bool = False, **_: Any) -> str:

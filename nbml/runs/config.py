@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from nbml.environment import CondaDependencies, Environment
+from nbml.runs.containerinstance import ContainerInstanceConfiguration
 
 if TYPE_CHECKING:
     from nbml.runs.experiment import Experiment
@@ -37,6 +38,7 @@ class RunConfiguration:
         self.data_references: dict[str, Any] = {}
         #: dataset inputs (dataset.as_named_input(name)...), read in the script with input_datasets[name].
         self.data: list[Any] = []
+        self.container_instance = ContainerInstanceConfiguration()  # for target = "containerinstance"
 
     @property
     def docker(self) -> Any:

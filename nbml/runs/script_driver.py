@@ -17,6 +17,7 @@ def build_job(ctx: SupervisorContext, run_id: str, config: dict, experiment: str
         blob_dir=ctx.ws_root / "snapshots" / "blobs",
         environ={"NBML_EXPERIMENT": experiment, "NBML_WORKSPACE": str(ctx.ws_root)},
         timeout_seconds=config.get("max_run_duration_seconds"),
+        resources=dict(config.get("resources") or {}),
     )
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbml.compute.targets import resolve_target
 from nbml.errors import UserErrorException
+from nbml.runs import containerinstance
 from nbml.runs.ids import new_run_id
 from nbml.runs.supervisor import start_supervisor
 
@@ -71,7 +72,8 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
 
     ws = experiment.workspace
     source, script = check_script(config.source_directory, config.script)
-    target = resolve_target(ws, config.compute_target)
+    target_ref, limits = containerinstance.resolve(ws, config.compute_target, config.run_config)
+    target = resolve_target(ws, target_ref)
     env = config.environment
     spec = env.spec()
     notes = env.unmapped()
@@ -97,6 +99,8 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
     }
     if data_bindings:
         run_config["data"] = data_bindings
+    if limits:
+        run_config["resources"] = limits
     ws.store.insert_run(run_id, experiment.name, "script", target.name, run_config, snapshot_id=snapshot.id)
     start_recorded_run(ws, run_id, tags, {"script": script, "arguments": " ".join(arguments),
                                           "environment": env.name})

@@ -1,0 +1,450 @@
+"""Acceptance run over the Azure ML SDK v1 sample notebooks in ../shared/azure-samples (never copied here).
+
+For each notebook: copy its folder to a temp dir, apply only the mechanical edits of RULES (below), run it
+with nbclient in a real kernel (per-cell timeout, continuing after errors, NBML_HOME in the temp dir), and
+print per notebook: code cells, passed, failed, Azure-only failures (``AzureOnlyError``, matched by name),
+and the first failing cell's error line; then every failing cell. Exit code 1 if any cell failed with
+anything but AzureOnlyError, 0 otherwise (also when the samples folder is absent: nothing to check).
+
+    python scripts/acceptance.py [--jobs 2] [--cell-timeout 600] [--only SUBSTRING] [--json out.json]
+    python scripts/acceptance.py --rules      # print the edit table
+
+The edit rules are mechanical (a pattern, no understanding of the notebook); each belongs to one category:
+
+``imports``  the port itself: the word ``azureml`` as a module path becomes ``nbml``.
+``auth``     ``Workspace.create/get(subscription...)`` becomes ``Workspace.from_config()``.
+``compute``  compute set-up: AmlCompute clusters are capped at 2 nodes (a local Dask cluster here);
+             RemoteCompute attaches to the test sshd when NBML_SSH_* say where it is, else uses local.
+``data``     internet downloads become a data set a package ships, written to CSV (see SUBSTITUTES).
+``cap``      AutoML iterations capped at AUTOML_CAP (the SDK default is 1000; the notebooks ask for up to 20),
+             so a run over 17 notebooks fits a laptop.
+``drift``    2019 library APIs that today's scikit-learn / numpy / pandas removed; not nbml's concern, so
+             fixed here to keep the count about nbml.
+
+Side files of a notebook's folder (``*.py`` scripts, notebooks run as entry scripts) get the ``imports`` and
+``drift`` rules only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+AUTOML_CAP = 5
+MAX_NODES = 2
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    category: str
+    what: str
+    apply: Callable[[str], str]
+
+
+def _sub(pattern: str, repl: str | Callable[[re.Match[str]], str], flags: int = re.MULTILINE) -> Callable[[str], str]:
+    rx = re.compile(pattern, flags)
+    return lambda src: rx.sub(repl, src)
+
+
+def _call_span(src: str, start: int) -> int:
+    """Index just past the parenthesised argument list that opens at or after `start`."""
+    depth, i = 0, src.index("(", start)
+    while i < len(src):
+        depth += {"(": 1, ")": -1}.get(src[i], 0)
+        if depth == 0:
+            return i + 1
+        i += 1
+    return len(src)
+
+
+def _workspace_auth(src: str) -> str:
+    out, pos = [], 0
+    for m in re.finditer(r"\bWorkspace(\.create|\.get)?\s*\(", src):
+        end = _call_span(src, m.start())
+        args = src[m.end():end - 1]
+        if "subscription_id" not in args and m.group(1) is None:
+            continue
+        out += [src[pos:m.start()], "Workspace.from_config()"]
+        pos = end
+    return "".join(out) + src[pos:]
+
+
+def _cap_iterations(src: str) -> str:
+    src = re.sub(r"(\biterations\s*=\s*)(\d+)", lambda m: m.group(1) + str(min(int(m.group(2)), AUTOML_CAP)), src)
+    src = re.sub(r"""(["']iterations["']\s*:\s*)(\d+)""",
+                 lambda m: m.group(1) + str(min(int(m.group(2)), AUTOML_CAP)), src)
+    # No iterations at all means the SDK's default of 1000: ask for the cap instead.
+    m = re.search(r"\bAutoMLConfig\s*\(", src)
+    if m and "iterations" not in src and "**" not in src[m.start():_call_span(src, m.start())]:
+        src = src[:m.end()] + f"iterations={AUTOML_CAP}, " + src[m.end():]
+    return src
+
+
+def _amlcompute_nodes(src: str) -> str:
+    if "AmlCompute.provisioning_configuration" not in src:
+        return src
+    return re.sub(r"\bmax_nodes\s*=\s*[^,)\n]+", f"max_nodes={MAX_NODES}", src)
+
+
+def _remote_compute(src: str) -> str:
+    if "RemoteCompute.attach_configuration" not in src:
+        return src
+    host = os.environ.get("NBML_SSH_HOST")
+    if host:
+        # The kernel gets AZUREML_DSVM_USERNAME/ADDRESS (see kernel_environ); port and key are literals here.
+        src = re.sub(r"\bssh_port\s*=\s*\d+", f"ssh_port={int(os.environ.get('NBML_SSH_PORT', '22'))}", src)
+        key = os.environ.get("NBML_SSH_KEY")
+        if key:
+            src = re.sub(r"\bprivate_key_file\s*=\s*(['\"])[^'\"]*\1", f"private_key_file={key!r}", src)
+        return src
+    # No sshd to reach: the attach becomes the local target.
+    m = re.search(r"(\w+)\s*=\s*ComputeTarget\.attach\s*\(", src)
+    if m:
+        src = src[:m.start()] + f'{m.group(1)} = ComputeTarget(ws, "local")' + src[_call_span(src, m.start()):]
+    return src
+
+
+RULES: list[Rule] = [
+    Rule("module-paths", "imports", "`azureml` as a module path (import lines, `azureml.core.VERSION`) -> `nbml`",
+         _sub(r"\bazureml(?=\.[A-Za-z_])|(?<=\bimport )azureml\b|(?<=\bfrom )azureml\b", "nbml")),
+    Rule("workspace-auth", "auth", "`Workspace.create/get(...)`, `Workspace(subscription_id=...)` -> "
+         "`Workspace.from_config()`", _workspace_auth),
+    Rule("amlcompute-nodes", "compute", f"AmlCompute provisioning: `max_nodes=...` -> `max_nodes={MAX_NODES}` "
+         "(a local Dask cluster)", _amlcompute_nodes),
+    Rule("remote-compute", "compute", "RemoteCompute attach: the test sshd (NBML_SSH_HOST/USER/PORT/KEY) when set, "
+         'else `ComputeTarget(ws, "local")`', _remote_compute),
+    Rule("download-urls", "data", "a URL of SUBSTITUTES -> the local CSV written from a shipped data set",
+         lambda src: _replace_urls(src)),
+    Rule("hub-images", "data", "a Docker Hub image of HUB_IMAGES -> the engine's local base image "
+         "(NBML_DOCKER_BASE_IMAGE, else NBML_DOCKER_IMAGE)", lambda src: _replace_hub_images(src)),
+    Rule("automl-iterations", "cap", f"AutoML `iterations` capped at {AUTOML_CAP} (added when the notebook relies "
+         "on the default of 1000)", _cap_iterations),
+    Rule("sklearn-externals-joblib", "drift", "`from sklearn.externals import joblib` (removed in scikit-learn "
+         "0.23) -> `import joblib`", _sub(r"^(\s*)from sklearn\.externals import joblib\b", r"\1import joblib")),
+    Rule("numpy-bool", "drift", "`np.bool` (removed in numpy 1.24) -> `bool`", _sub(r"\bnp\.bool\b(?!_)", "bool")),
+    Rule("pandas-sort-index-axis", "drift", "`.sort_index(1)` (axis keyword-only since pandas 2.0) -> "
+         "`.sort_index(axis=1)`", _sub(r"\.sort_index\((\d)\)", r".sort_index(axis=\1)")),
+    Rule("pandas-colwidth", "drift", "`pd.set_option('display.max_colwidth', -1)` (an error in pandas 2) -> None",
+         _sub(r"""(['"]display\.max_colwidth['"]\s*,\s*)-1""", r"\1None")),
+]
+
+
+# -- data substitutes -------------------------------------------------------------------------------
+def _wine_as_crime(part: str) -> Callable[[Path], None]:
+    """Chicago crime sample (label 'Primary Type', a leaky 'FBI Code' column the notebook drops) ->
+    scikit-learn's wine data with those two columns: a 3-class table of the same use."""
+
+    def write(path: Path) -> None:
+        from sklearn.datasets import load_wine
+        from sklearn.model_selection import train_test_split
+
+        frame = load_wine(as_frame=True).frame
+        frame["Primary Type"] = frame.pop("target").map({0: "THEFT", 1: "BATTERY", 2: "NARCOTICS"})
+        frame["FBI Code"] = frame["Primary Type"].map({"THEFT": "06", "BATTERY": "08B", "NARCOTICS": "18"})
+        train, test = train_test_split(frame, test_size=0.3, random_state=0, stratify=frame["Primary Type"])
+        (train if part == "train" else test).to_csv(path, index=False)
+
+    return write
+
+
+#: URL -> (file name under the notebook's `nbml-substitutes/` folder, writer).
+SUBSTITUTES: dict[str, tuple[str, Callable[[Path], None]]] = {
+    "https://dprepdata.blob.core.windows.net/demo/crime0-random.csv": ("crime0-random.csv", _wine_as_crime("train")),
+    "https://dprepdata.blob.core.windows.net/demo/crime0-test.csv": ("crime0-test.csv", _wine_as_crime("test")),
+}
+SUBSTITUTE_DIR = "nbml-substitutes"
+
+
+#: Docker Hub images the notebooks name: pulling is a download too; the engine's local base stands in.
+HUB_IMAGES = ("continuumio/miniconda3",)
+
+
+def local_base_image() -> str:
+    return os.environ.get("NBML_DOCKER_BASE_IMAGE") or os.environ.get("NBML_DOCKER_IMAGE") or "nbml-test-base:bookworm"
+
+
+def _replace_urls(src: str) -> str:
+    for url, (name, _write) in SUBSTITUTES.items():
+        src = src.replace(url, f"{SUBSTITUTE_DIR}/{name}")
+    return src
+
+
+def _replace_hub_images(src: str) -> str:
+    for image in HUB_IMAGES:
+        src = re.sub(rf"""(['"]){re.escape(image)}(:[\w.-]+)?\1""", repr(local_base_image()), src)
+    return src
+
+
+def write_substitutes(folder: Path, sources: list[str]) -> list[str]:
+    """Write the substitutes the notebook's sources ask for into `folder`; returns the URLs replaced."""
+    used = [url for url in SUBSTITUTES if any(url in s for s in sources)]
+    for url in used:
+        name, write = SUBSTITUTES[url]
+        (folder / SUBSTITUTE_DIR).mkdir(exist_ok=True)
+        write(folder / SUBSTITUTE_DIR / name)
+    return used
+
+
+def apply_rules(src: str, categories: tuple[str, ...] | None = None) -> tuple[str, list[str]]:
+    """`src` after every rule (of `categories`, default all); returns (new source, names of rules that changed it)."""
+    fired = []
+    for rule in RULES:
+        if categories is not None and rule.category not in categories:
+            continue
+        new = rule.apply(src)
+        if new != src:
+            fired.append(rule.name)
+            src = new
+    return src, fired
+
+
+def kernel_environ(work: Path | None = None) -> dict[str, str]:
+    """Variables the notebooks read for their compute set-up, pointed at what this machine has."""
+    env = {"AML_COMPUTE_CLUSTER_MAX_NODES": str(MAX_NODES), "MPLBACKEND": "Agg"}
+    if os.environ.get("NBML_SSH_HOST"):
+        env["AZUREML_DSVM_ADDRESS"] = os.environ["NBML_SSH_HOST"]
+        env["AZUREML_DSVM_USERNAME"] = os.environ.get("NBML_SSH_USER", os.environ.get("USER", "root"))
+    if work is not None:
+        # Nobody presses a key in this kernel: `!more file` (manage-runs) would wait forever on its pty.
+        shim = work / "bin"
+        shim.mkdir(parents=True, exist_ok=True)
+        (shim / "more").write_text('#!/bin/sh\nexec cat "$@"\n')
+        (shim / "more").chmod(0o755)
+        env["PATH"] = f"{shim}{os.pathsep}{os.environ.get('PATH', '')}"
+    # The engine's local base image stands in for DEFAULT_CPU_IMAGE (nothing can be pulled offline).
+    env["NBML_DOCKER_BASE_IMAGE"] = local_base_image()
+    return env
+
+
+def describe() -> str:
+    lines = ["| rule | category | edit |", "|---|---|---|"]
+    lines += [f"| {r.name} | {r.category} | {r.what} |" for r in RULES]
+    lines += ["", "Data substitutes:"] + [f"- {url} -> {SUBSTITUTE_DIR}/{name}" for url, (name, _w) in SUBSTITUTES.items()]
+    return "\n".join(lines)
+
+
+# -- running ----------------------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+AZURE_ONLY = "AzureOnlyError"
+#: Notebooks that read what earlier ones left in the workspace run in a second phase.
+LATER = ("exploring-previous-runs",)
+
+
+@dataclass
+class Result:
+    notebook: str
+    cells: int = 0
+    passed: int = 0
+    failures: list[dict[str, object]] = field(default_factory=list)  # {"cell", "ename", "line"}
+    rules: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def azure_only(self) -> int:
+        return sum(1 for f in self.failures if f["ename"] == AZURE_ONLY)
+
+
+def find_samples(explicit: str | None = None) -> Path | None:
+    """--samples, else $NBML_AZURE_SAMPLES, else ../shared/azure-samples from the repo root (or from a folder
+    above it: a git worktree lives deeper than the main checkout)."""
+    given = explicit or os.environ.get("NBML_AZURE_SAMPLES")
+    candidates = [Path(given)] if given else [p / "shared" / "azure-samples" for p in REPO.parents]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+def list_notebooks(samples: Path, only: str | None = None) -> list[Path]:
+    found = [p for p in sorted(samples.rglob("*.ipynb")) if ".ipynb_checkpoints" not in p.parts]
+    return [p for p in found if only is None or only in str(p.relative_to(samples))]
+
+
+def prepare(notebook: Path, samples: Path, work: Path) -> tuple[Path, list[str]]:
+    """Copy the notebook's folder into `work` and apply the rules; returns (the copy, rules that fired)."""
+    import nbformat
+
+    rel = notebook.parent.relative_to(samples)
+    dest = work / rel
+    shutil.copytree(notebook.parent, dest, dirs_exist_ok=True)
+    fired: set[str] = set()
+    for path in dest.rglob("*"):
+        if path.suffix == ".py":
+            new, names = apply_rules(path.read_text(), ("imports", "drift"))
+            path.write_text(new)
+            fired.update(names)
+        elif path.suffix == ".ipynb":
+            nb = nbformat.read(path, as_version=4)
+            main = path.name == notebook.name
+            for cell in nb.cells:
+                if cell.cell_type == "code":
+                    cell.source, names = apply_rules(cell.source, None if main else ("imports", "drift"))
+                    fired.update(names)
+            nbformat.write(nb, path)
+    write_substitutes(dest, [notebook.read_text()])
+    return dest / notebook.name, sorted(fired)
+
+
+def execute(path: Path, cell_timeout: int) -> dict[str, object]:
+    """Run one prepared notebook in a kernel (child process side); returns its per-cell results."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import DeadKernelError
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3", allow_errors=True,
+                            interrupt_on_timeout=True, resources={"metadata": {"path": str(path.parent)}})
+    died = None
+    try:
+        client.execute()
+    except DeadKernelError as exc:
+        died = f"DeadKernelError: {exc}".splitlines()[0]
+    finally:
+        nbformat.write(nb, path)
+    cells, passed, failures = 0, 0, []
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        if not cell.source.strip():
+            continue
+        cells += 1
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if errors:
+            line = f"{errors[0].get('ename')}: {errors[0].get('evalue')}".splitlines()[0][:300]
+            failures.append({"cell": i, "ename": errors[0].get("ename"), "line": line})
+        elif died and cell.get("execution_count") is None:
+            failures.append({"cell": i, "ename": "NotRun", "line": died or "the cell did not run"})
+        else:
+            passed += 1
+    return {"cells": cells, "passed": passed, "failures": failures}
+
+
+def run_one(notebook: Path, samples: Path, work: Path, env: dict[str, str], cell_timeout: int,
+            notebook_timeout: int) -> Result:
+    rel = str(notebook.relative_to(samples))
+    result = Result(rel)
+    start = time.monotonic()
+    copy, result.rules = prepare(notebook, samples, work)
+    out = copy.with_suffix(".result.json")
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--execute", str(copy), str(out), "--cell-timeout",
+                               str(cell_timeout)], env=env, cwd=copy.parent, capture_output=True, text=True,
+                              timeout=notebook_timeout)
+        if out.exists():
+            data = json.loads(out.read_text())
+            result.cells, result.passed, result.failures = data["cells"], data["passed"], data["failures"]
+        else:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            result.failures = [{"cell": -1, "ename": "RunnerError", "line": tail[0][:300]}]
+    except subprocess.TimeoutExpired:
+        result.failures = [{"cell": -1, "ename": "Timeout", "line": f"notebook over {notebook_timeout} s"}]
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def cleanup(nbml_home: Path) -> None:
+    """Stop what the notebooks left running in the workspace: runs, Dask clusters, web services."""
+    if not (nbml_home / "nbml.db").exists() and not any(nbml_home.glob("**/nbml.db")):
+        return
+    os.environ["NBML_HOME"] = str(nbml_home)
+    sys.path.insert(0, str(REPO))
+    from nbml import Workspace
+    from nbml.compute import _dask_cluster
+    from nbml.models.deploy import Webservice
+    from nbml.runs.status import ACTIVE
+
+    ws = Workspace.from_config(nbml_home)
+    active = ws.store.list_runs(status=list(ACTIVE), limit=10_000)
+    for rec in active:
+        ws.store.request_cancel(rec["run_id"])
+    deadline = time.monotonic() + 60
+    while active and time.monotonic() < deadline:
+        time.sleep(1)
+        active = ws.store.list_runs(status=list(ACTIVE), limit=10_000)
+    for rec in ws.store.list_compute():
+        if rec["kind"] == "dask":
+            _dask_cluster.stop(ws.path, rec["name"])
+    for service in Webservice.list(ws):
+        service.delete()
+
+
+def table(results: list[Result]) -> str:
+    width = max([len(r.notebook) for r in results] + [8])
+    lines = [f"{'notebook':<{width}}  cells  passed  failed  azure-only  first failure",
+             "-" * (width + 60)]
+    for r in results:
+        first = next(iter(r.failures), None)
+        where = f"[{first['cell']}] {first['line']}" if first else ""
+        lines.append(f"{r.notebook:<{width}}  {r.cells:>5}  {r.passed:>6}  {r.failed:>6}  {r.azure_only:>10}  "
+                     f"{where[:140]}")
+    total = Result("TOTAL", sum(r.cells for r in results), sum(r.passed for r in results),
+                   [f for r in results for f in r.failures])
+    lines.append(f"{'TOTAL':<{width}}  {total.cells:>5}  {total.passed:>6}  {total.failed:>6}  "
+                 f"{total.azure_only:>10}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", help="folder of the sample notebooks (default ../shared/azure-samples)")
+    parser.add_argument("--jobs", type=int, default=2, help="notebooks at once (at most 2)")
+    parser.add_argument("--cell-timeout", type=int, default=600)
+    parser.add_argument("--notebook-timeout", type=int, default=2400)
+    parser.add_argument("--only", help="run only notebooks whose path contains this")
+    parser.add_argument("--json", help="write the results here too")
+    parser.add_argument("--keep", help="run in this folder and keep it (default: a temp dir, removed)")
+    parser.add_argument("--rules", action="store_true", help="print the edit table and exit")
+    parser.add_argument("--execute", nargs=2, metavar=("NOTEBOOK", "RESULT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rules:
+        print(describe())
+        return 0
+    if args.execute:
+        Path(args.execute[1]).write_text(json.dumps(execute(Path(args.execute[0]), args.cell_timeout)))
+        return 0
+    samples = find_samples(args.samples)
+    if samples is None:
+        print("No sample notebooks at ../shared/azure-samples (or --samples): nothing to check.")
+        return 0
+    notebooks = list_notebooks(samples, args.only)
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="nbml-acceptance-"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **kernel_environ(work), "NBML_HOME": str(work / "nbml-home"),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    env.pop("NBML_WORKSPACE", None)
+    first = [n for n in notebooks if not any(k in str(n) for k in LATER)]
+    later = [n for n in notebooks if n not in first]
+    results: list[Result] = []
+    try:
+        for phase in (first, later):
+            with ThreadPoolExecutor(max_workers=max(1, min(args.jobs, 2))) as pool:
+                results += pool.map(lambda nb: run_one(nb, samples, work / "notebooks", env, args.cell_timeout,
+                                                       args.notebook_timeout), phase)
+    finally:
+        cleanup(work / "nbml-home")
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print(table(results))
+    print("\nFailing cells:")
+    for r in results:
+        for f in r.failures:
+            print(f"  {r.notebook} [{f['cell']}] {f['line'][:200]}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([{**asdict(r), "failed": r.failed, "azure_only": r.azure_only}
+                                               for r in results], indent=1))
+    return 1 if any(f["ename"] != AZURE_ONLY for r in results for f in r.failures) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

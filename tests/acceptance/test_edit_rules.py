@@ -1,0 +1,107 @@
+"""The acceptance run's edit rules: mechanical, and only where they are meant to apply."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+
+def test_module_paths_become_nbml_but_package_names_in_strings_stay(acceptance):
+    src = ("import azureml.core\nfrom azureml.core.compute import RemoteCompute\n"
+           "print(azureml.core.VERSION)\npip = ['azureml-sdk', 'scikit-learn']\nrun.add_properties({'a': 'azureml-user'})\n")
+    out, fired = acceptance.apply_rules(src)
+    assert out == ("import nbml.core\nfrom nbml.core.compute import RemoteCompute\n"
+                   "print(nbml.core.VERSION)\npip = ['azureml-sdk', 'scikit-learn']\n"
+                   "run.add_properties({'a': 'azureml-user'})\n")
+    assert fired == ["module-paths"]
+
+
+def test_workspace_auth_becomes_from_config(acceptance):
+    src = "ws = Workspace.create(name='w',\n    subscription_id=sid, resource_group='rg')\nws2 = Workspace.from_config()\n"
+    out, _ = acceptance.apply_rules(src)
+    assert out == "ws = Workspace.from_config()\nws2 = Workspace.from_config()\n"
+    same = "ws = Workspace(workspace_name)\n"
+    assert acceptance.apply_rules(same)[0] == same
+
+
+def test_automl_iterations_are_capped_or_added(acceptance):
+    cap = acceptance.AUTOML_CAP
+    assert acceptance.apply_rules("AutoMLConfig(task='c', iterations = 20, X=X)")[0] == \
+        f"AutoMLConfig(task='c', iterations = {cap}, X=X)"
+    assert acceptance.apply_rules('s = {"iterations" : 40}')[0] == f's = {{"iterations" : {cap}}}'
+    assert acceptance.apply_rules("AutoMLConfig(task='c', iterations=2)")[0] == "AutoMLConfig(task='c', iterations=2)"
+    assert acceptance.apply_rules("c = AutoMLConfig(task='c',\n  X=X)")[0] == \
+        f"c = AutoMLConfig(iterations={cap}, task='c',\n  X=X)"
+    spread = "c = AutoMLConfig(task='c', **settings)"
+    assert acceptance.apply_rules(spread)[0] == spread  # the settings dict carries it
+
+
+def test_compute_setup_rules(acceptance, monkeypatch):
+    cluster = "cfg = AmlCompute.provisioning_configuration(vm_size='STANDARD_NC6',\n    max_nodes=4)\n"
+    assert "max_nodes=2)" in acceptance.apply_rules(cluster)[0]
+    attach = ("config = RemoteCompute.attach_configuration(username=u, address=a, ssh_port=22,\n"
+              "    private_key_file='./.ssh/id_rsa')\ndsvm = ComputeTarget.attach(ws, name, config)\n")
+    monkeypatch.delenv("NBML_SSH_HOST", raising=False)
+    assert 'dsvm = ComputeTarget(ws, "local")' in acceptance.apply_rules(attach)[0]
+    monkeypatch.setenv("NBML_SSH_HOST", "127.0.0.1")
+    monkeypatch.setenv("NBML_SSH_PORT", "2222")
+    monkeypatch.setenv("NBML_SSH_KEY", "/keys/id_ed25519")
+    out = acceptance.apply_rules(attach)[0]
+    assert "ssh_port=2222" in out and "private_key_file='/keys/id_ed25519'" in out
+    assert "ComputeTarget.attach(ws, name, config)" in out
+    assert acceptance.kernel_environ()["AZUREML_DSVM_ADDRESS"] == "127.0.0.1"
+
+
+def test_library_drift_rules(acceptance):
+    src = "from sklearn.externals import joblib\nm = np.zeros(3, dtype=np.bool)\nb = np.bool_\n" \
+          "pd.set_option('display.max_colwidth', -1)\nrundata = pd.DataFrame(m).sort_index(1)\n"
+    out, fired = acceptance.apply_rules(src)
+    assert out == ("import joblib\nm = np.zeros(3, dtype=bool)\nb = np.bool_\npd.set_option('display.max_colwidth', None)\n"
+                   "rundata = pd.DataFrame(m).sort_index(axis=1)\n")
+    assert {acceptance.RULES[i].category for i in range(len(acceptance.RULES)) if acceptance.RULES[i].name in fired} \
+        == {"drift"}
+
+
+def test_download_urls_become_shipped_data_of_the_same_use(acceptance, tmp_path):
+    url = "https://dprepdata.blob.core.windows.net/demo/crime0-random.csv"
+    src = f"dataset = Dataset.Tabular.from_delimited_files('{url}')"
+    out, fired = acceptance.apply_rules(src)
+    assert fired == ["download-urls"] and "nbml-substitutes/crime0-random.csv" in out
+    assert acceptance.write_substitutes(tmp_path, [src]) == [url]
+    frame = pd.read_csv(tmp_path / "nbml-substitutes" / "crime0-random.csv")
+    assert {"Primary Type", "FBI Code"} <= set(frame.columns) and frame["Primary Type"].nunique() == 3
+    assert not (tmp_path / "nbml-substitutes" / "crime0-test.csv").exists()  # only what the notebook uses
+
+
+def test_prepare_copies_the_folder_and_edits_only_the_copy(acceptance, tmp_path):
+    import nbformat
+
+    samples = tmp_path / "samples" / "topic"
+    samples.mkdir(parents=True)
+    (samples / "train.py").write_text("from azureml.core.run import Run\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import azureml.core\nAutoMLConfig(task='r')")])
+    nbformat.write(nb, samples / "demo.ipynb")
+    original = (samples / "demo.ipynb").read_text()
+    copy, fired = acceptance.prepare(samples / "demo.ipynb", tmp_path / "samples", tmp_path / "work")
+    assert copy == tmp_path / "work" / "topic" / "demo.ipynb"
+    assert (samples / "demo.ipynb").read_text() == original
+    assert (copy.parent / "train.py").read_text() == "from nbml.core.run import Run\n"
+    cell = "".join(json.loads(copy.read_text())["cells"][0]["source"])
+    assert cell.startswith("import nbml.core\nAutoMLConfig(iterations=")
+    assert fired == ["automl-iterations", "module-paths"]
+
+
+def test_table_counts_and_exit_rule(acceptance):
+    ok = acceptance.Result("a/one.ipynb", cells=3, passed=3)
+    azure = acceptance.Result("b/two.ipynb", cells=2, passed=1,
+                              failures=[{"cell": 1, "ename": "AzureOnlyError", "line": "AzureOnlyError: AKS"}])
+    text = acceptance.table([ok, azure])
+    assert "b/two.ipynb" in text and "[1] AzureOnlyError: AKS" in text
+    assert text.splitlines()[-1].split() == ["TOTAL", "5", "4", "1", "1"]
+
+
+def test_docker_hub_images_become_the_local_base(acceptance, monkeypatch):
+    monkeypatch.setenv("NBML_DOCKER_BASE_IMAGE", "local-base:1")
+    out, fired = acceptance.apply_rules("image_name = 'continuumio/miniconda3'\nother = 'my/own:2'\n")
+    assert out == "image_name = 'local-base:1'\nother = 'my/own:2'\n" and fired == ["hub-images"]
