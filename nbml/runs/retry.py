@@ -40,7 +40,7 @@ async def retrying(ctx: SupervisorContext, run_id: str, what: str, fn: Callable[
         try:
             result = await fn()
             if attempt:
-                ctx.store.add_properties(run_id, {"nbml.target_reachable": "true"})
+                await ctx.db(ctx.store.add_properties, run_id, {"nbml.target_reachable": "true"})
             return result
         except (JobFailed, ComputeTargetException, EnvironmentBuildError):
             raise
@@ -51,13 +51,14 @@ async def retrying(ctx: SupervisorContext, run_id: str, what: str, fn: Callable[
             attempt += 1
             now = time.monotonic()
             deadline = deadline or now + timeout
-            ctx.store.add_properties(run_id, {"nbml.target_retries": str(attempt), "nbml.target_reachable": "false",
-                                              "nbml.target_error": describe(exc)[:500]})
+            await ctx.db(ctx.store.add_properties, run_id, {
+                "nbml.target_retries": str(attempt), "nbml.target_reachable": "false",
+                "nbml.target_error": describe(exc)[:500]})
             ctx.log(f"{what}: target unreachable ({describe(exc)}); retry {attempt}")
             if now >= deadline:
                 raise JobFailed(f"The compute target was unreachable for {timeout:.0f} s while {what} "
                                 f"({attempt} attempts; last error: {describe(exc)}). Check the target "
                                 "and submit again.") from exc
-            if ctx.is_cancelled(run_id):
+            if await ctx.cancelled(run_id):
                 raise JobFailed("canceled while the target was unreachable") from exc
             await asyncio.sleep(min(2.0 ** min(attempt, 4), MAX_BACKOFF_S, max(deadline - now, 0.05)))
