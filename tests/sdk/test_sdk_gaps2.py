@@ -1,0 +1,71 @@
+"""SDK gaps the acceptance run over the sample notebooks found after issue 11."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nbml import Workspace
+from nbml.core import Experiment, Model
+from nbml.core.compute import AmlCompute
+from nbml.core.environment import Environment
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_experiment_list_returns_the_workspace_experiments(ws: Workspace) -> None:
+    for name in ("exp-a", "exp-b"):
+        run = Experiment(ws, name).start_logging(outputs=None)
+        run.complete()
+    names = sorted(e.name for e in Experiment.list(ws))
+    assert names == ["exp-a", "exp-b"]
+    assert [e.name for e in Experiment.list(ws, experiment_name="exp-b")] == ["exp-b"]
+    assert all(isinstance(e, Experiment) for e in Experiment.list(ws))
+
+
+def test_amlcompute_supported_vmsizes_is_this_machine_in_the_sdk_shape(ws: Workspace) -> None:
+    import psutil
+
+    sizes = AmlCompute.supported_vmsizes(ws)
+    assert len(sizes) == 1
+    size = sizes[0]
+    assert set(size) == {"name", "vCPUs", "gpus", "memoryGB", "maxResourceVolumeMB"}
+    assert 1 <= size["vCPUs"] <= (os.cpu_count() or 1)
+    assert size["memoryGB"] == pytest.approx(psutil.virtual_memory().total / 2**30, abs=0.1)
+    assert size["gpus"] >= 0 and size["maxResourceVolumeMB"] > 0
+
+
+def test_model_url_points_at_the_stored_files(ws: Workspace, tmp_path: Path) -> None:
+    (tmp_path / "model.pkl").write_bytes(b"weights")
+    model = Model.register(ws, model_path=str(tmp_path / "model.pkl"), model_name="m")
+    assert model.url.startswith("file://")
+    from urllib.parse import unquote, urlparse
+
+    assert Path(unquote(urlparse(model.url).path)).read_bytes() == b"weights"
+
+
+def test_docker_gpu_support_is_accepted_and_warns_it_is_ignored() -> None:
+    env = Environment("gpu")
+    assert env.docker.gpu_support is False
+    with pytest.warns(UserWarning, match="gpu_support is ignored"):
+        env.docker.gpu_support = True
+    assert env.docker.gpu_support is True
+
+
+def test_import_nbml_core_reaches_nbml_data_like_azureml() -> None:
+    # A fresh interpreter: `import azureml.core` then `azureml.data.__version__` (a notebook's first cell).
+    code = "import nbml.core\nprint(nbml.data.__version__, nbml.core.Dataset.__name__)"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert out.stdout.split() == ["0.1.0", "Dataset"]
+
+
+def test_unknown_nbml_attribute_still_raises() -> None:
+    import nbml
+
+    with pytest.raises(AttributeError):
+        nbml.not_a_module  # noqa: B018
