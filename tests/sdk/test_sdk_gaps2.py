@@ -69,3 +69,47 @@ def test_unknown_nbml_attribute_still_raises() -> None:
 
     with pytest.raises(AttributeError):
         nbml.not_a_module  # noqa: B018
+
+
+CHILDREN = """
+from nbml.core import Run
+run = Run.get_context()
+for c, child in enumerate(run.create_children(count=3)):
+    child.log(name="Hello from child run ", value=c)
+    child.complete()
+for child in run.create_children(tag_key="color", tag_values=["red", "blue"]):
+    child.log("seen", 1)
+    child.complete()
+"""
+
+
+def test_create_children_inside_a_script_makes_real_child_runs(ws: Workspace, project) -> None:  # type: ignore[no-untyped-def]
+    from nbml.core import ScriptRunConfig
+
+    project(**{"hello_with_children.py": CHILDREN})
+    run = Experiment(ws, "kids").submit(ScriptRunConfig(".", "hello_with_children.py"))
+    run.wait_for_completion(timeout_seconds=120, show_output=False)
+    assert run.get_status() == "Completed"
+    children = sorted(run.get_children(), key=lambda c: c._rec["created_at"])
+    assert len(children) == 5
+    assert {c.get_status() for c in children} == {"Completed"}
+    counted = [c.get_metrics().get("Hello from child run ") for c in children[:3]]
+    assert sorted(counted) == [0, 1, 2]
+    assert sorted(c.get_tags().get("color") for c in children[3:]) == ["blue", "red"]
+
+
+def test_create_children_from_the_notebook_and_its_errors(ws: Workspace) -> None:
+    from nbml.errors import UserErrorException
+
+    parent = Experiment(ws, "kids-nb").start_logging(outputs=None)
+    kids = parent.create_children(tag_key="k", tag_values=[1, 2])
+    for kid in kids:
+        kid.complete()
+    assert sorted(c.get_tags()["k"] for c in parent.get_children()) == ["1", "2"]
+    with pytest.raises(UserErrorException, match="count=N"):
+        parent.create_children()
+    with pytest.raises(UserErrorException, match="disagrees"):
+        parent.create_children(count=3, tag_key="k", tag_values=[1])
+    with pytest.raises(UserErrorException, match="needs tag_key"):
+        parent.create_children(tag_values=[1])
+    parent.complete()
