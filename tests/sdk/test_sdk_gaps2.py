@@ -113,3 +113,32 @@ def test_create_children_from_the_notebook_and_its_errors(ws: Workspace) -> None
     with pytest.raises(UserErrorException, match="needs tag_key"):
         parent.create_children(tag_values=[1])
     parent.complete()
+
+
+def test_automl_fitted_model_offers_named_steps_get_params_and_the_featurization_summary() -> None:
+    import pandas as pd
+    from sklearn.datasets import load_iris
+
+    from nbml.automl.model import AutoMLModel, EnsembleModel, make_pipeline
+
+    iris = load_iris(as_frame=True)
+    X = iris.data.copy()
+    X["kind"] = ["a" if i % 2 else "b" for i in range(len(X))]
+    X.iloc[3, 0] = None
+    pipe = make_pipeline("classification", "LogisticRegression", "StandardScalerWrapper", {}, featurize=True)
+    model = AutoMLModel("classification", pipe).fit(X, iris.target)
+    assert set(model.named_steps) == {"datatransformer", "scaler", "estimator"}
+    params = model.get_params()
+    assert "estimator" in params and any(k.startswith("estimator__") for k in params)
+    for _, step in model.steps:  # the classification sample's print_model
+        assert isinstance(step.get_params(), dict)
+    names = model.named_steps["datatransformer"].get_engineered_feature_names()
+    assert "kind_a" in names and f"{X.columns[0]}_missing" in names
+    summary = pd.DataFrame.from_records(model.named_steps["datatransformer"].get_featurization_summary())
+    assert list(summary["RawFeatureName"]) == [str(c) for c in X.columns]
+    assert summary.set_index("RawFeatureName").loc["kind", "EngineeredFeatureCount"] == 2
+    ensemble = EnsembleModel("classification", [model, model], [0.5, 0.5], model.classes_)
+    ensemble.member_iterations = [3, 7]
+    assert [n for n, _ in ensemble.estimators] == ["3", "7"] and ensemble.weights == [0.5, 0.5]
+    assert ensemble.get_params()["estimators"] == ["3", "7"]
+    assert list(ensemble.named_steps) == ["prefittedsoftvotingensemble"]
