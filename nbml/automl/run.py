@@ -118,6 +118,53 @@ class AutoMLRun(Run):
         return child.register_model(name, model_path or f"outputs/{MODEL_FILE}", tags=tags, description=description,
                                     model_framework="ScikitLearn", **kwargs)
 
+    def continue_experiment(self, X: Any = None, y: Any = None, X_valid: Any = None, y_valid: Any = None,
+                            data_script: str | None = None, show_output: bool = False,
+                            experiment_timeout_minutes: float | None = None, iterations: int | None = None,
+                            training_data: Any = None, validation_data: Any = None,
+                            label_column_name: str | None = None, **_: Any) -> AutoMLRun:
+        """Run more iterations: a new AutoML run of this experiment with this run's settings, numbering its
+        iterations on from this one's (the SDK reopens the same run; here the continuation is its own run,
+        with property ``continued_from``). Without data it reuses this run's training data.
+
+        `iterations` is how many more to run (default: this run's count again).
+        """
+        from nbml.automl.config import AutoMLConfig
+        from nbml.automl.submit import DATA_FILE, submit_automl
+
+        if self.get_status() not in TERMINAL:
+            raise UserErrorException(f"AutoML run {self.id} is still {self.get_status()}; wait for it (or cancel it) "
+                                     "before continue_experiment.")
+        cfg = self.config
+        settings = dict(cfg.get("settings") or {})
+        if iterations is not None:
+            settings["iterations"] = int(iterations)
+        if experiment_timeout_minutes is not None:
+            settings["experiment_timeout_minutes"] = experiment_timeout_minutes
+        data: dict[str, Any] = {"X": X, "y": y, "X_valid": X_valid, "y_valid": y_valid,
+                                "training_data": training_data, "validation_data": validation_data,
+                                "data_script": data_script}
+        if all(v is None for v in data.values()):
+            source = cfg.get("data") or {}
+            if "pickle" in source:
+                with open(self.workspace.run_dir(self.id) / "automl" / DATA_FILE, "rb") as fh:
+                    ds = pickle.load(fh)
+                data.update(X=ds.X, y=ds.y, X_valid=ds.X_valid, y_valid=ds.y_valid)
+            elif cfg.get("data_script_copy") or (cfg.get("source_directory") and "script" in source):
+                data["data_script"] = cfg.get("data_script_copy") or str(Path(cfg["source_directory"]) / source["script"])
+            else:
+                raise UserErrorException(f"AutoML run {self.id} kept no training data to continue with; pass X and y "
+                                         "(or training_data) to continue_experiment.")
+        config = AutoMLConfig(**settings, **data, label_column_name=label_column_name, path=cfg.get("source_directory"),
+                              compute_target=self._rec["compute_target"])
+        done = [r["iteration"] for r in self._iterations() if r.get("iteration") is not None]
+        first = max(int(cfg.get("first_iteration") or 0), max(done, default=-1) + 1)
+        return submit_automl(self.experiment, config, show_output=show_output, first_iteration=first,
+                             continued_from=self.id)
+
+    def clean_preprocessor_cache(self) -> None:
+        """Nothing to clean: nbml keeps no preprocessor cache (the SDK's call is accepted for its notebooks)."""
+
     def cancel_iteration(self, iteration: int) -> None:
         """Stop one running iteration; the search goes on with the others."""
         rec = next((r for r in self._iterations() if r["iteration"] == int(iteration)), None)

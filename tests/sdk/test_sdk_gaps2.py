@@ -142,3 +142,25 @@ def test_automl_fitted_model_offers_named_steps_get_params_and_the_featurization
     assert [n for n, _ in ensemble.estimators] == ["3", "7"] and ensemble.weights == [0.5, 0.5]
     assert ensemble.get_params()["estimators"] == ["3", "7"]
     assert list(ensemble.named_steps) == ["prefittedsoftvotingensemble"]
+
+
+def test_automl_continue_experiment_runs_more_iterations_numbered_on(ws: Workspace, tmp_path: Path) -> None:
+    from sklearn.datasets import load_iris
+
+    from nbml.core import Experiment as Exp
+    from nbml.train.automl import AutoMLConfig
+
+    X, y = load_iris(return_X_y=True)
+    cfg = AutoMLConfig(task="classification", X=X, y=y, iterations=2, n_cross_validations=2,
+                       allowed_models=["LogisticRegression"], enable_voting_ensemble=False,
+                       enable_stack_ensemble=False, path=str(tmp_path / "automl"))
+    first = Exp(ws, "continue").submit(cfg)
+    first.wait_for_completion(timeout_seconds=240)
+    first.clean_preprocessor_cache()  # accepted, nothing to clean
+    more = first.continue_experiment(iterations=2)
+    more.wait_for_completion(timeout_seconds=240)
+    assert more.get_status() == "Completed"
+    assert sorted(int(c["iteration"]) for c in more._iterations()) == [2, 3]
+    assert more.get_properties()["continued_from"] == first.id
+    _, model = more.get_output()
+    assert (model.predict(X[:5]) == y[:5]).mean() >= 0.6
