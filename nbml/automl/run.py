@@ -6,6 +6,7 @@ kernel gives the same answers as the object `submit` returned.
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 import sys
@@ -55,8 +56,21 @@ class AutoMLRun(Run):
     def task(self) -> str:
         return str(self.config["settings"]["task"])
 
-    def _iterations(self) -> list[dict[str, Any]]:
-        return [c for c in self._store.children(self.id) if c["kind"] == CHILD_KIND]
+    def _iterations(self, own_only: bool = False) -> list[dict[str, Any]]:
+        """This run's iterations; unless `own_only`, after those of the runs it continues (continue_experiment),
+        so that, as in the SDK's one continued run, ``get_output(iteration=3)`` and the best model cover all."""
+        own = [c for c in self._store.children(self.id) if c["kind"] == CHILD_KIND]
+        if own_only:
+            return own
+        earlier: list[dict[str, Any]] = []
+        seen = {self.id}
+        parent = self.config.get("continued_from")
+        while parent and parent not in seen:
+            seen.add(parent)
+            earlier = [c for c in self._store.children(parent) if c["kind"] == CHILD_KIND] + earlier
+            rec = self._store.get_run(parent)
+            parent = json.loads(rec["config_json"]).get("continued_from") if rec else None
+        return earlier + own
 
     def _score(self, run_id: str, metric: str) -> float | None:
         value = self._store.get_metrics(run_id, metric).get(metric)
@@ -125,7 +139,8 @@ class AutoMLRun(Run):
                             label_column_name: str | None = None, **_: Any) -> AutoMLRun:
         """Run more iterations: a new AutoML run of this experiment with this run's settings, numbering its
         iterations on from this one's (the SDK reopens the same run; here the continuation is its own run,
-        with property ``continued_from``). Without data it reuses this run's training data.
+        with property ``continued_from``; it answers for this run's iterations too: ``get_output(iteration=n)``,
+        the best model, ``get_children_metrics()``). Without data it reuses this run's training data.
 
         `iterations` is how many more to run (default: this run's count again).
         """
@@ -209,7 +224,7 @@ class AutoMLRun(Run):
         best: float | None = None
         while True:
             status = self.get_status()
-            finished = [r for r in self._iterations() if r["status"] in TERMINAL and r["run_id"] not in printed]
+            finished = [r for r in self._iterations(own_only=True) if r["status"] in TERMINAL and r["run_id"] not in printed]
             for rec in sorted(finished, key=lambda r: r["ended_at"] or 0):
                 printed.add(rec["run_id"])
                 score = self._score(rec["run_id"], metric) if rec["status"] == COMPLETED else None

@@ -160,7 +160,12 @@ def test_automl_continue_experiment_runs_more_iterations_numbered_on(ws: Workspa
     more = first.continue_experiment(iterations=2)
     more.wait_for_completion(timeout_seconds=240)
     assert more.get_status() == "Completed"
-    assert sorted(int(c["iteration"]) for c in more._iterations()) == [2, 3]
+    assert sorted(int(c["iteration"]) for c in more._iterations(own_only=True)) == [2, 3]
+    # like the SDK's one continued run, the continuation answers for the earlier iterations too
+    assert sorted(int(c["iteration"]) for c in more._iterations()) == [0, 1, 2, 3]
+    earlier, _ = more.get_output(iteration=1)
+    assert earlier.id == f"{first.id}_1"
+    assert list(more.get_children_metrics().index) == [0, 1, 2, 3]
     assert more.get_properties()["continued_from"] == first.id
     _, model = more.get_output()
     assert (model.predict(X[:5]) == y[:5]).mean() >= 0.6
