@@ -211,6 +211,9 @@ class DockerSection:
     base_image_registry: ContainerRegistry = field(default_factory=ContainerRegistry)
     base_dockerfile: str | None = None
     arguments: list[str] = field(default_factory=list)
+    #: the SDK's settings a notebook prints; kept with its defaults, not passed to the Docker engine
+    shared_volumes: bool = True
+    shm_size: str = "2g"
 
     @property
     def gpu_support(self) -> bool:

@@ -54,6 +54,7 @@ def test_docker_gpu_support_is_accepted_and_warns_it_is_ignored() -> None:
     with pytest.warns(UserWarning, match="gpu_support is ignored"):
         env.docker.gpu_support = True
     assert env.docker.gpu_support is True
+    assert env.docker.shared_volumes is True and env.docker.shm_size == "2g"  # the using-environments print cell
 
 
 def test_import_nbml_core_reaches_nbml_data_like_azureml() -> None:
