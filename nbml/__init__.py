@@ -51,7 +51,15 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
+# SDK subpackages a notebook reaches as attributes after ``import nbml.core`` (``nbml.data.__version__``):
+# the SDK's ``azureml.core`` imports them itself; here they load on first use.
+_SUBPACKAGES = ("automl", "core", "data", "exceptions", "opendatasets", "telemetry", "tensorboard", "train",
+                "widgets")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"nbml.{name}")  # the import sets the attribute; later lookups skip this
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'nbml' has no attribute {name!r}")

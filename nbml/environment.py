@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -210,6 +211,20 @@ class DockerSection:
     base_image_registry: ContainerRegistry = field(default_factory=ContainerRegistry)
     base_dockerfile: str | None = None
     arguments: list[str] = field(default_factory=list)
+    #: the SDK's settings a notebook prints; kept with its defaults, not passed to the Docker engine
+    shared_volumes: bool = True
+    shm_size: str = "2g"
+
+    @property
+    def gpu_support(self) -> bool:
+        """The SDK's switch for NVIDIA Docker: kept so notebooks can set and read it, with no effect."""
+        return bool(self.__dict__.get("_gpu_support", False))
+
+    @gpu_support.setter
+    def gpu_support(self, value: bool) -> None:
+        warnings.warn("docker.gpu_support is ignored: nbml does not pass GPUs to Docker runs (the SDK itself "
+                      "deprecated this setting).", UserWarning, stacklevel=2)
+        self.__dict__["_gpu_support"] = bool(value)
 
 
 class Environment:

@@ -116,6 +116,17 @@ def _remote_compute(src: str) -> str:
     return src
 
 
+def _wait_after_widget(src: str) -> str:
+    """A cell that submits a run and shows its widget: the reader watched the run finish before the next
+    cell (which reads its metrics); a kernel runs on at once, so the cell waits for it."""
+    for m in list(re.finditer(r"^(\s*)RunDetails\((\w+)\)\.show\(\)[^\n]*$", src, re.M)):
+        run = m.group(2)
+        if re.search(rf"\b{run}\s*=\s*[\w.]+\.submit\(", src[:m.start()]) and \
+                not re.search(rf"\b{run}\.wait_for_completion\(", src):
+            src = src.replace(m.group(0), f"{m.group(0)}\n{m.group(1)}{run}.wait_for_completion(raise_on_error=False)", 1)
+    return src
+
+
 RULES: list[Rule] = [
     Rule("module-paths", "imports", "`azureml` as a module path (import lines, `azureml.core.VERSION`) -> `nbml`",
          _sub(r"\bazureml(?=\.[A-Za-z_])|(?<=\bimport )azureml\b|(?<=\bfrom )azureml\b", "nbml")),
@@ -131,6 +142,8 @@ RULES: list[Rule] = [
          "(NBML_DOCKER_BASE_IMAGE, else NBML_DOCKER_IMAGE)", lambda src: _replace_hub_images(src)),
     Rule("automl-iterations", "cap", f"AutoML `iterations` capped at {AUTOML_CAP} (added when the notebook relies "
          "on the default of 1000)", _cap_iterations),
+    Rule("widget-wait", "pace", "a cell that submits a run and shows `RunDetails(run)`: "
+         "`run.wait_for_completion(raise_on_error=False)` after the widget (the reader waited for it)", _wait_after_widget),
     Rule("sklearn-externals-joblib", "drift", "`from sklearn.externals import joblib` (removed in scikit-learn "
          "0.23) -> `import joblib`", _sub(r"^(\s*)from sklearn\.externals import joblib\b", r"\1import joblib")),
     Rule("numpy-bool", "drift", "`np.bool` (removed in numpy 1.24) -> `bool`", _sub(r"\bnp\.bool\b(?!_)", "bool")),

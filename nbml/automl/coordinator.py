@@ -359,7 +359,8 @@ class Coordinator:
     async def run(self) -> None:
         self.store.set_status(self.parent, RUNNING)
         found = existing_children(self.ctx, self.parent)
-        self.next_iteration = found.next_iteration
+        # a continuation (AutoMLRun.continue_experiment) numbers its iterations on from the earlier run's
+        self.next_iteration = max(found.next_iteration, int(self.cfg.get("first_iteration") or 0))
         groups: dict[str, list[dict[str, Any]]] = {"iteration": [], "ensemble": [], "explain": []}
         for rec in found.all:
             groups.setdefault(_spec(rec).get("kind", "iteration"), []).append(rec)

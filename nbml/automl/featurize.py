@@ -192,6 +192,49 @@ class AutoFeaturizer(BaseEstimator, TransformerMixin):
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray(self.feature_names_, dtype=object)
 
+    def get_engineered_feature_names(self) -> list[str]:
+        """The names of the columns `transform` makes (the SDK's ``datatransformer`` method)."""
+        return [str(n) for n in self.feature_names_]
+
+    def get_featurization_summary(self) -> list[dict[str, Any]]:
+        """One dict per raw column: its detected type, whether it was dropped, and what it became (SDK shape)."""
+        summary: dict[str, dict[str, Any]] = {}
+
+        def entry(col: Any, kind: str) -> dict[str, Any]:
+            return summary.setdefault(str(col), {"RawFeatureName": str(col), "TypeDetected": kind, "Dropped": "No",
+                                                 "EngineeredFeatureCount": 0, "Transformations": []})
+
+        numeric = getattr(self, "numeric_", None)
+        if not self.enabled:
+            for col in self.columns_in_:
+                entry(col, "Numeric")["EngineeredFeatureCount"] = 1
+        elif numeric is not None:
+            kept, _, flagged = numeric
+            for i, col in enumerate(self.columns_in_):
+                e = entry(col, "Numeric")
+                if i not in set(kept.tolist()):
+                    e.update(Dropped="Yes")
+                    continue
+                e["EngineeredFeatureCount"] = 1
+                e["Transformations"].append("MedianImputer")
+                if i in set(flagged.tolist()):
+                    e["EngineeredFeatureCount"] += 1
+                    e["Transformations"].append("ImputationMarker")
+        else:
+            kinds = {"numeric": "Numeric", "numeric_text": "Numeric", "datetime": "DateTime",
+                     "onehot": "Categorical", "ordinal": "CategoricalHash"}
+            steps = {"numeric": "MedianImputer", "numeric_text": "MedianImputer", "missing": "ImputationMarker",
+                     "datetime": "DateTimeTransformer", "onehot": "OneHotEncoder", "ordinal": "LabelEncoder"}
+            widths = {"datetime": 5}
+            for col, role, info in self.plan_:
+                e = entry(col, kinds.get(role, "Numeric"))
+                e["EngineeredFeatureCount"] += len(info) if role == "onehot" else widths.get(role, 1)
+                e["Transformations"].append(steps[role])
+            for col in self.columns_in_:
+                if str(col) not in summary:
+                    entry(col, "Ignore").update(Dropped="Yes")
+        return [summary[str(c)] for c in self.columns_in_]
+
 
 def describe_columns(X: Any) -> dict[str, list[str]]:
     """Column names by the role featurization gives them (for the parent run's properties and errors)."""

@@ -50,6 +50,15 @@ class AutoMLModel:
     def steps(self) -> list[tuple[str, Any]]:
         return self.pipeline.steps
 
+    @property
+    def named_steps(self) -> Any:
+        """The pipeline's steps by name: ``datatransformer``, ``scaler``, ``estimator`` (sklearn's Bunch)."""
+        return self.pipeline.named_steps
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The pipeline's hyperparameters (sklearn's ``Pipeline.get_params``)."""
+        return self.pipeline.get_params(deep=deep)  # type: ignore[no-any-return]
+
     def fit(self, X: Any, y: Any) -> AutoMLModel:
         y = np.asarray(y)
         if self.task == CLASSIFICATION:
@@ -107,6 +116,27 @@ class EnsembleModel:
     def steps(self) -> list[tuple[str, Any]]:
         name = "stackensemble" if self.meta is not None else "prefittedsoftvotingensemble"
         return [(name, self)]
+
+    @property
+    def named_steps(self) -> dict[str, Any]:
+        return dict(self.steps)
+
+    @property
+    def estimators(self) -> list[tuple[str, AutoMLModel]]:
+        """``(name, model)`` per member, named by its iteration where known (the SDK's ensemble attribute)."""
+        names = [str(i) for i in self.member_iterations] if len(self.member_iterations) == len(self.models) else \
+            [str(i) for i in range(len(self.models))]
+        return list(zip(names, self.models, strict=True))
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The ensemble's settings: members, weights, and the meta-learner's parameters when stacking."""
+        params: dict[str, Any] = {"kind": self.kind, "estimators": [n for n, _ in self.estimators],
+                                  "weights": list(self.weights)}
+        if self.meta is not None:
+            params["meta_learner"] = self.meta
+            if deep and hasattr(self.meta, "get_params"):
+                params.update({f"meta_learner__{k}": v for k, v in self.meta.get_params().items()})
+        return params
 
     def _stacked(self, X: Any) -> list[np.ndarray]:
         return [m.raw_predictions(X) for m in self.models]

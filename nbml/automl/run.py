@@ -6,6 +6,7 @@ kernel gives the same answers as the object `submit` returned.
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 import sys
@@ -55,8 +56,21 @@ class AutoMLRun(Run):
     def task(self) -> str:
         return str(self.config["settings"]["task"])
 
-    def _iterations(self) -> list[dict[str, Any]]:
-        return [c for c in self._store.children(self.id) if c["kind"] == CHILD_KIND]
+    def _iterations(self, own_only: bool = False) -> list[dict[str, Any]]:
+        """This run's iterations; unless `own_only`, after those of the runs it continues (continue_experiment),
+        so that, as in the SDK's one continued run, ``get_output(iteration=3)`` and the best model cover all."""
+        own = [c for c in self._store.children(self.id) if c["kind"] == CHILD_KIND]
+        if own_only:
+            return own
+        earlier: list[dict[str, Any]] = []
+        seen = {self.id}
+        parent = self.config.get("continued_from")
+        while parent and parent not in seen:
+            seen.add(parent)
+            earlier = [c for c in self._store.children(parent) if c["kind"] == CHILD_KIND] + earlier
+            rec = self._store.get_run(parent)
+            parent = json.loads(rec["config_json"]).get("continued_from") if rec else None
+        return earlier + own
 
     def _score(self, run_id: str, metric: str) -> float | None:
         value = self._store.get_metrics(run_id, metric).get(metric)
@@ -118,6 +132,54 @@ class AutoMLRun(Run):
         return child.register_model(name, model_path or f"outputs/{MODEL_FILE}", tags=tags, description=description,
                                     model_framework="ScikitLearn", **kwargs)
 
+    def continue_experiment(self, X: Any = None, y: Any = None, X_valid: Any = None, y_valid: Any = None,
+                            data_script: str | None = None, show_output: bool = False,
+                            experiment_timeout_minutes: float | None = None, iterations: int | None = None,
+                            training_data: Any = None, validation_data: Any = None,
+                            label_column_name: str | None = None, **_: Any) -> AutoMLRun:
+        """Run more iterations: a new AutoML run of this experiment with this run's settings, numbering its
+        iterations on from this one's (the SDK reopens the same run; here the continuation is its own run,
+        with property ``continued_from``; it answers for this run's iterations too: ``get_output(iteration=n)``,
+        the best model, ``get_children_metrics()``). Without data it reuses this run's training data.
+
+        `iterations` is how many more to run (default: this run's count again).
+        """
+        from nbml.automl.config import AutoMLConfig
+        from nbml.automl.submit import DATA_FILE, submit_automl
+
+        if self.get_status() not in TERMINAL:
+            raise UserErrorException(f"AutoML run {self.id} is still {self.get_status()}; wait for it (or cancel it) "
+                                     "before continue_experiment.")
+        cfg = self.config
+        settings = dict(cfg.get("settings") or {})
+        if iterations is not None:
+            settings["iterations"] = int(iterations)
+        if experiment_timeout_minutes is not None:
+            settings["experiment_timeout_minutes"] = experiment_timeout_minutes
+        data: dict[str, Any] = {"X": X, "y": y, "X_valid": X_valid, "y_valid": y_valid,
+                                "training_data": training_data, "validation_data": validation_data,
+                                "data_script": data_script}
+        if all(v is None for v in data.values()):
+            source = cfg.get("data") or {}
+            if "pickle" in source:
+                with open(self.workspace.run_dir(self.id) / "automl" / DATA_FILE, "rb") as fh:
+                    ds = pickle.load(fh)
+                data.update(X=ds.X, y=ds.y, X_valid=ds.X_valid, y_valid=ds.y_valid)
+            elif cfg.get("data_script_copy") or (cfg.get("source_directory") and "script" in source):
+                data["data_script"] = cfg.get("data_script_copy") or str(Path(cfg["source_directory"]) / source["script"])
+            else:
+                raise UserErrorException(f"AutoML run {self.id} kept no training data to continue with; pass X and y "
+                                         "(or training_data) to continue_experiment.")
+        config = AutoMLConfig(**settings, **data, label_column_name=label_column_name, path=cfg.get("source_directory"),
+                              compute_target=self._rec["compute_target"])
+        done = [r["iteration"] for r in self._iterations() if r.get("iteration") is not None]
+        first = max(int(cfg.get("first_iteration") or 0), max(done, default=-1) + 1)
+        return submit_automl(self.experiment, config, show_output=show_output, first_iteration=first,
+                             continued_from=self.id)
+
+    def clean_preprocessor_cache(self) -> None:
+        """Nothing to clean: nbml keeps no preprocessor cache (the SDK's call is accepted for its notebooks)."""
+
     def cancel_iteration(self, iteration: int) -> None:
         """Stop one running iteration; the search goes on with the others."""
         rec = next((r for r in self._iterations() if r["iteration"] == int(iteration)), None)
@@ -162,7 +224,7 @@ class AutoMLRun(Run):
         best: float | None = None
         while True:
             status = self.get_status()
-            finished = [r for r in self._iterations() if r["status"] in TERMINAL and r["run_id"] not in printed]
+            finished = [r for r in self._iterations(own_only=True) if r["status"] in TERMINAL and r["run_id"] not in printed]
             for rec in sorted(finished, key=lambda r: r["ended_at"] or 0):
                 printed.add(rec["run_id"])
                 score = self._score(rec["run_id"], metric) if rec["status"] == COMPLETED else None

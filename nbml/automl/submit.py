@@ -72,7 +72,8 @@ def _environment(config: AutoMLConfig) -> Any:
 
 
 def submit_automl(experiment: Experiment, config: AutoMLConfig, tags: dict[str, Any] | None = None,
-                  show_output: bool = False) -> AutoMLRun:
+                  show_output: bool = False, first_iteration: int = 0,
+                  continued_from: str | None = None) -> AutoMLRun:
     from nbml.automl.run import AutoMLRun
     from nbml.snapshot import take_snapshot
 
@@ -144,6 +145,8 @@ def submit_automl(experiment: Experiment, config: AutoMLConfig, tags: dict[str, 
         "env": spec.to_dict(),
         "environment_name": env.name,
         "source_directory": str(source_dir) if source_dir else None,
+        "first_iteration": int(first_iteration),
+        "continued_from": continued_from,
     }
     ws.store.insert_run(run_id, experiment.name, "automl", target.name, run_config, snapshot_id=snapshot.id,
                         display_name=f"AutoML_{run_id.rsplit('_', 1)[-1]}")
@@ -152,6 +155,7 @@ def submit_automl(experiment: Experiment, config: AutoMLConfig, tags: dict[str, 
         "max_concurrent_iterations": str(config.max_concurrent_iterations),
         "featurization": config.featurization, "runTemplate": "automl_child",
         "num_rows": str(ds.n_rows), "num_features": str(ds.n_features),
+        **({"continued_from": continued_from} if continued_from else {}),
     })
     run = AutoMLRun(experiment, run_id)
     if show_output:

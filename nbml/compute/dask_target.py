@@ -129,6 +129,18 @@ class AmlCompute(ComputeTarget):
             idle_seconds_before_scaledown=int(idle_seconds_before_scaledown), scheduler_address=scheduler_address,
             threads_per_node=int(threads_per_node), memory_limit=memory_limit, shared_dir=shared_dir)
 
+    @staticmethod
+    def supported_vmsizes(workspace: Workspace, location: str | None = None) -> list[dict[str, Any]]:
+        """The sizes a node can have: one, this machine's (a Dask worker runs here), in the SDK's dict shape."""
+        import os
+
+        import psutil
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        memory_gb = round(psutil.virtual_memory().total / 2**30, 1)
+        return [{"name": "local", "vCPUs": cores, "gpus": _gpu_count(), "memoryGB": memory_gb,
+                 "maxResourceVolumeMB": _disk_mb(workspace)}]
+
     @property
     def owned(self) -> bool:
         return not self.config.get("external")
@@ -208,6 +220,26 @@ class AmlCompute(ComputeTarget):
         """Remove the target; a cluster nbml runs itself is stopped first (nothing could reach it afterwards)."""
         self.stop()
         super().detach()
+
+
+def _gpu_count() -> int:
+    """NVIDIA GPUs this machine shows (0 without nvidia-smi)."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def _disk_mb(workspace: Workspace) -> int:
+    import shutil
+
+    return int(shutil.disk_usage(workspace.path).free // 2**20)
 
 
 def _store_address(target: ComputeTarget, address: str) -> None:

@@ -127,6 +127,11 @@ class Model:
             return str(paths[match[-1]])
         return str(Model(_workspace or Workspace.from_config(), model_name, version=version)._path)
 
+    @property
+    def url(self) -> str:
+        """Where the model's files are stored (a ``file://`` URL in the workspace; the SDK's is a blob URL)."""
+        return self._path.resolve().as_uri()
+
     def download(self, target_dir: str = ".", exist_ok: bool = False, **_: Any) -> str:
         dest = Path(target_dir) / self._path.name
         if dest.exists() and not exist_ok:

@@ -75,6 +75,11 @@ class Experiment:
                 continue
             yield Run(self, rec["run_id"], rec)._typed()
 
+    @staticmethod
+    def list(workspace: Workspace, experiment_name: str | None = None, **_: Any) -> list[Experiment]:
+        """The workspace's experiments (SDK: ``Experiment.list(ws)``), or the one named `experiment_name`."""
+        return [e for name, e in workspace.experiments.items() if experiment_name in (None, name)]
+
     @property
     def id(self) -> str:
         return self.name

@@ -69,3 +69,25 @@ class RunLoggingMixin:
 
     def add_properties(self, properties: dict[str, Any]) -> None:
         self._emit({"type": "properties", "props": {k: jsonable(v) for k, v in properties.items()}})
+
+    def create_children(self, count: int | None = None, tag_key: str | None = None,
+                        tag_values: list[Any] | None = None) -> list[Any]:
+        """Start `count` child runs, or one per value of `tag_values` tagged ``{tag_key: value}`` (the SDK's)."""
+        from nbml.errors import UserErrorException
+
+        if tag_values is not None and tag_key is None:
+            raise UserErrorException("create_children(tag_values=...) needs tag_key, the tag each child gets.")
+        if count is None and tag_values is None:
+            raise UserErrorException("create_children needs count=N or tag_key= with tag_values=[...].")
+        values = list(tag_values) if tag_values is not None else None
+        if values is not None and count is not None and count != len(values):
+            raise UserErrorException(f"create_children(count={count}) disagrees with the {len(values)} tag_values; "
+                                     "pass one of them, or a count equal to len(tag_values).")
+        n = len(values) if values is not None else int(count or 0)
+        if n < 0:
+            raise UserErrorException(f"create_children(count={count}): the count can't be negative.")
+        children = [self.child_run() for _ in range(n)]  # type: ignore[attr-defined]
+        if values is not None and tag_key is not None:
+            for child, value in zip(children, values, strict=True):
+                child.tag(tag_key, value)
+        return children

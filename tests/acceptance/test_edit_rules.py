@@ -105,3 +105,13 @@ def test_docker_hub_images_become_the_local_base(acceptance, monkeypatch):
     monkeypatch.setenv("NBML_DOCKER_BASE_IMAGE", "local-base:1")
     out, fired = acceptance.apply_rules("image_name = 'continuumio/miniconda3'\nother = 'my/own:2'\n")
     assert out == "image_name = 'local-base:1'\nother = 'my/own:2'\n" and fired == ["hub-images"]
+
+
+def test_a_cell_that_submits_and_shows_the_widget_waits_for_the_run(acceptance):
+    src = "run = exp.submit(config=src)\n\n# monitor the run\nRunDetails(run).show()"
+    out, fired = acceptance.apply_rules(src)
+    assert out == src + "\nrun.wait_for_completion(raise_on_error=False)"
+    assert fired == ["widget-wait"]
+    for same in ("RunDetails(run).show()",  # submitted in an earlier cell: left alone
+                 "run = exp.submit(c)\nRunDetails(run).show()\nrun.wait_for_completion(show_output=True)"):
+        assert acceptance.apply_rules(same)[0] == same
