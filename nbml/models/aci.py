@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from nbml.errors import UserErrorException
-from nbml.models.deploy import Webservice, WebserviceException
+from nbml.models.deploy import Webservice, WebserviceException, score
 
 if TYPE_CHECKING:
     from nbml.models.deploy import InferenceConfig
@@ -112,18 +112,12 @@ class AciWebservice(Webservice):
         return keys
 
     def run(self, input_data: str | bytes | dict[str, Any]) -> Any:
-        body = input_data if isinstance(input_data, bytes) else (
-            input_data.encode() if isinstance(input_data, str) else json.dumps(input_data).encode())
-        headers = {"Content-Type": "application/json"}
+        """Score: send `input_data` (a JSON string, or a dict) to the service and return the decoded answer."""
+        headers = {}
         keys = _KEYS.get((str(self.workspace.path), self.name))
         if self._config.get("auth_enabled") and keys:
             headers["Authorization"] = f"Bearer {keys[0]}"
-        req = urllib.request.Request(str(self.scoring_uri), data=body, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            raise WebserviceException(f"{self.name} answered {exc.code}: {exc.read().decode(errors='replace')}") from None
+        return score(self.name, str(self.scoring_uri), input_data, headers)
 
     def get_logs(self, num_lines: int = 5000) -> str:
         from nbml.compute.docker_aci import service_logs

@@ -25,6 +25,18 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
 
 
+
+def score(name: str, uri: str, input_data: str | bytes | dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+    """POST `input_data` (bytes, a JSON string or a JSON-able value) to a scoring URI; the decoded answer."""
+    body = input_data if isinstance(input_data, bytes) else (
+        input_data.encode() if isinstance(input_data, str) else json.dumps(input_data).encode())
+    req = urllib.request.Request(uri, data=body, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise WebserviceException(f"{name} answered {exc.code}: {exc.read().decode(errors='replace')}") from None
+
 class WebserviceException(NbmlError):
     """A web service could not be deployed, reached or removed (name kept from the Azure ML SDK)."""
 
@@ -122,14 +134,7 @@ class Webservice:
 
     def run(self, input_data: str | bytes | dict[str, Any]) -> Any:
         """Score: send `input_data` (a JSON string, or a dict) to the service and return the decoded answer."""
-        body = input_data if isinstance(input_data, bytes) else (
-            input_data.encode() if isinstance(input_data, str) else json.dumps(input_data).encode())
-        req = urllib.request.Request(str(self.scoring_uri), data=body, headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            raise WebserviceException(f"{self.name} answered {exc.code}: {exc.read().decode(errors='replace')}") from None
+        return score(self.name, str(self.scoring_uri), input_data)
 
     def get_logs(self, num_lines: int = 5000) -> str:
         log = _log_path(self.workspace, self.name)
