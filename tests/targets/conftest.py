@@ -14,7 +14,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cluster_factories import dask_target, docker_target, stop_dask_targets
-from sshd import SshServer, available, ssh_attach_args
+from sshd import (
+    SshServer,
+    ssh_attach_args,
+    sshd_fixture,  # noqa: F401 (the `sshd` fixture)
+)
 
 KINDS = [
     pytest.param("local", id="local"),
@@ -54,13 +58,3 @@ def target_dask(ws) -> Iterator[str]:  # type: ignore[no-untyped-def]
     yield target.name
     stop_dask_targets(ws)
 
-
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    """A real OpenSSH sshd on 127.0.0.1 (a free port) with generated host and user keys."""
-    why = available()
-    if why:
-        pytest.skip(why)
-    server = SshServer(tmp_path_factory.mktemp("sshd")).start()
-    yield server
-    server.stop()

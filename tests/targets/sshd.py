@@ -17,7 +17,10 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
@@ -185,3 +188,17 @@ def ssh_attach_args(sshd: SshServer, tmp_path: Path, **extra: object) -> dict[st
     }
     args.update(extra)
     return args
+
+
+@pytest.fixture(scope="session", name="sshd")
+def sshd_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """A real OpenSSH sshd on 127.0.0.1 (a free port) with generated host and user keys; skips where none can run.
+
+    conftest files that need it import this function (its fixture name is `sshd`).
+    """
+    why = available()
+    if why:
+        pytest.skip(why)
+    server = SshServer(tmp_path_factory.mktemp("sshd")).start()
+    yield server
+    server.stop()
