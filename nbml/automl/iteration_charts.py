@@ -12,6 +12,7 @@ The figures are plain dicts of lists, strings and floats (``json.dumps`` takes t
 
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,11 @@ def _floats(values: Any) -> list[float | None]:
     return [float(v) if math.isfinite(v) else None for v in np.asarray(values, dtype=float).ravel().tolist()]
 
 
+def label(value: Any) -> str:
+    """A class label as plotly text: escaped, since plotly reads a few HTML tags (``<a href>``, ``<b>``) in text."""
+    return html.escape(str(value), quote=False)
+
+
 def thin(*arrays: np.ndarray, limit: int = MAX_POINTS) -> tuple[np.ndarray, ...]:
     """The arrays cut to at most `limit` evenly spaced points, first and last kept."""
     n = len(arrays[0])
@@ -84,23 +90,23 @@ def _diagonal(name: str, x0: float = 0.0, x1: float = 1.0, y0: float = 0.0, y1: 
 def _one_vs_rest(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(label, 0/1 truth, score) per class drawn: the positive class only when there are two."""
     if len(classes) == 2:
-        return [(str(classes[1]), (y_true == classes[1]).astype(int), proba[:, 1])]
+        return [(label(classes[1]), (y_true == classes[1]).astype(int), proba[:, 1])]
     if len(classes) > MAX_CLASSES:
         truth = (y_true[:, None] == classes[None, :]).astype(int)
         return [("micro-average", truth.ravel(), proba.ravel())]
-    return [(str(c), (y_true == c).astype(int), proba[:, i]) for i, c in enumerate(classes)]
+    return [(label(c), (y_true == c).astype(int), proba[:, i]) for i, c in enumerate(classes)]
 
 
 def _roc(curves: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score, roc_curve
 
     data = []
-    for label, truth, score in curves:
+    for name, truth, score in curves:
         if truth.min() == truth.max():
             continue  # a class absent from (or alone in) the scored rows has no curve
         fpr, tpr, _ = roc_curve(truth, score)
         fpr, tpr = thin(fpr, tpr)
-        data.append(_line(fpr, tpr, f"{label} (AUC {roc_auc_score(truth, score):.3f})"))
+        data.append(_line(fpr, tpr, f"{name} (AUC {roc_auc_score(truth, score):.3f})"))
     data.append(_diagonal("chance"))
     return {"data": data, "layout": _layout("ROC curve", "False positive rate", "True positive rate")}
 
@@ -109,12 +115,12 @@ def _precision_recall(curves: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     data = []
-    for label, truth, score in curves:
+    for name, truth, score in curves:
         if truth.max() == 0:
             continue
         precision, recall, _ = precision_recall_curve(truth, score)
         recall, precision = thin(recall, precision)
-        data.append(_line(recall, precision, f"{label} (AP {average_precision_score(truth, score):.3f})"))
+        data.append(_line(recall, precision, f"{name} (AP {average_precision_score(truth, score):.3f})"))
     return {"data": data, "layout": _layout("Precision-recall curve", "Recall", "Precision")}
 
 
@@ -122,11 +128,11 @@ def _calibration(curves: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[str, 
     from sklearn.calibration import calibration_curve
 
     data = []
-    for label, truth, score in curves:
+    for name, truth, score in curves:
         if truth.min() == truth.max():
             continue
         frac_pos, mean_pred = calibration_curve(truth, np.clip(score, 0.0, 1.0), n_bins=10)
-        data.append(_line(mean_pred, frac_pos, label, mode="lines+markers"))
+        data.append(_line(mean_pred, frac_pos, name, mode="lines+markers"))
     data.append(_diagonal("perfectly calibrated"))
     return {"data": data, "layout": _layout("Calibration curve", "Mean predicted probability",
                                             "Fraction of positives")}
@@ -142,13 +148,13 @@ def _gains(truth: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def _lift_and_gains(curves: list[tuple[str, np.ndarray, np.ndarray]]) -> tuple[dict[str, Any], dict[str, Any]]:
     lift, gains = [], []
-    for label, truth, score in curves:
+    for name, truth, score in curves:
         if truth.max() == 0:
             continue
         frac_rows, frac_pos = _gains(truth, score)
         frac_rows, frac_pos = thin(frac_rows, frac_pos)
-        gains.append(_line(np.r_[0.0, frac_rows], np.r_[0.0, frac_pos], label))
-        lift.append(_line(frac_rows, frac_pos / frac_rows, label))
+        gains.append(_line(np.r_[0.0, frac_rows], np.r_[0.0, frac_pos], name))
+        lift.append(_line(frac_rows, frac_pos / frac_rows, name))
     gains.append(_diagonal("random"))
     lift.append(_diagonal("random", y0=1.0, y1=1.0))
     return (
@@ -165,7 +171,7 @@ def _confusion(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> di
     counts = confusion_matrix(y_true, predicted, labels=classes)
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=float), where=totals > 0)
-    labels = [str(c) for c in classes]
+    labels = [label(c) for c in classes]
     return {
         "data": [{
             "type": "heatmap", "x": labels, "y": labels, "z": [_floats(r) for r in share],
