@@ -195,7 +195,8 @@ def table_model(
             except ValueError:
                 params = {}
             if isinstance(params, Mapping):
-                row["params"] = {**row["params"], **flatten(params)}
+                # HyperDrive names them as the script's flags ("--lr"): shown as the argument they set
+                row["params"] = {**row["params"], **{k.lstrip("-") or k: v for k, v in flatten(params).items()}}
     for row in out:
         for name in row["params"]:
             param_counts[name] = param_counts.get(name, 0) + 1

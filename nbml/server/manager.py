@@ -256,6 +256,26 @@ class NbmlManager:
 
         return await asyncio.to_thread(_charts)
 
+    async def page_extras(self, model: dict[str, Any]) -> dict[str, Any]:
+        """What the run page shows beyond the run's model: log_image's files, a HyperDrive parent's best run."""
+
+        def _extras() -> dict[str, Any]:
+            run_id = model["run_id"]
+            images = [{"name": r[0], "kind": "image", "value": json.loads(r[1])} for r in self.store.db.tuples(
+                "SELECT name, value_json FROM metrics WHERE run_id = ? AND kind = 'image' ORDER BY id", (run_id,))]
+            best = None
+            config = model.get("config") or {}
+            metric, goal = config.get("primary_metric_name"), config.get("primary_metric_goal")
+            if model["kind"] == "hyperdrive" and metric and goal:
+                row = self.store.best_child(run_id, str(metric), str(goal))
+                if row is not None:
+                    best = {"run_id": row["run_id"], "display_name": row.get("display_name"), "metric": metric,
+                            "value": row["metric_value"], "goal": goal, "page": models.run_page_path(row["run_id"]),
+                            "hyperparameters": self.store.get_properties(row["run_id"]).get("hyperparameters")}
+            return {"metric_rows": images, "best_child": best}
+
+        return await asyncio.to_thread(_extras)
+
     def _row(self, run_id: str) -> dict[str, Any]:
         row = self.store.get_run(run_id) if files.valid_run_id(run_id) else None
         if row is None:
