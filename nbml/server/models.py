@@ -98,6 +98,7 @@ def run_summary(row: Mapping[str, Any], metrics: Mapping[str, Any], now: float) 
         "run_id": row["run_id"],
         "experiment": row["experiment"],
         "parent_id": row.get("parent_id"),
+        "iteration": row.get("iteration"),
         "kind": row.get("kind") or "script",
         "display_name": row.get("display_name"),
         "status": status,

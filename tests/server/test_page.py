@@ -16,15 +16,15 @@ from .conftest import Seeded
 async def test_run_page_shows_what_run_details_shows(jp_fetch: Any, seeded: Seeded) -> None:
     html = (await jp_fetch("nbml", "runs", seeded.completed)).body.decode()
     assert seeded.completed in html and "Completed" in html
-    assert "accuracy" in html and "<polyline" in html  # the metric's series as a chart
+    assert "accuracy" in html and '"series": ["accuracy"]' in html  # the series the page's script charts
     assert "époque 2 &lt;done&gt;" in html  # the driver log, escaped
-    assert "model/model.pkl" in html
-    assert 'http-equiv="refresh"' not in html  # a finished run's page stops reloading
+    assert 'data-path="outputs/model/model.pkl"' in html  # in the file tree
+    assert '"is_terminal": true' in html and "live-note" not in html  # a finished run's page stays still
 
 
 async def test_active_run_page_reloads_and_lists_children(jp_fetch: Any, seeded: Seeded) -> None:
     html = (await jp_fetch("nbml", "runs", seeded.automl)).body.decode()
-    assert 'http-equiv="refresh"' in html
+    assert '"is_terminal": false' in html and "live-note" in html  # the script polls while it runs
     for child in seeded.children:
         assert f"/nbml/runs/{child}" in html
 
@@ -40,8 +40,10 @@ async def test_everything_from_the_store_is_html_escaped(jp_fetch: Any, workspac
     logs.mkdir(parents=True)
     (logs / "a.txt").write_text(evil)
     html = (await jp_fetch("nbml", "runs", "evil_1")).body.decode()
-    assert "<script" not in html
-    assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 6
+    assert "<script>" not in html  # only the page's own <script src=...> and its JSON data block
+    assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 5
+    data = html.split('id="nbml-data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in data  # Jinja's tojson escapes < > & inside the data block
 
 
 async def test_unknown_run_page_answers_404(jp_fetch: Any, seeded: Seeded) -> None:
