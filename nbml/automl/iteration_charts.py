@@ -176,7 +176,7 @@ def _confusion(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> di
         "data": [{
             "type": "heatmap", "x": labels, "y": labels, "z": [_floats(r) for r in share],
             "text": [[str(int(v)) for v in r] for r in counts], "texttemplate": "%{text}",
-            "colorscale": "Blues", "zmin": 0, "zmax": 1, "colorbar": {"title": {"text": "share of row"}},
+            "colorscale": "Blues", "reversescale": True, "zmin": 0, "zmax": 1, "colorbar": {"title": {"text": "share of row"}},
             "hovertemplate": "true %{y}, predicted %{x}: %{text}<extra></extra>",
         }],
         "layout": _layout("Confusion matrix", "Predicted label", "True label",

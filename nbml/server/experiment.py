@@ -20,7 +20,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from nbml.runs.status import ACTIVE, TERMINAL
-from nbml.server.models import run_page_path
 
 #: Most runs one answer holds (newest first); the page says when there are more.
 MAX_RUNS = 5000
@@ -58,9 +57,13 @@ def runs_sql(where: str) -> str:
     return f"SELECT {_RUN_COLUMNS} FROM runs WHERE {where} ORDER BY created_at DESC, run_id DESC LIMIT ?"
 
 
-def details_sql(where: str) -> str:
-    """Metrics (latest number, count), tags and hyperparameters of the runs in scope, in one statement."""
-    scope = f"SELECT run_id FROM runs WHERE {where} ORDER BY created_at DESC, run_id DESC LIMIT ?"
+def details_sql(where: str, limited: bool) -> str:
+    """Metrics (latest number, count), tags and hyperparameters of the runs in scope, in one statement.
+
+    `limited`: only the newest LIMIT runs (when the scope holds more than one answer shows); else every run
+    in scope, with no sort to make."""
+    scope = f"SELECT run_id FROM runs WHERE {where}" + (" ORDER BY created_at DESC, run_id DESC LIMIT ?" if limited
+                                                         else "")
     return (
         f"SELECT 0, run_id, name, value_num, count FROM metric_latest WHERE run_id IN ({scope})"
         f" UNION ALL SELECT 1, run_id, key, value, NULL FROM tags WHERE run_id IN ({scope})"
@@ -156,22 +159,28 @@ def table_model(
     now: float,
     limit: int,
 ) -> dict[str, Any]:
-    """``GET /nbml/api/experiments/<name>/runs``: rows as (run columns) from `runs_sql`, `details_sql`'s rows."""
+    """``GET /nbml/api/experiments/<name>/runs``: rows as (run columns) from `runs_sql`, `details_sql`'s rows.
+
+    Each run's latest metrics are `values`, a list aligned with `metric_names` (None where a run lacks one),
+    and `series` the indexes of those it logged more than once: a name is sent once, not once per run."""
     shown = runs[:limit]
     by_id: dict[str, dict[str, Any]] = {}
+    latest: dict[str, dict[str, Any]] = {}
+    repeated: dict[str, list[str]] = {}
     out: list[dict[str, Any]] = []
-    for (run_id, parent_id, kind, status, display_name, iteration, created, started, ended, primary, goal,
+    for (run_id, parent_id, kind, status, display_name, iteration, created, started, ended, primary, _goal,
          arguments, target, error) in shown:
         row = {
             "run_id": run_id, "parent_id": parent_id, "kind": kind or "script", "status": status,
             "display_name": display_name, "iteration": iteration, "created_at": created, "started_at": started,
             "ended_at": ended, "duration_seconds": _duration(started, ended, status, now),
-            "compute_target": target, "primary_metric": primary, "goal": goal,
+            "compute_target": target, "primary_metric": primary,
             "error": (error or "").strip().splitlines()[-1][:300] if error else None,
-            "tags": {}, "params": arguments_params(arguments) if arguments else {}, "metrics": {},
-            "series": [], "page": run_page_path(run_id),
+            "tags": {}, "params": arguments_params(arguments) if arguments else {},
         }
         by_id[run_id] = row
+        latest[run_id] = {}
+        repeated[run_id] = []
         out.append(row)
     metric_counts: dict[str, int] = {}
     tag_counts: dict[str, int] = {}
@@ -180,14 +189,13 @@ def table_model(
         found = by_id.get(run_id)
         if found is None:
             continue
-        row = found
         if source == 0:
-            row["metrics"][name] = value if value is None or math.isfinite(value) else str(value)
-            if count and count > 1:
-                row["series"].append(name)
+            latest[run_id][name] = value if value is None or math.isfinite(value) else str(value)
+            if count > 1:
+                repeated[run_id].append(name)
             metric_counts[name] = metric_counts.get(name, 0) + 1
         elif source == 1:
-            row["tags"][name] = value
+            found["tags"][name] = value
             tag_counts[name] = tag_counts.get(name, 0) + 1
         else:
             try:
@@ -196,10 +204,15 @@ def table_model(
                 params = {}
             if isinstance(params, Mapping):
                 # HyperDrive names them as the script's flags ("--lr"): shown as the argument they set
-                row["params"] = {**row["params"], **{k.lstrip("-") or k: v for k, v in flatten(params).items()}}
+                found["params"] = {**found["params"], **{k.lstrip("-") or k: v for k, v in flatten(params).items()}}
+    metric_names = _ordered(metric_counts)
+    column = {name: i for i, name in enumerate(metric_names)}
     for row in out:
         for name in row["params"]:
             param_counts[name] = param_counts.get(name, 0) + 1
+        mine = latest[row["run_id"]]
+        row["values"] = [mine.get(name) for name in metric_names]
+        row["series"] = [column[name] for name in repeated[row["run_id"]]]
     primary = None
     if parent is not None:
         primary = {"name": parent.get("primary_metric"), "goal": parent.get("goal")}
@@ -214,7 +227,7 @@ def table_model(
         "runs": out,
         "has_more": len(runs) > limit,
         "active": sum(1 for r in out if r["status"] in ACTIVE),
-        "metric_names": _ordered(metric_counts),
+        "metric_names": metric_names,
         "param_names": _ordered(param_counts),
         "tag_keys": _ordered(tag_counts),
         "statuses": sorted({r["status"] for r in out}),

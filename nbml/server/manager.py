@@ -174,7 +174,9 @@ class NbmlManager:
             if since is not None and since == version:
                 return {"version": version, "unchanged": True}
             rows = self.store.db.tuples(exp_model.runs_sql(where), (*params, limit + 1))
-            details = self.store.db.tuples(exp_model.details_sql(where), tuple([*params, limit] * 3))
+            limited = len(rows) > limit
+            details = self.store.db.tuples(exp_model.details_sql(where, limited),
+                                           tuple([*params, limit] * 3 if limited else params * 3))
             return exp_model.table_model(name, parent, rows, details, version, time.time(), limit)
 
         return await asyncio.to_thread(_table)

@@ -26,6 +26,7 @@ def runs(lab_server: LabServer) -> PageRuns:
 @pytest.fixture
 def page(lab_context: Any, lab_server: LabServer) -> Any:
     page = lab_context.new_page()
+    page.set_default_timeout(120_000)  # plotly.js (4.8 MB) parses slowly on a busy 2-core machine
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
@@ -39,7 +40,14 @@ def page(lab_context: Any, lab_server: LabServer) -> Any:
 
 def open_page(page: Any, server: LabServer, path: str) -> None:
     page.goto(server.url + path)
-    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    page.wait_for_selector("body[data-ready='1']", state="attached", timeout=120_000)
+
+
+def follow(page: Any, link: str) -> None:
+    """Click a link to another page and wait until that page's script has loaded its data."""
+    with page.expect_navigation():
+        page.click(link)
+    page.wait_for_selector("body[data-ready='1']", state="attached", timeout=120_000)
 
 
 def traces(page: Any, div: str) -> list[dict[str, Any]]:
@@ -58,10 +66,8 @@ def test_experiment_page_of_a_hyperdrive_run(page: Any, lab_server: LabServer, r
                                              shoot: Callable[[Any, str], Path]) -> None:
     open_page(page, lab_server, "nbml/experiments/hd")
     assert page.locator("#runs tr[data-run]").count() == 1  # the parent; its children one click away
-    page.click(f"#runs tr[data-run='{runs.hd_parent}'] a")
-    page.wait_for_selector("body[data-ready='1']")
-    page.click("#compare-children")
-    page.wait_for_selector("body[data-ready='1']")
+    follow(page, f"#runs tr[data-run='{runs.hd_parent}'] a")
+    follow(page, "#compare-children")
     assert page.locator("#runs tr[data-run]").count() == 12
     headers = page.eval_on_selector_all("#runs th", "hs => hs.map(h => h.textContent)")
     assert {"Run", "Status", "Duration", "lr", "batch", "accuracy", "loss"} <= set(headers)
@@ -91,9 +97,9 @@ def test_experiment_page_of_a_hyperdrive_run(page: Any, lab_server: LabServer, r
     assert [t["n"] for t in series] == [5, 5, 5]
     assert page.locator("#selection-note").inner_text() == "3 runs selected."
     scatter = traces(page, "scatter-chart")
-    assert sum(t["n"] for t in scatter) == 11 and scatter[1]["n"] == 3  # every run with accuracy; 3 selected
+    assert sum(t["n"] for t in scatter) == 12 and scatter[1]["n"] == 3  # every run's accuracy; 3 selected
     parallel = traces(page, "parallel-chart")
-    assert parallel[0]["type"] == "parcoords" and parallel[0]["n"] == 3  # lr, batch, accuracy
+    assert parallel[0]["type"] == "parcoords" and parallel[0]["n"] == 3  # lr, batch, accuracy (epochs: constant)
     page.locator("#compare-series").scroll_into_view_if_needed()
     shoot(page, "hyperdrive-compare")
 
@@ -121,8 +127,7 @@ def test_automl_experiment_and_iteration_charts(page: Any, lab_server: LabServer
     log = page.locator("#automl-log").inner_text()
     assert "LogisticRegression" in log and "GaussianNB" in log  # one row per iteration, not one line
     assert "runTemplate" not in page.locator("table.tags").inner_text()
-    page.click(f"table.children a[href$='{runs.iterations[0]}']")
-    page.wait_for_selector("body[data-ready='1']")
+    follow(page, f"table.children a[href$='{runs.iterations[0]}']")
     page.click("#iteration-tabs button[data-chart='roc']")
     roc = traces(page, "iteration-chart")
     assert roc[0]["name"].startswith("malignant (AUC 0.99")

@@ -60,14 +60,17 @@ window.nbml = (function () {
   function plot(div, data, layout) {
     const base = { margin: { l: 55, r: 20, t: 36, b: 45 }, legend: { orientation: "h", y: -0.2 },
       font: { size: 11 } };
-    return window.Plotly.react(div, data, Object.assign(base, layout || {}), CONFIG);
+    const merged = Object.assign(base, layout || {});
+    merged.xaxis = Object.assign({ zeroline: false }, (layout || {}).xaxis);
+    return window.Plotly.react(div, data, merged, CONFIG);
   }
 
   /* Parallel coordinates: one axis per parameter (text values as categories), the metric last, lines coloured
      by it. `runs` are rows of the experiment table API. Returns false when there is nothing to draw. */
   function parallel(div, runs, paramNames, metric) {
     const rows = runs.filter((r) => typeof r.metrics[metric] === "number");
-    const params = paramNames.filter((p) => rows.some((r) => r.params[p] !== undefined));
+    // parameters that vary between these runs (a constant axis says nothing)
+    const params = paramNames.filter((p) => new Set(rows.map((r) => JSON.stringify(r.params[p]))).size > 1);
     if (rows.length < 2 || params.length === 0) return false;
     const dims = params.map((p) => {
       const values = rows.map((r) => r.params[p]);
@@ -80,7 +83,7 @@ window.nbml = (function () {
     dims.push({ label: ptext(metric), values: scores });
     plot(div, [{ type: "parcoords", dimensions: dims,
       line: { color: scores, colorscale: "Viridis", showscale: true, colorbar: { title: { text: ptext(metric) } } } }],
-    { margin: { l: 70, r: 70, t: 50, b: 30 }, title: { text: ptext(rows.length + " runs: hyperparameters and " + metric) } });
+    { margin: { l: 70, r: 70, t: 60, b: 30 } });
     return true;
   }
 

@@ -226,8 +226,7 @@
   function renderParallel() {
     const div = $("parallel-chart");
     const metric = $("parallel-metric").value;
-    const sel = selectedRuns();
-    const rows = sel.length >= 2 ? sel : filtered();
+    const rows = filtered();
     if (div.firstChild && div.firstChild.tagName === "P") div.replaceChildren();
     if (!metric || !parallel(div, rows, state.table.param_names, metric)) {
       window.Plotly.purge(div);
@@ -252,6 +251,11 @@
     const u = url();
     const answer = await getJSON(since ? u + (u.includes("?") ? "&" : "?") + "since=" + encodeURIComponent(since) : u);
     if (answer.unchanged) return false;
+    for (const r of answer.runs) { // metrics travel as a list aligned with metric_names
+      r.metrics = {};
+      answer.metric_names.forEach((name, i) => { if (r.values[i] !== null && r.values[i] !== undefined) r.metrics[name] = r.values[i]; });
+      r.series = r.series.map((i) => answer.metric_names[i]);
+    }
     const first = state.table === null;
     state.table = answer;
     const known = new Set(answer.runs.map((r) => r.run_id));

@@ -100,6 +100,10 @@
     if (traces.length) plot(curves, traces, { title: { text: ptext(metric + " by step, one line per child") }, xaxis: { title: { text: "step" } } });
     else curves.appendChild(el("p", { className: "muted" }, "No child has logged " + metric + " yet."));
     const table = await getJSON(apiBase + "/experiments/" + encodeURIComponent(D.experiment) + "/runs?parent=" + encodeURIComponent(D.run_id));
+    for (const r of table.runs) {
+      r.metrics = {};
+      table.metric_names.forEach((name, i) => { if (r.values[i] !== null) r.metrics[name] = r.values[i]; });
+    }
     if (!parallel(par, table.runs, table.param_names, metric)) {
       par.appendChild(el("p", { className: "muted" }, "Parallel coordinates need two children with " + metric + " logged."));
     }
