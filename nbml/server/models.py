@@ -91,6 +91,14 @@ def run_page_path(run_id: str) -> str:
     return "nbml/runs/" + quote(run_id, safe="")
 
 
+def experiment_page_path(name: str, parent_id: str | None = None) -> str:
+    """The experiment page's path relative to the server's base URL (a parent's children with `parent_id`)."""
+    from urllib.parse import quote
+
+    path = "nbml/experiments/" + quote(name, safe="")
+    return path + ("?parent=" + quote(parent_id, safe="") if parent_id else "")
+
+
 def run_summary(row: Mapping[str, Any], metrics: Mapping[str, Any], now: float) -> dict[str, Any]:
     """One run as listed by the sidebar and the runs endpoint."""
     status = str(row["status"])
@@ -146,6 +154,7 @@ def experiment_model(
         "created_at": record.get("created_at"),
         "run_count": int(record.get("run_count") or 0),
         "last_run_at": record.get("last_run_at"),
+        "page": experiment_page_path(str(record["name"])),
         "latest_runs": [run_summary(r, metrics.get(r["run_id"], {}), now) for r in latest],
     }
 

@@ -23,6 +23,12 @@ API = [
     ("GET", ("runs", RUN, "outputs")),
     ("GET", ("runs", RUN, "outputs", "model/model.pkl")),
     ("POST", ("runs", RUN, "cancel")),
+    ("GET", ("runs", RUN, "files")),
+    ("GET", ("runs", RUN, "preview", "outputs/model/model.pkl")),
+    ("GET", ("runs", RUN, "raw", "outputs/model/model.pkl")),
+    ("GET", ("runs", RUN, "iteration-charts")),
+    ("GET", ("experiments", "exp-a", "runs")),
+    ("GET", ("series",)),
 ]
 
 

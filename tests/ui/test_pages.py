@@ -17,6 +17,8 @@ from tests.server.seed_pages import PageRuns, seed
 
 from .conftest import LabServer
 
+pytestmark = pytest.mark.ui
+
 
 @pytest.fixture(scope="module")
 def runs(lab_server: LabServer) -> PageRuns:
@@ -57,6 +59,12 @@ def traces(page: Any, div: str) -> list[dict[str, Any]]:
         div)
 
 
+def tick_labels(page: Any, div: str) -> list[str]:
+    """The x axis' tick labels as drawn (SVG text)."""
+    return page.eval_on_selector_all(  # type: ignore[no-any-return]
+        f"#{div} .xaxislayer-above .xtick text", "ts => ts.map(t => t.textContent)")
+
+
 def column_texts(page: Any, index: int) -> list[str]:
     return page.eval_on_selector_all(  # type: ignore[no-any-return]
         f"#runs tr[data-run] td:nth-child({index + 1})", "cells => cells.map(c => c.textContent.trim())")
@@ -71,12 +79,13 @@ def test_experiment_page_of_a_hyperdrive_run(page: Any, lab_server: LabServer, r
     assert page.locator("#runs tr[data-run]").count() == 12
     headers = page.eval_on_selector_all("#runs th", "hs => hs.map(h => h.textContent)")
     assert {"Run", "Status", "Duration", "lr", "batch", "accuracy", "loss"} <= set(headers)
-    # sort by accuracy, best first
-    page.click("#runs th[data-column='metric:accuracy']")
+    # sort by accuracy: a metric sorts best (highest) first, a second click reverses
     page.click("#runs th[data-column='metric:accuracy']")
     acc = headers.index("accuracy")
     shown = [float(v) for v in column_texts(page, acc) if v]
     assert shown == sorted(shown, reverse=True) and len(shown) == 12
+    page.click("#runs th[data-column='metric:accuracy']")
+    assert [float(v) for v in column_texts(page, acc)] == sorted(shown)
     # filter by status, then by text
     page.select_option("#filter-status", "Failed")
     assert page.locator("#runs tr[data-run]").count() == 1
@@ -126,7 +135,7 @@ def test_automl_experiment_and_iteration_charts(page: Any, lab_server: LabServer
     open_page(page, lab_server, f"nbml/runs/{runs.automl}")
     log = page.locator("#automl-log").inner_text()
     assert "LogisticRegression" in log and "GaussianNB" in log  # one row per iteration, not one line
-    assert "runTemplate" not in page.locator("table.tags").inner_text()
+    assert "runTemplate" not in page.locator("table.tags").first.inner_text()  # folded under System properties
     follow(page, f"table.children a[href$='{runs.iterations[0]}']")
     page.click("#iteration-tabs button[data-chart='roc']")
     roc = traces(page, "iteration-chart")
@@ -135,7 +144,7 @@ def test_automl_experiment_and_iteration_charts(page: Any, lab_server: LabServer
     page.click("#iteration-tabs button[data-chart='confusion_matrix']")
     heat = traces(page, "iteration-chart")
     assert heat[0]["type"] == "heatmap"
-    assert page.locator("#iteration-chart .xtick").all_inner_texts() == ["benign", "malignant"]
+    assert tick_labels(page, "iteration-chart") == ["benign", "malignant"]
     assert "C" in page.locator("#hyperparameters").inner_text()
     shoot(page, "iteration-confusion")
 

@@ -87,5 +87,12 @@ window.nbml = (function () {
     return true;
   }
 
-  return { el, getJSON, ptext, fmt, duration, when, statusBadge, plot, parallel };
+  /* An x axis of steps: whole-number ticks when there are few steps (no "0.5" between epochs). */
+  function stepAxis(xs) {
+    const max = xs.reduce((m, x) => Math.max(m, x), 0);
+    const whole = xs.every((x) => Number.isInteger(x));
+    return whole && max <= 20 ? { title: { text: "step" }, dtick: 1 } : { title: { text: "step" } };
+  }
+
+  return { stepAxis, el, getJSON, ptext, fmt, duration, when, statusBadge, plot, parallel };
 })();

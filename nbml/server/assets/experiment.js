@@ -2,7 +2,7 @@
    (metric series overlaid, a metric against a parameter, parallel coordinates); live while runs are active. */
 "use strict";
 (function () {
-  const { el, getJSON, ptext, fmt, duration, when, statusBadge, plot, parallel } = window.nbml;
+  const { stepAxis, el, getJSON, ptext, fmt, duration, when, statusBadge, plot, parallel } = window.nbml;
   const D = JSON.parse(document.getElementById("nbml-data").textContent);
   const apiBase = document.body.dataset.apiBase;
   const pageBase = document.body.dataset.pageBase;
@@ -201,7 +201,7 @@
         name: ptext(r.display_name || r.run_id) };
     });
     plot(div, traces, { title: { text: ptext(metric + " of " + runs.length + " runs") },
-      xaxis: { title: { text: byTime ? "seconds since the run's first value" : "step" } }, yaxis: { title: { text: ptext(metric) } } });
+      xaxis: byTime ? { title: { text: "seconds since the run's first value" } } : stepAxis(traces.flatMap((t) => t.x)), yaxis: { title: { text: ptext(metric) } } });
   }
 
   function renderScatter() {

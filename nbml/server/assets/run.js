@@ -2,7 +2,7 @@
    curves and parallel coordinates, file previews, and live updates while the run is active. */
 "use strict";
 (function () {
-  const { el, getJSON, ptext, fmt, duration, plot, parallel } = window.nbml;
+  const { stepAxis, el, getJSON, ptext, fmt, duration, plot, parallel } = window.nbml;
   const D = JSON.parse(document.getElementById("nbml-data").textContent);
   const api = document.body.dataset.api;
   const apiBase = document.body.dataset.apiBase;
@@ -28,7 +28,7 @@
   function draw(name) {
     const c = charts[name];
     plot(c.div, [{ type: "scatter", mode: c.y.length > 50 ? "lines" : "lines+markers", x: c.x, y: c.y, name: ptext(name) }],
-      { title: { text: ptext(name) }, xaxis: { title: { text: "step" } }, showlegend: false });
+      { title: { text: ptext(name) }, xaxis: stepAxis(c.x), showlegend: false });
   }
 
   async function loadSeries() {
@@ -97,7 +97,10 @@
       const short = runId.startsWith(D.run_id + "_") ? "child " + runId.slice(D.run_id.length + 1) : runId;
       traces.push({ type: "scatter", mode: s.value.length > 1 ? "lines" : "markers", x, y: s.value, name: ptext(short) });
     }
-    if (traces.length) plot(curves, traces, { title: { text: ptext(metric + " by step, one line per child") }, xaxis: { title: { text: "step" } } });
+    if (traces.length) {
+      plot(curves, traces, { title: { text: ptext(metric + " by step, one line per child") },
+        xaxis: stepAxis(traces.flatMap((t) => t.x)) });
+    }
     else curves.appendChild(el("p", { className: "muted" }, "No child has logged " + metric + " yet."));
     const table = await getJSON(apiBase + "/experiments/" + encodeURIComponent(D.experiment) + "/runs?parent=" + encodeURIComponent(D.run_id));
     for (const r of table.runs) {
