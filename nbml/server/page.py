@@ -9,6 +9,7 @@ status, children or files reloads the page.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import math
 from collections.abc import Mapping, Sequence
@@ -128,7 +129,7 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def automl_log(model: Mapping[str, Any], child_rows: Sequence[Mapping[str, Any]], now: float) -> str:
+def automl_log(model: Mapping[str, Any], child_rows: Sequence[Mapping[str, Any]]) -> str:
     """An AutoML parent's progress as ``wait_for_completion(show_output=True)`` prints it: one row per finished
     iteration with its pipeline, duration, score and the best score so far."""
     from nbml.automl.metrics import is_better
@@ -274,7 +275,9 @@ class RunPageHandler(_PageHandler):
             extra = await self.manager.page_extras(model)
         except (RunMissing, UnsafePath) as exc:
             raise tornado.web.HTTPError(404, str(exc)) from None
-        extra["automl_log"] = automl_log(model, model["children"], 0.0) if model["kind"] == "automl" else None
+        # in a worker thread: the first call imports the AutoML run machinery (seconds)
+        extra["automl_log"] = (await asyncio.to_thread(automl_log, model, model["children"])
+                               if model["kind"] == "automl" else None)
         self.send_page(render_run_page(model, logs, self.base_url, extra))
 
 

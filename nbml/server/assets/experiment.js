@@ -177,7 +177,7 @@
   async function renderSeries() {
     const div = $("series-chart");
     const runs = selectedRuns();
-    const names = Array.from(new Set(runs.flatMap((r) => Object.keys(r.metrics))));
+    const names = runs.length ? Array.from(new Set(runs.flatMap((r) => Object.keys(r.metrics)))) : state.table.metric_names;
     const withSeries = names.filter((n) => runs.some((r) => r.series.includes(n)));
     const pm = state.table.primary_metric && state.table.primary_metric.name;
     fillSelect($("series-metric"), withSeries.concat(names.filter((n) => !withSeries.includes(n))), withSeries.includes(pm) ? pm : withSeries[0]);
