@@ -190,7 +190,9 @@ def table_model(
         if found is None:
             continue
         if source == 0:
-            latest[run_id][name] = value if value is None or math.isfinite(value) else str(value)
+            if value is None:  # not a number (an image, a table, a string): no column for it
+                continue
+            latest[run_id][name] = value if math.isfinite(value) else str(value)
             if count > 1:
                 repeated[run_id].append(name)
             metric_counts[name] = metric_counts.get(name, 0) + 1

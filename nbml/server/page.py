@@ -157,8 +157,12 @@ def automl_log(model: Mapping[str, Any], child_rows: Sequence[Mapping[str, Any]]
     return "\n".join(lines) + "\n"
 
 
-#: Properties the SDK sets for its own bookkeeping; shown on the page folded away, not with the user's.
-SYSTEM_PROPERTIES = ("runTemplate", "hyperparameters", "automl_spec")
+#: Properties the SDK sets for its own bookkeeping (and any ``nbml.*``); shown folded away, not with the user's.
+SYSTEM_PROPERTIES = ("runTemplate", "automl_spec")
+
+
+def _system(key: str) -> bool:
+    return key in SYSTEM_PROPERTIES or key.startswith("nbml.")
 
 
 @cache
@@ -216,8 +220,8 @@ def render_run_page(model: Mapping[str, Any], logs: Mapping[str, str], base_url:
         tree=file_tree(files),
         api=api,
         data=data,
-        user_properties={k: v for k, v in model["properties"].items() if k not in SYSTEM_PROPERTIES},
-        system_properties={k: v for k, v in model["properties"].items() if k in SYSTEM_PROPERTIES},
+        user_properties={k: v for k, v in model["properties"].items() if not _system(k)},
+        system_properties={k: v for k, v in model["properties"].items() if _system(k)},
         automl_log=extra.get("automl_log"),
         best_child=extra.get("best_child"),
         tail_bytes=LOG_TAIL_BYTES,

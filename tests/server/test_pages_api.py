@@ -52,6 +52,7 @@ async def test_experiment_table_of_a_hyperdrive_parent(jp_fetch: Any, runs: Page
 async def test_table_version_says_unchanged_until_something_changes(jp_fetch: Any, runs: PageRuns,
                                                                     workspace_dir: Path) -> None:
     first = await get_json(jp_fetch, "nbml", "api", "experiments", "scripts", "runs")
+    assert first["metric_names"] == ["accuracy", "loss"]  # no column for the image or the table (no numbers)
     same = await get_json(jp_fetch, "nbml", "api", "experiments", "scripts", "runs",
                           params={"since": first["version"]})
     assert same == {"version": first["version"], "unchanged": True}
