@@ -46,6 +46,8 @@ def op_check():
         if not found and spec.get("python"):  # pip install pyspark puts spark-submit beside the interpreter
             looked.append(os.path.join(os.path.dirname(spec["python"]), "spark-submit"))
             found = _executable(looked[-1])
+            if found:  # its SPARK_HOME is the package: spark-submit looks for it with whatever python3 is first
+                home = _pyspark_home(spec["python"])
     java = None
     java_home = spec.get("java_home") or os.environ.get("JAVA_HOME")
     if java_home:
@@ -54,6 +56,16 @@ def op_check():
         java = shutil.which("java")
     _out({"spark_submit": found, "spark_home": home or os.environ.get("SPARK_HOME"), "java": java,
           "java_home": java_home, "looked": looked, "yarn": _yarn(), "home": os.path.expanduser("~")})
+
+
+def _pyspark_home(python):
+    try:
+        out = subprocess.run([python, "-c", "import os, pyspark; print(os.path.dirname(pyspark.__file__))"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    home = out.decode(errors="replace").strip()
+    return home if home and os.path.isdir(home) else None
 
 
 def _yarn():

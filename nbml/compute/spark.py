@@ -101,6 +101,9 @@ _FAILURES: list[tuple[re.Pattern[str], str]] = [
                 r"/bin/java: No such file or directory"),
      "Java was not found when spark-submit ran on {host}: install a Java runtime there (openjdk-17-jre-headless) "
      "or pass java_home= when attaching."),
+    (re.compile(r"Could not find valid SPARK_HOME[^\n]*"),
+     "spark-submit on {host} could not find its Spark installation: {line} Set SPARK_HOME there or pass "
+     "spark_home= when attaching."),
     (re.compile(r"Master must (either )?be yarn or start with[^\n]*"),
      "Spark refused the master {master!r}: {line}. Use " + MASTER_HELP + " (master= when attaching, or "
      "run_config.spark.configuration['spark.master'])."),
@@ -209,8 +212,8 @@ class SparkBackend(SSHBackend):
         environ = job_environ(job, job_dir, lib_dir)
         if self.java_home:
             environ["JAVA_HOME"] = str(self.java_home)
-        if self.spark_home:
-            environ["SPARK_HOME"] = str(self.spark_home)
+        if found.get("spark_home"):
+            environ["SPARK_HOME"] = str(found["spark_home"])
         cmd = ["/bin/sh", "-c", wrapper_script(job_dir), "nbml-job", *argv]
         answer = await self._helper("start", job_dir, payload={"cmd": cmd, "env": environ})
         return JobHandle(target=self.name, job_dir=job_dir, data={
