@@ -14,7 +14,7 @@ from sshd import SshServer
 from test_spark import spark_attach_args
 from waiting import wait_status
 
-from nbml import Experiment, HDInsightCompute, Run, ScriptRunConfig
+from nbml import Experiment, HDInsightCompute, ScriptRunConfig
 from nbml.runs.config import RunConfiguration
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
