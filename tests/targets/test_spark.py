@@ -111,3 +111,25 @@ def test_spark_submit_failures_are_named():
     assert "Java was not found" in (failure_reason("/usr/bin/spark-class: line 71: /x/bin/java: No such file or "
                                                    "directory\n", None, "h1") or "")
     assert failure_reason("Traceback ...\nValueError: bad\n", "local[2]", "h1") is None
+
+
+def test_ml_compute_attach_spark_magic(ws, sshd: SshServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.testing.globalipapp import start_ipython
+
+    start_ipython()
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "nbml")
+    with pytest.raises(UsageError, match="are for Spark hosts"):
+        shell.run_line_magic("ml_compute", "attach ssh box --address h --user u --master yarn")
+    shell.run_line_magic("ml_compute", f"attach spark myhdi --address {sshd.host} --port {sshd.port} --user {sshd.user} "
+                                       f"--key {sshd.client_key} --python {sys.executable} --master local[2] "
+                                       "--trust-host-key --spark-option=--driver-memory --spark-option=1g")
+    assert "as Spark host (master local[2]) 'myhdi'" in capsys.readouterr().out
+    target = ComputeTarget(ws, "myhdi")
+    assert isinstance(target, HDInsightCompute) and target.master == "local[2]"
+    assert target.config["spark_submit_options"] == ["--driver-memory", "1g"]
+    shell.run_line_magic("ml_compute", "list")
+    row = next(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("myhdi"))
+    assert row[:3] == ["myhdi", "spark", "Succeeded"] and "local[2]" in row
