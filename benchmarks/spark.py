@@ -7,7 +7,7 @@ pyspark) and times, for the same one-line PySpark script:
 - nbml: ``experiment.submit(...)`` until the script's first line is in the run's local driver log (snapshot
   upload, environment check, start over SSH, spark-submit's JVM, the driver, the log mirrored back), then
   until the run is Completed;
-- by hand: ``ssh HOST 'cd FOLDER && spark-submit --master local[1] first_line.py'`` until the same line
+- by hand: ``ssh HOST 'cd FOLDER && SPARK_HOME=... spark-submit --master local[1] first_line.py'`` until the line
   arrives on the client's stdout, then until ssh exits.
 
 Each figure is the best of ``--repeats`` (3) tries. Both start the same JVM, which is most of the time on a
@@ -38,7 +38,12 @@ SCRIPT = f"print({MARK!r}, flush=True)\n"
 
 
 def by_hand(server: SshServer, folder: Path, spark_submit: str) -> tuple[float, float]:
-    remote = f"cd {shlex.quote(str(folder))} && {shlex.quote(spark_submit)} --master 'local[1]' first_line.py"
+    import pyspark
+
+    # A pip-installed pyspark's spark-submit needs SPARK_HOME when the first python3 on the PATH lacks pyspark.
+    home = Path(pyspark.__file__).parent
+    remote = (f"cd {shlex.quote(str(folder))} && SPARK_HOME={shlex.quote(str(home))} {shlex.quote(spark_submit)} "
+              "--master 'local[1]' first_line.py")
     t0 = time.perf_counter()
     proc = subprocess.Popen([*server.ssh_command(), f"{server.user}@{server.host}", remote], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
