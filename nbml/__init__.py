@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "UserErrorException": "nbml.errors",
     "ActivityFailedException": "nbml.errors",
     "RemoteCompute": "nbml.compute.ssh_target",
+    "HDInsightCompute": "nbml.compute.spark_target",
     "DockerCompute": "nbml.compute.docker_target",
     "AmlCompute": "nbml.compute.dask_target",
     "AutoMLConfig": "nbml.automl.config",

@@ -48,7 +48,6 @@ INSTEAD: dict[str, str] = {
     "DsvmCompute": "RemoteCompute.attach(ws, name, address=..., username=..., private_key_file=...) to a machine "
                    "you already have.",
     "BatchAiCompute": "AmlCompute.provisioning_configuration(...) with ComputeTarget.create: a Dask cluster.",
-    "HDInsightCompute": "RemoteCompute.attach to the cluster's head node over SSH.",
     "DatabricksCompute": "AmlCompute (a Dask cluster, or scheduler_address= of an existing one).",
     "DataFactoryCompute": "AmlCompute (a Dask cluster) or RemoteCompute.",
     "AdlaCompute": "AmlCompute (a Dask cluster) or RemoteCompute.",

@@ -36,7 +36,8 @@ _COMPUTE = {
     "AmlCompute": "nbml.compute.dask_target:AmlCompute",
     "RemoteCompute": "nbml.compute.ssh_target:RemoteCompute",
     "DockerCompute": "nbml.compute.docker_target:DockerCompute",
-    **{n: f"azure:{n}" for n in ("AksCompute", "DsvmCompute", "BatchAiCompute", "HDInsightCompute",
+    "HDInsightCompute": "nbml.compute.spark_target:HDInsightCompute",
+    **{n: f"azure:{n}" for n in ("AksCompute", "DsvmCompute", "BatchAiCompute",
                                  "DatabricksCompute", "DataFactoryCompute", "AdlaCompute", "KubernetesCompute",
                                  "ComputeInstance")},
 }
@@ -72,6 +73,7 @@ MODULES: dict[str, dict[str, str]] = {
     "nbml.core.script_run_config": {"ScriptRunConfig": "nbml.runs.config:ScriptRunConfig"},
     "nbml.core.runconfig": {
         "RunConfiguration": "nbml.runs.config:RunConfiguration",
+        "SparkConfiguration": "nbml.runs.config:SparkConfiguration",
         "DEFAULT_CPU_IMAGE": "nbml.environment:DEFAULT_CPU_IMAGE",
         "DEFAULT_GPU_IMAGE": "nbml.environment:DEFAULT_GPU_IMAGE",
         "CondaDependencies": "nbml.environment:CondaDependencies",

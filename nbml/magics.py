@@ -254,8 +254,8 @@ class NbmlMagics(Magics):
     def ml_compute(self, line: str) -> Any:
         """Manage compute targets.
 
-        ``%ml_compute list | show NAME | attach ssh NAME --address A --user U [--port P] [--key FILE]
-        [--password] | create cluster NAME [--min-nodes 0] [--max-nodes 4] [--idle-seconds S]
+        ``%ml_compute list | show NAME | attach ssh|spark NAME --address A --user U [--port P] [--key FILE]
+        [--password] [--master M] [--spark-home DIR] | create cluster NAME [--min-nodes 0] [--max-nodes 4] [--idle-seconds S]
         [--scheduler ADDRESS] | detach NAME``
         """
         args = parse_argstring(self.ml_compute, line)
@@ -286,27 +286,50 @@ class NbmlMagics(Magics):
         print(format_table(["Property", "Value"], rows))
 
     def _compute_attach(self, rest: list[str]) -> Any:
-        usage = "%ml_compute attach ssh NAME --address HOST --user USER [--port 22] [--key FILE] [--password]"
+        usage = ("%ml_compute attach ssh NAME --address HOST --user USER [--port 22] [--key FILE] [--password] "
+                 "[--python PATH] [--trust-host-key]\n       %ml_compute attach spark|hdinsight NAME (the same) "
+                 "[--master yarn|spark://H:7077|local[N]] [--spark-home DIR] [--java-home DIR] [--spark-option ARG]")
         parser = _sub_parser("%ml_compute attach", usage)
-        parser.add_argument("kind", choices=["ssh"])
+        parser.add_argument("kind", choices=["ssh", "spark", "hdinsight"])
         parser.add_argument("name")
         parser.add_argument("--address", required=True)
         parser.add_argument("--user", required=True)
         parser.add_argument("--port", type=int, default=22)
         parser.add_argument("--key", default=None, help="Private key file (default: your SSH agent or ~/.ssh keys).")
         parser.add_argument("--password", action="store_true", help="Ask for a password (never stored).")
+        parser.add_argument("--python", default=None, help="The host's Python (default python3).")
+        parser.add_argument("--trust-host-key", action="store_true", help="Record an unknown host's key.")
+        spark = parser.add_argument_group("Spark (spark, hdinsight)")
+        spark.add_argument("--master", default=None, help="Spark master (default: the host's own).")
+        spark.add_argument("--spark-home", default=None, help="Where Spark is on the host, if not in SPARK_HOME.")
+        spark.add_argument("--java-home", default=None, help="The host's Java, if not in JAVA_HOME or on the PATH.")
+        spark.add_argument("--spark-option", action="append", default=[], metavar="ARG",
+                           help="An extra spark-submit argument (repeat it: --spark-option=--driver-memory "
+                                "--spark-option=2g).")
         ns = parser.parse_args(rest)
+        is_spark = ns.kind in ("spark", "hdinsight")
+        if not is_spark and (ns.master or ns.spark_home or ns.java_home or ns.spark_option):
+            raise UsageError("--master, --spark-home, --java-home and --spark-option are for Spark hosts: "
+                             "`%ml_compute attach spark NAME ...`.")
         if ns.key and not Path(os.path.expanduser(ns.key)).is_file():
             raise UsageError(f"--key {ns.key!r}: no such file. Pass the private key's path, e.g. ~/.ssh/id_ed25519.")
-        remote = _api("RemoteCompute")
+        remote = _api("HDInsightCompute" if is_spark else "RemoteCompute")
         kwargs: dict[str, Any] = {"address": ns.address, "ssh_port": ns.port, "username": ns.user}
+        if ns.python:
+            kwargs["python"] = ns.python
+        if ns.trust_host_key:
+            kwargs["trust_host_key"] = True
+        if is_spark:
+            kwargs.update(master=ns.master, spark_home=ns.spark_home, java_home=ns.java_home,
+                          spark_submit_options=list(ns.spark_option))
         if ns.key:
             kwargs["private_key_file"] = os.path.expanduser(ns.key)
         if ns.password:
             kwargs["password"] = getpass.getpass(f"Password for {ns.user}@{ns.address}: ")
         config = remote.attach_configuration(**kwargs)
         target = _api("ComputeTarget").attach(_workspace(), ns.name, config)
-        print(f"Attached {ns.user}@{ns.address}:{ns.port} as compute target {ns.name!r}.")
+        what = f"Spark host (master {ns.master or 'the host default'})" if is_spark else "compute target"
+        print(f"Attached {ns.user}@{ns.address}:{ns.port} as {what} {ns.name!r}.")
         return target
 
     def _compute_create(self, rest: list[str]) -> Any:
@@ -344,8 +367,9 @@ class NbmlMagics(Magics):
 
 
 def _describe(kind: str, config: dict[str, Any]) -> str:
-    if kind == "ssh":
-        return f"{config.get('username', '?')}@{config.get('address', '?')}:{config.get('ssh_port', 22)}"
+    if kind in ("ssh", "spark"):
+        where = f"{config.get('username', '?')}@{config.get('address', '?')}:{config.get('ssh_port', 22)}"
+        return where + (f", master {config.get('master') or 'host default'}" if kind == "spark" else "")
     if kind == "dask":
         where = config.get("scheduler_address") or "local cluster"
         return f"{where}, {config.get('min_nodes', 0)}-{config.get('max_nodes', '?')} nodes"

@@ -14,7 +14,8 @@ The edit rules are mechanical (a pattern, no understanding of the notebook); eac
 ``imports``  the port itself: the word ``azureml`` as a module path becomes ``nbml``.
 ``auth``     ``Workspace.create/get(subscription...)`` becomes ``Workspace.from_config()``.
 ``compute``  compute set-up: AmlCompute clusters are capped at 2 nodes (a local Dask cluster here);
-             RemoteCompute attaches to the test sshd when NBML_SSH_* say where it is, else uses local.
+             RemoteCompute and HDInsightCompute attach to the test sshd when NBML_SSH_* say where it is
+             (HDInsight: NBML_SPARK_PYTHON, the host's Python with pyspark), else use local.
 ``data``     internet downloads become a data set a package ships, written to CSV (see SUBSTITUTES).
 ``cap``      AutoML iterations capped at AUTOML_CAP (the SDK default is 1000; the notebooks ask for up to 20),
              so a run over 17 notebooks fits a laptop.
@@ -116,6 +117,31 @@ def _remote_compute(src: str) -> str:
     return src
 
 
+def _hdinsight_compute(src: str) -> str:
+    """HDInsight attach: the test sshd's host runs Spark (NBML_SPARK_PYTHON: its Python with pyspark), else local."""
+    m = re.search(r"\bHDInsightCompute\.attach_configuration\s*\(", src)
+    if not m:
+        return src
+    if os.environ.get("NBML_SSH_HOST"):
+        # The kernel gets hdiservername/hdiusername (see kernel_environ), which the notebook reads.
+        end = _call_span(src, m.start())
+        call = re.sub(r"\bssh_port\s*=\s*\d+", f"ssh_port={int(os.environ.get('NBML_SSH_PORT', '22'))}",
+                      src[m.start():end])
+        key = os.environ.get("NBML_SSH_KEY")
+        if key:  # the test sshd takes its key, not the notebook's password
+            call = re.sub(r"\bpassword\s*=\s*os\.environ\.get\([^()]*\)|\bpassword\s*=\s*(['\"])[^'\"]*\1",
+                          f"private_key_file={key!r}", call)
+        extra = {"python": os.environ.get("NBML_SPARK_PYTHON"), "master": os.environ.get("NBML_SPARK_MASTER"),
+                 "known_hosts": os.environ.get("NBML_SSH_KNOWN_HOSTS")}
+        added = "".join(f", {k}={v!r}" for k, v in extra.items() if v)
+        return src[:m.start()] + call[:-1] + added + ")" + src[end:]
+    # No sshd to reach: the attach becomes the local target, where pyspark runs the script in local mode.
+    a = re.search(r"(\w+)\s*=\s*ComputeTarget\.attach\s*\(", src)
+    if a:
+        src = src[:a.start()] + f'{a.group(1)} = ComputeTarget(ws, "local")' + src[_call_span(src, a.start()):]
+    return src
+
+
 def _wait_after_widget(src: str) -> str:
     """A cell that submits a run and shows its widget: the reader watched the run finish before the next
     cell (which reads its metrics); a kernel runs on at once, so the cell waits for it."""
@@ -136,6 +162,9 @@ RULES: list[Rule] = [
          "(a local Dask cluster)", _amlcompute_nodes),
     Rule("remote-compute", "compute", "RemoteCompute attach: the test sshd (NBML_SSH_HOST/USER/PORT/KEY) when set, "
          'else `ComputeTarget(ws, "local")`', _remote_compute),
+    Rule("hdinsight-compute", "compute", "HDInsight attach: the test sshd's host as the Spark host (NBML_SSH_HOST/"
+         "PORT/KEY, NBML_SPARK_PYTHON/MASTER, NBML_SSH_KNOWN_HOSTS) when set, else `ComputeTarget(ws, \"local\")`",
+         _hdinsight_compute),
     Rule("download-urls", "data", "a URL of SUBSTITUTES -> the local CSV written from a shipped data set",
          lambda src: _replace_urls(src)),
     Rule("hub-images", "data", "a Docker Hub image of HUB_IMAGES -> the engine's local base image "
@@ -229,6 +258,7 @@ def kernel_environ(work: Path | None = None) -> dict[str, str]:
     if os.environ.get("NBML_SSH_HOST"):
         env["AZUREML_DSVM_ADDRESS"] = os.environ["NBML_SSH_HOST"]
         env["AZUREML_DSVM_USERNAME"] = os.environ.get("NBML_SSH_USER", os.environ.get("USER", "root"))
+        env["hdiservername"], env["hdiusername"] = env["AZUREML_DSVM_ADDRESS"], env["AZUREML_DSVM_USERNAME"]
     if work is not None:
         # Nobody presses a key in this kernel: `!more file` (manage-runs) would wait forever on its pty.
         shim = work / "bin"

@@ -27,6 +27,8 @@ LogFn = Callable[[str], None]
 DRIVER_LOG = "nbml-logs/driver_log.txt"
 EVENTS_FILE = "events.jsonl"
 EXIT_CODE_FILE = ".nbml/exit_code"
+#: Where a script run's spark-submit settings (run_config.spark) travel in `JobSpec.extra_files`.
+SPARK_SETTINGS = ".nbml/spark.json"
 #: Stands for the job folder's absolute path on the target in `JobSpec.argv` and `environ` (data paths).
 JOB_DIR_TOKEN = "{{NBML_JOB_DIR}}"
 

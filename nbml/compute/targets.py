@@ -19,6 +19,7 @@ _FORBIDDEN = set("`~!@#$%^&*()=+_[]{}\\|;:'\",<>/?.")
 _BACKENDS: dict[str, str] = {
     "local": "nbml.compute.local:LocalBackend",
     "ssh": "nbml.compute.ssh:SSHBackend",
+    "spark": "nbml.compute.spark:SparkBackend",
     "docker": "nbml.compute.docker:DockerBackend",
     "dask": "nbml.compute.dask:DaskBackend",
     "containerinstance": "nbml.compute.docker_aci:ContainerInstanceBackend",

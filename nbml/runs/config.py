@@ -14,6 +14,29 @@ if TYPE_CHECKING:
 DEFAULT_MAX_RUN_DURATION = 2_592_000  # 30 days, the SDK's default
 
 
+class SparkConfiguration:
+    """``run_config.spark``: what a run on a Spark target (HDInsightCompute) passes to spark-submit.
+
+    ``configuration`` holds Spark properties (``{"spark.executor.memory": "2g"}``), each a ``--conf``;
+    ``spark.master`` there picks the master for this run. ``packages`` / ``repositories`` are Maven
+    coordinates and repositories (``--packages`` / ``--repositories``). They override the target's own
+    settings (``HDInsightCompute.attach_configuration(master=..., spark_conf=...)``).
+    """
+
+    def __init__(self, configuration: dict[str, Any] | None = None, repositories: list[str] | None = None,
+                 packages: list[Any] | None = None, precache_packages: bool = True) -> None:
+        self.configuration: dict[str, Any] = dict(configuration or {})
+        self.repositories = list(repositories or [])
+        self.packages = list(packages or [])
+        self.precache_packages = precache_packages
+
+    def to_dict(self) -> dict[str, Any]:
+        packages = [p if isinstance(p, str) else ":".join(str(getattr(p, k)) for k in ("group", "artifact", "version"))
+                    for p in self.packages]
+        return {"configuration": {str(k): str(v) for k, v in self.configuration.items()},
+                "repositories": [str(r) for r in self.repositories], "packages": packages}
+
+
 class RunConfiguration:
     """Where and how to run: ``target`` (a ComputeTarget or its name) and ``environment``."""
 
@@ -39,6 +62,7 @@ class RunConfiguration:
         #: dataset inputs (dataset.as_named_input(name)...), read in the script with input_datasets[name].
         self.data: list[Any] = []
         self.container_instance = ContainerInstanceConfiguration()  # for target = "containerinstance"
+        self.spark = SparkConfiguration()  # spark-submit settings on a Spark target (framework="pyspark")
 
     @property
     def docker(self) -> Any:

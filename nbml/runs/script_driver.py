@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from nbml.compute.base import EnvSpec, JobSpec
+import json
+
+from nbml.compute.base import SPARK_SETTINGS, EnvSpec, JobSpec
 from nbml.runs.context import SupervisorContext
 from nbml.runs.executor import execute
 from nbml.snapshot import load_manifest
@@ -18,6 +20,8 @@ def build_job(ctx: SupervisorContext, run_id: str, config: dict, experiment: str
         environ={"NBML_EXPERIMENT": experiment, "NBML_WORKSPACE": str(ctx.ws_root)},
         timeout_seconds=config.get("max_run_duration_seconds"),
         resources=dict(config.get("resources") or {}),
+        # A Spark target reads its spark-submit settings here (nbml.compute.spark).
+        extra_files={SPARK_SETTINGS: json.dumps(config["spark"]).encode()} if config.get("spark") else {},
     )
 
 

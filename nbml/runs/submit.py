@@ -101,6 +101,9 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
         run_config["data"] = data_bindings
     if limits:
         run_config["resources"] = limits
+    spark = _spark_settings(config, target.target_kind)
+    if spark:
+        run_config["spark"] = spark
     ws.store.insert_run(run_id, experiment.name, "script", target.name, run_config, snapshot_id=snapshot.id)
     start_recorded_run(ws, run_id, tags, {"script": script, "arguments": " ".join(arguments),
                                           "environment": env.name})
@@ -108,6 +111,15 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
     if show_output:
         run.wait_for_completion(show_output=True)
     return run
+
+
+def _spark_settings(config: ScriptRunConfig, kind: str) -> dict[str, Any] | None:
+    """run_config.spark for a Spark target (or framework="pyspark"): what the job's spark-submit gets."""
+    rc = config.run_config
+    spark = getattr(rc, "spark", None)
+    if kind != "spark" and str(getattr(rc, "framework", "")).lower() != "pyspark":
+        return None
+    return {"framework": str(getattr(rc, "framework", "python")), **(spark.to_dict() if spark is not None else {})}
 
 
 def _data_bindings(ws: Workspace, config: ScriptRunConfig) -> tuple[list[str], list[dict[str, Any]]]:

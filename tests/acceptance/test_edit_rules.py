@@ -115,3 +115,33 @@ def test_a_cell_that_submits_and_shows_the_widget_waits_for_the_run(acceptance):
     for same in ("RunDetails(run).show()",  # submitted in an earlier cell: left alone
                  "run = exp.submit(c)\nRunDetails(run).show()\nrun.wait_for_completion(show_output=True)"):
         assert acceptance.apply_rules(same)[0] == same
+
+
+HDI_CELL = """attach_config = HDInsightCompute.attach_configuration(address=os.environ.get('hdiservername', 'x-ssh.net'),
+                                                      ssh_port=22,
+                                                      username=os.environ.get('hdiusername', '<ssh_username>'),
+                                                      password=os.environ.get('hdipassword', '<my_password>'))
+hdi_compute = ComputeTarget.attach(workspace=ws,
+                                   name='myhdi',
+                                   attach_configuration=attach_config)
+"""
+
+
+def test_hdinsight_attach_goes_to_the_test_sshd_or_local(acceptance, monkeypatch):
+    for var in ("NBML_SSH_HOST", "NBML_SPARK_PYTHON", "NBML_SPARK_MASTER", "NBML_SSH_KNOWN_HOSTS"):
+        monkeypatch.delenv(var, raising=False)
+    out, fired = acceptance.apply_rules(HDI_CELL)
+    assert fired == ["hdinsight-compute"]
+    assert out.endswith('hdi_compute = ComputeTarget(ws, "local")\n')
+    monkeypatch.setenv("NBML_SSH_HOST", "127.0.0.1")
+    monkeypatch.setenv("NBML_SSH_PORT", "2222")
+    monkeypatch.setenv("NBML_SSH_KEY", "/keys/id_ed25519")
+    monkeypatch.setenv("NBML_SPARK_PYTHON", "/venv/bin/python")
+    monkeypatch.setenv("NBML_SSH_KNOWN_HOSTS", "/keys/known_hosts")
+    out, _ = acceptance.apply_rules(HDI_CELL)
+    assert "ssh_port=2222" in out and "hdipassword" not in out
+    assert "private_key_file='/keys/id_ed25519', python='/venv/bin/python', known_hosts='/keys/known_hosts')" in out
+    assert "ComputeTarget.attach(workspace=ws," in out
+    compile(out, "cell", "exec")
+    environ = acceptance.kernel_environ()
+    assert environ["hdiservername"] == "127.0.0.1" and environ["hdiusername"]
