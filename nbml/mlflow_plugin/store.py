@@ -25,7 +25,12 @@ from mlflow.entities import (
     ViewType,
 )
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+    INVALID_STATE,
+    RESOURCE_ALREADY_EXISTS,
+    RESOURCE_DOES_NOT_EXIST,
+)
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -89,7 +94,8 @@ class _Common(AbstractStore):
         rec = dict(rec)
         rel = rec.pop("nbml_path")
         rec["artifact_location"] = tracking_uri(self.root / rel)
-        return LoggedModel.from_dictionary(rec)
+        model: LoggedModel = LoggedModel.from_dictionary(rec)  # type: ignore[assignment]
+        return model
 
     # -- MLflow's API that nbml doesn't have a counterpart for -----------------------------------
     def delete_experiment(self, experiment_id: str) -> None:
@@ -157,7 +163,7 @@ class WorkspaceStore(_Common):
         except UserErrorException as exc:
             raise MlflowException(str(exc), INVALID_PARAMETER_VALUE) from None
         if name in self._experiment_names():
-            raise MlflowException(f"Experiment {name!r} already exists.", "RESOURCE_ALREADY_EXISTS")
+            raise MlflowException(f"Experiment {name!r} already exists.", RESOURCE_ALREADY_EXISTS)
         self.store.ensure_experiment(name)
         return experiment_id(name)
 
@@ -203,7 +209,7 @@ class WorkspaceStore(_Common):
                        if m.key in last else m for m in metrics]
         info = RunInfo(
             run_id=run_id, experiment_id=experiment_id(rec["experiment"]), user_id=tags.get("mlflow.user", ""),
-            status=_mlflow_status(rec["status"]), start_time=_ms(rec.get("started_at") or rec["created_at"]),
+            status=_mlflow_status(rec["status"]), start_time=_ms(rec.get("started_at") or rec["created_at"]) or 0,
             end_time=_ms(rec.get("ended_at")), lifecycle_stage=LifecycleStage.ACTIVE,
             artifact_uri=self._artifact_uri(run_id, props), run_name=rec.get("display_name") or run_id,
         )
@@ -302,7 +308,7 @@ class WorkspaceStore(_Common):
         rec = self._record(run_id)
         if rec["status"] in S.TERMINAL:
             raise MlflowException(f"Run {run_id} already ended ({rec['status']}); start a new run to log more.",
-                                  "INVALID_STATE")
+                                  INVALID_STATE)
         if params:
             have = self.store.get_properties(run_id)
             for p in params:
@@ -464,7 +470,7 @@ class JobStore(_Common):
         tags = dict(self.tags.get(run_id, {}))
         artifact_root = f"runs/{self.run_id}" if run_id == self.run_id else f"runs/{self.run_id}/{self._child_dir(run_id)}"
         info = RunInfo(run_id=run_id, experiment_id=self.exp_id, user_id=tags.get("mlflow.user", ""),
-                       status=self.ended.get(run_id, "RUNNING"), start_time=_ms(self.started),
+                       status=self.ended.get(run_id, "RUNNING"), start_time=int(self.started * 1000),
                        end_time=None, lifecycle_stage=LifecycleStage.ACTIVE,
                        artifact_uri=tracking_uri(self.root / artifact_root),
                        run_name=tags.get(MLFLOW_RUN_NAME, run_id))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "targets"))
-from sshd import sshd_fixture  # noqa: E402, F401 (the `sshd` fixture)
+from sshd import sshd_fixture  # noqa: F401 (the `sshd` fixture)
 
 
 @pytest.fixture

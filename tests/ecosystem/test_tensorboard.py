@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 pytest.importorskip("tensorboard")
-from sshd import SshServer, ssh_attach_args  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-from tensorboard.util.tensor_util import make_ndarray  # noqa: E402
+from sshd import SshServer, ssh_attach_args
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.util.tensor_util import make_ndarray
 
-from nbml import Environment, Experiment, RemoteCompute, ScriptRunConfig, Workspace  # noqa: E402
-from nbml.tensorboard import Tensorboard  # noqa: E402
-from nbml.tensorboard.export import export_to_tensorboard  # noqa: E402
+from nbml import Environment, Experiment, RemoteCompute, ScriptRunConfig, Workspace
+from nbml.tensorboard import Tensorboard
+from nbml.tensorboard.export import export_to_tensorboard
 
 #: A training script that writes TensorBoard files to ./logs, then waits for the test's go-ahead to finish.
 SCRIPT = """
@@ -93,7 +93,7 @@ def test_export_to_tensorboard_round_trip(ws: Workspace, tmp_path: Path) -> None
 
 def test_tensorboard_serves_runs_logs_and_stop_ends_it(ws: Workspace, tmp_path: Path, no_tensorboards: None) -> None:
     runs = []
-    for name, value in (("a", 1.0), ("b", 2.0)):
+    for value in (1.0, 2.0):
         run = Experiment(ws, "tb-local").start_logging(outputs=None)
         run.log("x", value)
         run.complete()
