@@ -118,16 +118,28 @@ def register() -> None:
         _artifact_repository_registry.register(SCHEME, artifact_repository)
 
 
-def write_entry_points(folder: str | os.PathLike[str]) -> None:
-    """Declare the plugin's entry points in `folder` (a job's runtime folder on its PYTHONPATH), so MLflow in
-    the job finds them whether or not its Python has nbml installed."""
+def entry_point_files() -> dict[str, str]:
+    """The files of a minimal ``nbml-<version>.dist-info`` declaring the plugin's entry points (relative paths)."""
     from nbml import __version__
 
-    info = Path(folder) / f"nbml-{__version__}.dist-info"
-    if (info / "entry_points.txt").is_file():
-        return
-    info.mkdir(parents=True, exist_ok=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: nbml\nVersion: {__version__}\n")
-    (info / "entry_points.txt").write_text(
-        f"[mlflow.tracking_store]\n{SCHEME} = nbml.mlflow_plugin:tracking_store\n\n"
-        f"[mlflow.artifact_repository]\n{SCHEME} = nbml.mlflow_plugin:artifact_repository\n")
+    info = f"nbml-{__version__}.dist-info"
+    return {
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: nbml\nVersion: {__version__}\n",
+        f"{info}/entry_points.txt": (f"[mlflow.tracking_store]\n{SCHEME} = nbml.mlflow_plugin:tracking_store\n\n"
+                                     f"[mlflow.artifact_repository]\n{SCHEME} = nbml.mlflow_plugin:artifact_repository\n"),
+    }
+
+
+def write_entry_points(folder: str | os.PathLike[str]) -> list[Path]:
+    """Declare the plugin's entry points in `folder` (a job's runtime folder on its PYTHONPATH), so MLflow in
+    the job finds them whether or not its Python has nbml installed. Returns the files' paths."""
+    written = []
+    for rel, text in entry_point_files().items():
+        path = Path(folder) / rel
+        if not path.is_file() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(text)
+            tmp.replace(path)  # whole or absent: jobs of other runs may be reading it
+        written.append(path)
+    return written

@@ -13,7 +13,7 @@ mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
-from nbml import Experiment, Run, ScriptRunConfig, Workspace  # noqa: E402
+from nbml import Environment, Experiment, RemoteCompute, Run, ScriptRunConfig, Workspace  # noqa: E402
 
 
 def _diabetes() -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +129,10 @@ def test_an_nbml_run_is_read_through_mlflow_client(ws: Workspace) -> None:
 
 
 @pytest.mark.slow  # a job that imports MLflow: ~15 s on an idle machine, more on a busy one
-def test_mlflow_in_a_submitted_script_lands_in_its_run_with_no_setup(ws: Workspace, project) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("where", ["local", pytest.param("ssh", marks=pytest.mark.ssh)])
+def test_mlflow_in_a_submitted_script_lands_in_its_run_with_no_setup(ws: Workspace, project, where: str,  # type: ignore[no-untyped-def]
+                                                                     request: pytest.FixtureRequest,
+                                                                     tmp_path: Path) -> None:
     folder = project(**{"train.py": """
         import mlflow
 
@@ -146,7 +149,16 @@ def test_mlflow_in_a_submitted_script_lands_in_its_run_with_no_setup(ws: Workspa
         mlflow.log_metric("after_end", 1.0)  # a new top-level run inside a job is still the job's run
         print("logged")
     """})
-    run = Experiment(ws, "in-job").submit(ScriptRunConfig(str(folder), "train.py"))
+    config = ScriptRunConfig(str(folder), "train.py")
+    if where == "ssh":
+        from sshd import ssh_attach_args
+
+        RemoteCompute.attach(ws, "ssh-box", **ssh_attach_args(request.getfixturevalue("sshd"), tmp_path))
+        env = Environment("mlflow-env")
+        env.python.user_managed_dependencies = True
+        env.python.interpreter_path = sys.executable  # the "remote" host is this machine: its Python has mlflow
+        config = ScriptRunConfig(str(folder), "train.py", compute_target="ssh-box", environment=env)
+    run = Experiment(ws, "in-job").submit(config)
     run.wait_for_completion(raise_on_error=False)
     assert run.get_status() == "Completed", run.get_details_with_logs()["logFiles"]
     metrics = run.get_metrics()
