@@ -268,7 +268,12 @@ def serve_fetched(folder: Path) -> Callable[[], None]:
     folder.mkdir(parents=True, exist_ok=True)
     for name, write in FETCHED.values():
         write(folder / name)
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _SERVED["base"] = f"http://127.0.0.1:{server.server_address[1]}"
