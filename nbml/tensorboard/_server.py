@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,9 @@ from nbml.errors import UserErrorException
 
 #: How long start() waits for TensorBoard to answer before it gives up (it loads plugins on start).
 START_TIMEOUT = float(os.environ.get("NBML_TENSORBOARD_START_TIMEOUT", "120"))
-_LIVE: weakref.WeakSet[Tensorboard] = weakref.WeakSet()
+#: Started and not stopped: kept alive (``Tensorboard([run]).start()`` without a name still serves) and
+#: stopped when the Python process exits.
+_LIVE: set[Tensorboard] = set()
 
 
 def require_tensorboard() -> None:
@@ -131,6 +132,7 @@ class Tensorboard:
     def stop(self) -> None:
         """End TensorBoard (its whole process group); a no-op when it isn't running."""
         proc, self._proc = self._proc, None
+        _LIVE.discard(self)
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -151,10 +153,6 @@ class Tensorboard:
 
     def __exit__(self, *_: Any) -> None:
         self.stop()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self.stop()
 
     def __repr__(self) -> str:
         state = self.url or "not started"

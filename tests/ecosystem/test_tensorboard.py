@@ -112,6 +112,24 @@ def test_tensorboard_serves_runs_logs_and_stop_ends_it(ws: Workspace, tmp_path: 
     tb.stop()  # twice is fine
 
 
+@pytest.mark.slow  # one more TensorBoard start (~8 s idle) for a detail of the object's lifetime
+def test_an_unnamed_tensorboard_keeps_serving_until_the_process_ends(ws: Workspace, no_tensorboards: None) -> None:
+    import gc
+
+    from nbml.tensorboard._server import _stop_all
+
+    run = Experiment(ws, "tb-unnamed").start_logging(outputs=None)
+    run.complete()
+    url = Tensorboard([run]).start()  # as the SDK's samples write it, without keeping the object
+    gc.collect()
+    try:
+        assert _get(url + "data/environment")
+    finally:
+        _stop_all()  # what the interpreter's exit does
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url + "data/environment", timeout=5)
+
+
 def test_tensorboard_needs_runs() -> None:
     from nbml.errors import UserErrorException
 
