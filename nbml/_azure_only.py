@@ -61,7 +61,6 @@ INSTEAD: dict[str, str] = {
     "AzureCliAuthentication": "nothing: Workspace.from_config() needs no sign-in.",
     "Image": "Environment(...) with docker.enabled = True; nbml builds images on the Docker target.",
     "ContainerImage": "Environment(...) with docker.enabled = True; nbml builds images on the Docker target.",
-    "Tensorboard": "run.download_files(prefix='logs') and `tensorboard --logdir` on that folder.",
     "NoaaIsdWeather": "read your own copy of the data (pandas.read_csv / Dataset.Tabular.from_delimited_files).",
     "MNIST": "sklearn.datasets or a local copy of the data.",
     "Diabetes": "sklearn.datasets.load_diabetes().",

@@ -120,7 +120,8 @@ MODULES: dict[str, dict[str, str]] = {
                                   "PrimaryMetricGoal": "nbml.hyperdrive.config:PrimaryMetricGoal"},
     "nbml.train.widgets": {"RunDetails": "nbml.widgets.run_details:RunDetails"},
     "nbml.telemetry": {"set_diagnostics_collection": "nbml._azure_only:set_diagnostics_collection"},
-    "nbml.tensorboard": {"Tensorboard": "azure:Tensorboard"},
+    "nbml.tensorboard": {"Tensorboard": "nbml.tensorboard._server:Tensorboard"},
+    "nbml.tensorboard.export": {"export_to_tensorboard": "nbml.tensorboard._export:export_to_tensorboard"},
     "nbml.opendatasets": {n: f"azure:{n}" for n in ("NoaaIsdWeather", "MNIST", "Diabetes", "OjSalesSimulated")},
 }
 

@@ -202,10 +202,14 @@ class Workspace:
                 "path": str(self.path), "schema": self.store.db.path.name}
 
     def get_mlflow_tracking_uri(self) -> str:
-        from nbml._azure_only import AzureOnlyError
+        """``nbml:///<this folder>``: give it to ``mlflow.set_tracking_uri`` and MLflow logs nbml runs here.
 
-        raise AzureOnlyError("get_mlflow_tracking_uri needs Azure ML's MLflow server, which nbml doesn't use. Instead: "
-                             "log with Run.get_context().log(...) (or keep MLflow's own local tracking).")
+        Needs MLflow (``pip install nbml[mlflow]``); see docs/mlflow.md.
+        """
+        from nbml.mlflow_plugin import register, tracking_uri
+
+        register()
+        return tracking_uri(self.path)
 
     def __repr__(self) -> str:
         return f"Workspace(name={self.name!r}, path={str(self.path)!r})"

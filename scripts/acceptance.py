@@ -167,6 +167,8 @@ RULES: list[Rule] = [
          _hdinsight_compute),
     Rule("download-urls", "data", "a URL of SUBSTITUTES -> the local CSV written from a shipped data set",
          lambda src: _replace_urls(src)),
+    Rule("download-scripts", "data", "a URL of FETCHED (a script fetched with requests) -> the same file name on a "
+         "loopback server of this run, holding the substitute", lambda src: _replace_fetched(src)),
     Rule("hub-images", "data", "a Docker Hub image of HUB_IMAGES -> the engine's local base image "
          "(NBML_DOCKER_BASE_IMAGE, else NBML_DOCKER_IMAGE)", lambda src: _replace_hub_images(src)),
     Rule("automl-iterations", "cap", f"AutoML `iterations` capped at {AUTOML_CAP} (added when the notebook relies "
@@ -207,6 +209,110 @@ SUBSTITUTES: dict[str, tuple[str, Callable[[Path], None]]] = {
     "https://dprepdata.blob.core.windows.net/demo/crime0-test.csv": ("crime0-test.csv", _wine_as_crime("test")),
 }
 SUBSTITUTE_DIR = "nbml-substitutes"
+
+
+_MNIST_SUMMARIES = '''"""Stand-in for TensorFlow's mnist_with_summaries.py (written by nbml's acceptance run): the same
+arguments and the same TensorBoard scalars (train/test cross_entropy and accuracy under --log_dir), from a
+softmax regression on scikit-learn's 8x8 digits in numpy, written with TensorBoard's own summary writer."""
+import argparse
+import os
+
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from tensorboard.summary import Writer
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--max_steps", type=int, default=200)
+parser.add_argument("--learning_rate", type=float, default=0.5)
+parser.add_argument("--dropout", type=float, default=0.9)
+parser.add_argument("--data_dir", default=os.environ.get("TEST_TMPDIR", "/tmp"))
+parser.add_argument("--log_dir", default="./logs")
+args, _ = parser.parse_known_args()
+
+X, y = load_digits(return_X_y=True)
+X = X / 16.0
+X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
+W = np.zeros((X.shape[1], 10))
+b = np.zeros(10)
+train = Writer(os.path.join(args.log_dir, "train"))
+test = Writer(os.path.join(args.log_dir, "test"))
+
+
+def forward(data):
+    z = data @ W + b
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+for step in range(args.max_steps):
+    p = forward(X_train)
+    onehot = np.eye(10)[y_train]
+    loss = -np.mean(np.sum(onehot * np.log(p + 1e-12), axis=1))
+    grad = (p - onehot) / len(X_train)
+    W -= args.learning_rate * X_train.T @ grad
+    b -= args.learning_rate * grad.sum(axis=0)
+    train.add_scalar("cross_entropy", float(loss), step)
+    train.add_scalar("accuracy", float(np.mean(p.argmax(axis=1) == y_train)), step)
+    if step % 10 == 0:
+        acc = float(np.mean(forward(X_test).argmax(axis=1) == y_test))
+        test.add_scalar("accuracy", acc, step)
+        print(f"Accuracy at step {step}: {acc}", flush=True)
+train.close()
+test.close()
+'''
+
+
+def _write_text(text: str) -> Callable[[Path], None]:
+    return lambda path: path.write_text(text)
+
+
+#: URL -> (file name, writer): scripts a notebook fetches with an HTTP client (requests.get(...).text),
+#: served from a loopback HTTP server of the acceptance run, so the notebook's fetching code runs as written.
+FETCHED: dict[str, tuple[str, Callable[[Path], None]]] = {
+    "https://raw.githubusercontent.com/tensorflow/tensorflow/r1.8/tensorflow/examples/tutorials/mnist/"
+    "mnist_with_summaries.py": ("mnist_with_summaries.py", _write_text(_MNIST_SUMMARIES)),
+}
+_SERVED: dict[str, str] = {}
+
+
+def served_base() -> str:
+    """The loopback server's base URL (started by serve_fetched(); a placeholder port before that)."""
+    return _SERVED.get("base", "http://127.0.0.1:8731")
+
+
+def _replace_fetched(src: str) -> str:
+    for url, (name, _write) in FETCHED.items():
+        src = src.replace(url, f"{served_base()}/{name}")
+    return src
+
+
+def serve_fetched(folder: Path) -> Callable[[], None]:
+    """Write FETCHED's files into `folder` and serve it on 127.0.0.1 from a thread; returns the stop function."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, write in FETCHED.values():
+        write(folder / name)
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _SERVED["base"] = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        _SERVED.pop("base", None)
+
+    return stop
 
 
 #: Docker Hub images the notebooks name: pulling is a download too; the engine's local base stands in.
@@ -275,6 +381,7 @@ def describe() -> str:
     lines = ["| rule | category | edit |", "|---|---|---|"]
     lines += [f"| {r.name} | {r.category} | {r.what} |" for r in RULES]
     lines += ["", "Data substitutes:"] + [f"- {url} -> {SUBSTITUTE_DIR}/{name}" for url, (name, _w) in SUBSTITUTES.items()]
+    lines += [f"- {url} -> a loopback server's /{name}" for url, (name, _w) in FETCHED.items()]
     return "\n".join(lines)
 
 
@@ -469,12 +576,14 @@ def main(argv: list[str] | None = None) -> int:
     first = [n for n in notebooks if not any(k in str(n) for k in LATER)]
     later = [n for n in notebooks if n not in first]
     results: list[Result] = []
+    stop_serving = serve_fetched(work / "served")
     try:
         for phase in (first, later):
             with ThreadPoolExecutor(max_workers=max(1, min(args.jobs, 2))) as pool:
                 results += pool.map(lambda nb: run_one(nb, samples, work / "notebooks", env, args.cell_timeout,
                                                        args.notebook_timeout), phase)
     finally:
+        stop_serving()
         cleanup(work / "nbml-home")
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

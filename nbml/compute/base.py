@@ -161,10 +161,13 @@ class ComputeBackend(abc.ABC):
 
 def job_environ(job: JobSpec, job_dir: str, runtime_dir: str | None = None) -> dict[str, str]:
     """Variables every job gets, whatever the target: where to log, which run it is."""
+    from nbml.mlflow_plugin import mlflow_environ
+
     env = {
         "NBML_RUN_ID": job.run_id,
         "NBML_JOB_DIR": job_dir,
         "PYTHONUNBUFFERED": "1",
+        **mlflow_environ(job.run_id, job.environ.get("NBML_WORKSPACE"), job.env.environment_variables),
         **job.env.environment_variables,
         **{k: v.replace(JOB_DIR_TOKEN, job_dir) for k, v in job.environ.items()},
     }

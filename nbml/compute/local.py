@@ -40,6 +40,9 @@ def runtime_dir(job_dir: Path) -> str:
     link = rt / "nbml"
     if not link.exists():
         os.symlink(NBML_PACKAGE_DIR, link)
+    from nbml.mlflow_plugin import write_entry_points
+
+    write_entry_points(rt)  # mlflow.log_* in the job find nbml's tracking store (docs/mlflow.md)
     return str(rt)
 
 

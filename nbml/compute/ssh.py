@@ -23,6 +23,7 @@ import logging
 import os
 import shlex
 import signal
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
@@ -100,6 +101,15 @@ def _package_manifest() -> tuple[str, dict[str, tuple[str, int, int]], dict[str,
             sha = hashlib.sha256(data).hexdigest()
             files["nbml/" + path.relative_to(root).as_posix()] = (sha, 0o644, len(data))
             sources[sha] = path
+    # MLflow in the job finds nbml's tracking store by these entry points (docs/mlflow.md).
+    from nbml.mlflow_plugin import write_entry_points
+
+    meta = Path(tempfile.gettempdir()) / f"nbml-entry-points-{os.getuid()}"
+    for path in write_entry_points(meta):
+        data = path.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        files[path.relative_to(meta).as_posix()] = (sha, 0o644, len(data))
+        sources[sha] = path
     digest = hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()[:16]
     return digest, files, sources
 

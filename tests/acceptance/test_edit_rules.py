@@ -145,3 +145,22 @@ def test_hdinsight_attach_goes_to_the_test_sshd_or_local(acceptance, monkeypatch
     compile(out, "cell", "exec")
     environ = acceptance.kernel_environ()
     assert environ["hdiservername"] == "127.0.0.1" and environ["hdiusername"]
+
+
+def test_fetched_script_comes_from_the_loopback_server(acceptance, tmp_path):
+    url = next(iter(acceptance.FETCHED))
+    src = f'tf_code = requests.get("{url}")\n'
+    stop = acceptance.serve_fetched(tmp_path / "served")
+    try:
+        out, fired = acceptance.apply_rules(src)
+        assert fired == ["download-scripts"] and "githubusercontent" not in out
+        served = out.split('"')[1]
+        assert served.startswith("http://127.0.0.1:") and served.endswith("/mnist_with_summaries.py")
+        import urllib.request
+
+        with urllib.request.urlopen(served, timeout=10) as resp:
+            text = resp.read().decode()
+        assert "--log_dir" in text and "from tensorboard.summary import Writer" in text
+        compile(text, "mnist_with_summaries.py", "exec")
+    finally:
+        stop()
