@@ -43,6 +43,8 @@ WARM_KINDS = ("local", "dask")
 WORKERS_PROPERTY = "nbml.warm_workers"
 LEASE_SECONDS = 60.0
 RENEW_SECONDS = 5.0
+#: What every worker imports before its first child: what ``Run.get_context()`` needs.
+BASE_PRELOAD = ["nbml.runs.run", "nbml.runs.script_run"]
 #: How long `poll` waits for a running child's exit before it answers "running" (the executor then sleeps).
 POLL_WAIT = 0.05
 
@@ -90,7 +92,7 @@ class WarmBackend(ComputeBackend):
         self.ctx, self.inner = ctx, inner
         self.size = max(1, int(size))
         self.shared = set(shared or ())
-        self.preload = list(preload or ())
+        self.preload = [*BASE_PRELOAD, *(preload or ())]
         self.setup = setup
         self.setup_files = dict(setup_files or {})
         self.workers: list[_Worker] = []

@@ -119,6 +119,7 @@ def _kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
 def run_task(task: dict[str, Any]) -> int:
     """Fork, run the task in the child, wait for it (honouring a cancel) and record how it ended."""
     job_dir = Path(task["job_dir"])
+    (job_dir / ".nbml").mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -205,7 +206,11 @@ def serve(folder: Path) -> int:
             path.unlink()
         except FileNotFoundError:
             continue  # taken back by the supervisor (a cancel before it started)
-        code = run_task(task)
+        try:
+            code = run_task(task)
+        except OSError as exc:  # its folder is gone (canceled and cleaned up): nothing to run or record
+            print(f"{task.get('run_id')}: not run: {exc}", flush=True)
+            continue
         done += 1
         print(f"{task.get('run_id')}: exit code {code}", flush=True)
         pause = 0.001
