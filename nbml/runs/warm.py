@@ -303,6 +303,33 @@ class WarmBackend(ComputeBackend):
         await self.inner.close()
 
 
+def script_imports(ws_root: Path, config: dict[str, Any]) -> list[str]:
+    """The installed packages a script run's script imports at its top level (what its workers preload).
+
+    Modules of the snapshot itself are left out: a worker imports them from nowhere (its folder holds no
+    snapshot), and a same-named installed package would shadow the run's own module in the forked child.
+    """
+    import ast
+
+    from nbml.snapshot import blob_path, load_manifest
+
+    try:
+        manifest = load_manifest(ws_root, config["snapshot_id"])
+        entry = manifest[config["script"]]
+        tree = ast.parse(blob_path(ws_root / "snapshots" / "blobs", entry.sha256).read_bytes())
+    except Exception:  # no script to read (or not Python): the worker preloads only nbml
+        return []
+    own = {Path(rel).parts[0].removesuffix(".py") for rel in manifest}
+    names: list[str] = []
+    for node in tree.body:
+        found = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+        for name in found:
+            if name.split(".")[0] not in own and name not in names:
+                names.append(name)
+    return names
+
+
 def _touch(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
