@@ -46,7 +46,7 @@ RENEW_SECONDS = 5.0
 #: What every worker imports before its first child: what ``Run.get_context()`` needs.
 BASE_PRELOAD = ["nbml.runs.run", "nbml.runs.script_run"]
 #: How long `poll` waits for a running child's exit before it answers "running" (the executor then sleeps).
-POLL_WAIT = 0.05
+POLL_WAIT = 0.25
 
 
 def enabled(config: dict[str, Any] | None = None) -> bool:
@@ -79,6 +79,7 @@ class _Worker:
     checked: float = 0.0
     alive: bool = True
     renewed: float = 0.0
+    retiring: bool = False
 
 
 class WarmBackend(ComputeBackend):
@@ -138,7 +139,7 @@ class WarmBackend(ComputeBackend):
                 self.ctx.log(f"warm worker {w.id}: polling it failed: {exc}")
                 return True  # a fault of the link, not the worker: the executor's retries decide
             w.alive = state.state == "running"
-            if not w.alive:
+            if not w.alive and not w.retiring:
                 self.ctx.log(f"warm worker {w.id} ended ({state.state}, exit code {state.exit_code}"
                              f"{', ' + state.reason if state.reason else ''}); a new one takes its place")
         if w.alive and now - w.renewed > RENEW_SECONDS:
@@ -186,6 +187,7 @@ class WarmBackend(ComputeBackend):
 
     async def _retire(self, w: _Worker, wait: float = 10.0) -> None:
         """Ask a worker to stop after its current child, wait for it, then release its folder."""
+        w.retiring = True
         await asyncio.to_thread(_touch, Path(w.handle.job_dir) / ww.STOP_FILE)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and await self._alive(w, fresh=True):
@@ -251,7 +253,7 @@ class WarmBackend(ComputeBackend):
                 return JobState("exited", ended[0], ended[1])
             if time.monotonic() >= deadline:
                 break
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.003)
         w = self._worker_of(handle)
         if await self._alive(w):
             return JobState("running")
@@ -300,6 +302,8 @@ class WarmBackend(ComputeBackend):
         workers, self.workers = [*self.workers, *self._old], []
         self._old = []
         await asyncio.gather(*(self._retire(w) for w in workers), return_exceptions=True)
+        if workers:
+            await self.ctx.db(self._record)  # none left to stop
         await self.inner.close()
 
 
@@ -331,8 +335,8 @@ def script_imports(ws_root: Path, config: dict[str, Any]) -> list[str]:
 
 
 def _touch(path: Path) -> None:
+    """Create or touch `path` in a folder that exists (a worker's or child's folder already removed stays so)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
     except OSError:
         pass
