@@ -10,7 +10,10 @@ have ended Completed with its metric and its output.
 Printed per target and mode: wall time, runs per second, mean per-run latency; then warm/cold ratios.
 ``--profile`` also profiles the supervisor side of the warm local run (cProfile, top 25 by cumulative time).
 
-Run: ``python benchmarks/dispatch.py [N] [--targets local,dask] [--profile]`` (default N=500).
+``--automl`` also runs a 30-second AutoML experiment (breast cancer data, 2 iterations at a time, local target)
+cold and warm and prints how many pipelines each tried.
+
+Run: ``python benchmarks/dispatch.py [N] [--targets local,dask] [--profile] [--automl]`` (default N=500).
 """
 
 from __future__ import annotations
@@ -28,15 +31,19 @@ from pathlib import Path
 from typing import Any
 
 SCRIPT = """
+import time
+print("T0", time.time())
 from nbml import Run
 run = Run.get_context()
 run.log("x", 1)
 open("outputs/o.txt", "w").write("o")
+print("T1", time.time(), flush=True)
 """
 CONCURRENCY = 2
 
 
-async def dispatch(ws: Any, target_name: str, n: int, parent_id: str, warm: bool) -> tuple[float, list[float]]:
+async def dispatch(ws: Any, target_name: str, n: int, parent_id: str, warm: bool
+                   ) -> tuple[float, list[float], list[tuple[float, float, float]]]:
     from nbml.compute.base import EnvSpec, JobSpec
     from nbml.runs.children import ChildLoop
     from nbml.runs.context import SupervisorContext
@@ -55,6 +62,8 @@ async def dispatch(ws: Any, target_name: str, n: int, parent_id: str, warm: bool
         backend = WarmBackend(ctx, backend, CONCURRENCY, preload=["nbml.runs.script_run"])
     loop: ChildLoop[float] = ChildLoop(ctx, backend, CONCURRENCY)
     latencies: list[float] = []
+    ends: dict[str, float] = {}
+    launches: dict[str, float] = {}
     ids = []
     t0 = time.perf_counter()
     launched = 0
@@ -65,20 +74,50 @@ async def dispatch(ws: Any, target_name: str, n: int, parent_id: str, warm: bool
             await ctx.db(ws.store.insert_run, run_id, "bench", "script", target_name, {}, parent_id=parent_id,
                          iteration=launched)
             loop.launch(run_id, JobSpec(run_id=run_id, argv=["job.py"], env=env, files=files,
-                                        blob_dir=ws.path / "snapshots" / "blobs"), time.perf_counter())
+                                        blob_dir=ws.path / "snapshots" / "blobs"), time.time())
             launched += 1
         for done in await loop.wait(0.5):
-            latencies.append(time.perf_counter() - done.payload)
+            ends[done.run_id] = time.time()
+            launches[done.run_id] = done.payload
+            latencies.append(time.time() - done.payload)
             assert done.status == "Completed", f"{done.run_id} ended {done.status}: " \
                                                f"{ws.store.get_run(done.run_id)['error']}"
     wall = time.perf_counter() - t0
     await loop.close()
     await backend.close()
     ctx.close()
+    phases = []
     for run_id in ids:  # every run really ran: its metric and its output came back
         assert ws.store.get_metrics(run_id).get("x") == 1 or ws.store.get_metrics(run_id).get("x") == [1], run_id
         assert (ctx.run_dir(run_id) / "outputs" / "o.txt").read_text() == "o"
-    return wall, latencies
+        marks = dict(ln.split()[:2] for ln in (ctx.run_dir(run_id) / "nbml-logs" / "driver_log.txt").read_text()
+                     .splitlines() if ln.startswith(("T0", "T1")))
+        t0, t1 = float(marks["T0"]), float(marks["T1"])
+        phases.append((t0 - launches[run_id], t1 - t0, ends[run_id] - t1))
+    return wall, latencies, phases
+
+
+def automl_30s(ws: Any, warm: bool) -> tuple[int, int, float]:
+    """(iterations run, completed, best AUC) of a 30-second AutoML experiment, cold or warm."""
+    from sklearn.datasets import load_breast_cancer
+
+    from nbml import Experiment
+    from nbml.automl import AutoMLConfig
+
+    X, y = load_breast_cancer(return_X_y=True)
+    os.environ["NBML_WARM_WORKERS"] = "1" if warm else "0"  # the supervisor inherits it
+    try:
+        cfg = AutoMLConfig(task="classification", X=X, y=y, experiment_timeout_minutes=0.5,
+                           max_concurrent_iterations=2, n_cross_validations=3, primary_metric="AUC_weighted",
+                           enable_voting_ensemble=False, enable_stack_ensemble=False)
+        run = Experiment(ws, f"automl30-{'warm' if warm else 'cold'}").submit(cfg)
+    finally:
+        os.environ.pop("NBML_WARM_WORKERS", None)
+    run.wait_for_completion(raise_on_error=False, timeout_seconds=300)
+    kids = [c for c in ws.store.children(run.id) if c["kind"] == "automl_iteration"]
+    done = [c for c in kids if c["status"] == "Completed"]
+    props = run.get_properties()
+    return len(kids), len(done), float(props.get("best_score") or "nan")
 
 
 def main() -> None:
@@ -86,6 +125,7 @@ def main() -> None:
     parser.add_argument("n", nargs="?", type=int, default=500)
     parser.add_argument("--targets", default="local,dask")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--automl", action="store_true")
     args = parser.parse_args()
     from nbml import ComputeTarget, Workspace
     from nbml.compute.dask_target import AmlCompute
@@ -111,7 +151,7 @@ def main() -> None:
                     prof = cProfile.Profile() if args.profile and warm and target == "local" else None
                     if prof:
                         prof.enable()
-                    wall, lat = asyncio.run(dispatch(ws, name, args.n, f"bench-{target}-{mode}", warm))
+                    wall, lat, phases = asyncio.run(dispatch(ws, name, args.n, f"bench-{target}-{mode}", warm))
                     if prof:
                         prof.disable()
                     results[(target, warm)] = args.n / wall
@@ -120,6 +160,10 @@ def main() -> None:
                     print(f"  throughput      : {args.n / wall:8.2f} runs/s")
                     print(f"  per-run latency : {statistics.mean(lat) * 1000:8.0f} ms mean, "
                           f"{statistics.median(lat) * 1000:.0f} ms median")
+                    print("  where the time goes (means): launch to script start "
+                          f"{statistics.mean(p[0] for p in phases) * 1000:.0f} ms, the script "
+                          f"{statistics.mean(p[1] for p in phases) * 1000:.0f} ms, script end to Completed "
+                          f"{statistics.mean(p[2] for p in phases) * 1000:.0f} ms")
                     if prof:
                         print("  supervisor profile (cumulative, top 25):")
                         pstats.Stats(prof, stream=sys.stdout).sort_stats("cumulative").print_stats(25)
@@ -127,6 +171,15 @@ def main() -> None:
             for target in targets:
                 cold, warm_rate = results[(target, False)], results[(target, True)]
                 print(f"  {target:6s}: {warm_rate:6.1f} runs/s warm vs {cold:6.1f} cold = {warm_rate / cold:5.2f}x")
+            if args.automl:
+                print("== AutoML, 30 s, breast cancer (569 x 30), 2 iterations at a time, local target")
+                tried = {}
+                for warm in (False, True):
+                    n_run, n_done, best = automl_30s(ws, warm)
+                    tried[warm] = n_run
+                    print(f"  {'warm' if warm else 'cold'}: {n_run:4d} pipelines tried, {n_done:4d} completed, "
+                          f"best AUC_weighted {best:.4f}")
+                print(f"  pipelines tried, warm / cold: {tried[True] / max(1, tried[False]):.2f}x")
             print(f"  load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         finally:
             if cluster is not None:

@@ -16,10 +16,10 @@ from typing import Any
 from nbml.hyperdrive.parameters import Sampler
 from nbml.hyperdrive.policy import to_terminate
 from nbml.runs.children import ChildLoop, child_config, existing_children
-from nbml.runs.warm import script_imports, warm_backend
 from nbml.runs.context import SupervisorContext
 from nbml.runs.script_driver import build_job
 from nbml.runs.status import CANCELED, COMPLETED, FAILED, RUNNING, TERMINAL
+from nbml.runs.warm import script_imports, warm_backend
 
 
 def _series(value: Any) -> list[float]:

@@ -33,7 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from nbml.compute import _jobwrap
-from nbml.compute.base import ComputeBackend, EnvSpec, JobHandle, JobSpec, JobState, LogFn, job_argv, job_environ
+from nbml.compute.base import (
+    ComputeBackend,
+    EnvSpec,
+    JobHandle,
+    JobSpec,
+    JobState,
+    LogFn,
+    job_argv,
+    job_environ,
+)
 from nbml.runs import warm_worker as ww
 from nbml.runs.context import SupervisorContext
 
