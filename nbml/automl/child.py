@@ -152,13 +152,17 @@ def run_ensemble(spec: dict[str, Any], ds: Any) -> tuple[Any, dict[str, float], 
     weights, _ = ensemble.caruana(task, metric, y_true, preds, classes, rounds=spec.get("rounds", 40),
                                   y_range=y_range)
     chosen = sorted(weights)
+    meta = None
     if spec["ensemble"] == "StackEnsemble":
-        meta, pred = ensemble.fit_stack(task, y_true, [preds[i] for i in chosen], classes, seed=spec["seed"])
+        # never worse than the best single model on the out-of-fold score: the blend when stacking isn't better
+        meta, pred = ensemble.stack_or_blend(task, metric, y_true, preds, weights, classes, y_range, spec["seed"])
+    if meta is not None:
         model = EnsembleModel(task, [models[i] for i in chosen], [weights[i] for i in chosen], classes, meta=meta,
                               kind="StackEnsemble")
     else:
         pred = sum(weights[i] * preds[i] for i in chosen)  # type: ignore[assignment]
-        model = EnsembleModel(task, [models[i] for i in chosen], [weights[i] for i in chosen], classes)
+        model = EnsembleModel(task, [models[i] for i in chosen], [weights[i] for i in chosen], classes,
+                              kind=spec["ensemble"])
     model.member_iterations = [members[i]["iteration"] for i in chosen]
     scores = metrics.score(task, y_true, pred, classes, y_range)
     return model, scores, pred, None if folds is None else rows
@@ -203,7 +207,9 @@ def _execute(spec: dict[str, Any], run: Any) -> dict[str, Any]:
     if kind == "ensemble":
         model, scores, pred, index = run_ensemble(spec, ds)
         run.add_properties({"ensembled_iterations": json.dumps(model.member_iterations),
-                            "ensemble_weights": json.dumps(model.weights)})
+                            "ensemble_weights": json.dumps(model.weights),
+                            **({"stack_replaced_by_blend": "True"}
+                               if spec["ensemble"] == "StackEnsemble" and model.meta is None else {})})
     else:
         model, scores, pred, index = run_iteration(spec, ds)
     _save(model, scores, pred, index)
