@@ -101,6 +101,9 @@ class WarmBackend(ComputeBackend):
         self.kind = inner.kind  # type: ignore[misc]
         self.ctx, self.inner = ctx, inner
         self.size = max(1, int(size))
+        capacity = getattr(inner, "capacity", None)
+        if callable(capacity):  # a worker holds a slot of a cluster for good: never more workers than slots
+            self.size = max(1, min(self.size, int(capacity())))
         self.shared = set(shared or ())
         self.preload = [*BASE_PRELOAD, *(preload or ())]
         self.setup = setup
