@@ -159,6 +159,15 @@ class WarmBackend(ComputeBackend):
             await asyncio.to_thread(_touch, Path(w.handle.job_dir) / ww.LEASE_FILE)
         return w.alive
 
+    async def _renew_idle(self) -> None:
+        """Renew the lease of workers that wait for children (a long child elsewhere must not retire them)."""
+        now = time.monotonic()
+        due = [w for w in self.workers if w.alive and now - w.renewed > RENEW_SECONDS]
+        for w in due:
+            w.renewed = now
+        if due:
+            await asyncio.to_thread(_touch_all, [Path(w.handle.job_dir) / ww.LEASE_FILE for w in due])
+
     async def _acquire(self, job: JobSpec, python: str) -> _Worker:
         key = self._key(job, python)
         while True:
@@ -267,6 +276,7 @@ class WarmBackend(ComputeBackend):
                 break
             await asyncio.sleep(0.003)
         w = self._worker_of(handle)
+        await self._renew_idle()
         if await self._alive(w):
             return JobState("running")
         ended = _jobwrap.read_exit(folder)  # it may have ended just before its worker
@@ -352,6 +362,11 @@ def _touch(path: Path) -> None:
         path.touch()
     except OSError:
         pass
+
+
+def _touch_all(paths: list[Path]) -> None:
+    for path in paths:
+        _touch(path)
 
 
 def _write_task(inbox: Path, name: str, task: dict[str, Any]) -> None:
