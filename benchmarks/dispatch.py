@@ -97,7 +97,7 @@ async def dispatch(ws: Any, target_name: str, n: int, parent_id: str, warm: bool
     return wall, latencies, phases
 
 
-def automl_30s(ws: Any, warm: bool) -> tuple[int, int, float]:
+def automl_30s(ws: Any, warm: bool, seconds: float = 30.0) -> tuple[int, int, float]:
     """(iterations run, completed, best AUC) of a 30-second AutoML experiment, cold or warm."""
     from sklearn.datasets import load_breast_cancer
 
@@ -107,7 +107,7 @@ def automl_30s(ws: Any, warm: bool) -> tuple[int, int, float]:
     X, y = load_breast_cancer(return_X_y=True)
     os.environ["NBML_WARM_WORKERS"] = "1" if warm else "0"  # the supervisor inherits it
     try:
-        cfg = AutoMLConfig(task="classification", X=X, y=y, experiment_timeout_minutes=0.5,
+        cfg = AutoMLConfig(task="classification", X=X, y=y, experiment_timeout_minutes=seconds / 60,
                            max_concurrent_iterations=2, n_cross_validations=3, primary_metric="AUC_weighted",
                            enable_voting_ensemble=False, enable_stack_ensemble=False)
         run = Experiment(ws, f"automl30-{'warm' if warm else 'cold'}").submit(cfg)
@@ -126,11 +126,12 @@ def main() -> None:
     parser.add_argument("--targets", default="local,dask")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--automl", action="store_true")
+    parser.add_argument("--automl-seconds", type=float, default=30.0)
     args = parser.parse_args()
     from nbml import ComputeTarget, Workspace
     from nbml.compute.dask_target import AmlCompute
 
-    targets = args.targets.split(",")
+    targets = [t for t in args.targets.split(",") if t and t != "none"]
     with tempfile.TemporaryDirectory() as d:
         ws = Workspace(path=Path(d) / "ws")
         names = {"local": "local"}
@@ -167,15 +168,16 @@ def main() -> None:
                     if prof:
                         print("  supervisor profile (cumulative, top 25):")
                         pstats.Stats(prof, stream=sys.stdout).sort_stats("cumulative").print_stats(25)
-            print("== warm relative to cold (same run, same machine load)")
+            if targets:
+                print("== warm relative to cold (same run, same machine load)")
             for target in targets:
                 cold, warm_rate = results[(target, False)], results[(target, True)]
                 print(f"  {target:6s}: {warm_rate:6.1f} runs/s warm vs {cold:6.1f} cold = {warm_rate / cold:5.2f}x")
             if args.automl:
-                print("== AutoML, 30 s, breast cancer (569 x 30), 2 iterations at a time, local target")
+                print(f"== AutoML, {args.automl_seconds:g} s, breast cancer (569 x 30), 2 iterations at a time, local target")
                 tried = {}
                 for warm in (False, True):
-                    n_run, n_done, best = automl_30s(ws, warm)
+                    n_run, n_done, best = automl_30s(ws, warm, args.automl_seconds)
                     tried[warm] = n_run
                     print(f"  {'warm' if warm else 'cold'}: {n_run:4d} pipelines tried, {n_done:4d} completed, "
                           f"best AUC_weighted {best:.4f}")
