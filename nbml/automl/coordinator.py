@@ -271,7 +271,10 @@ class Coordinator:
                 return
             if not stopping and (self.exit_reached or self._cancelled() or self._remaining() - self._reserve() <= 0):
                 stopping = True
-                loop.cancel_all()  # out of time (or done): end the iterations still running
+                # out of time (or done): end the iterations still running; out of time, those the experiment's
+                # limit stops end Failed naming it, as when their own limit comes first
+                out_of_time = not (self.exit_reached or self._cancelled())
+                loop.cancel_all(expire_before=time.time() + 1.0 if out_of_time else None)
             for done in await loop.wait(0.5):
                 p = done.payload
                 result = self._finish(int(done.run_id.rsplit("_", 1)[1]), done.run_id,
