@@ -32,15 +32,47 @@ PREDICTIONS_FILE = "predictions.npz"
 SCORES_FILE = "scores.json"
 
 
+#: What a warm worker imports once, before it runs any iteration (nbml.runs.warm_worker).
+WARM_PRELOAD = ["numpy", "pandas", "scipy.stats", "sklearn.base", "sklearn.pipeline", "sklearn.preprocessing",
+                "sklearn.metrics", "sklearn.ensemble", "sklearn.linear_model", "sklearn.neighbors", "sklearn.tree",
+                "sklearn.model_selection", "threadpoolctl", "lightgbm", "xgboost", "nbml.automl.model",
+                "nbml.automl.data", "nbml.automl.metrics", "nbml.automl.ensemble", "nbml.runs.script_run"]
+#: The data source a warm worker loads in its setup (written in the worker's folder only).
+WARM_DATA_FILE = "automl_data.json"
+#: Datasets a warm worker loaded once (by data source), inherited by each iteration it forks.
+_LOADED: dict[str, Any] = {}
+
+
+def _data_key(source: dict[str, Any]) -> str:
+    return json.dumps(source, sort_keys=True)
+
+
 def load_dataset(spec: dict[str, Any], base: Path = Path(".")) -> Any:
-    """The Dataset a spec points at: a pickle shipped with the job, or the user's data script."""
+    """The Dataset a spec points at: a pickle shipped with the job, or the user's data script.
+
+    In a warm worker's iteration it is the one the worker loaded (or, failing that, read from the worker's
+    folder, where the data is shipped once instead of with every iteration).
+    """
     from nbml.automl import data
 
     source = spec["data"]
+    key = _data_key(source)
+    if key in _LOADED:
+        return _LOADED[key]
+    name = source["pickle"] if "pickle" in source else source["script"]
+    worker = os.environ.get("NBML_WARM_WORKER_DIR")
+    if worker and not (base / name).exists():
+        base = Path(worker)
     if "pickle" in source:
         with open(base / source["pickle"], "rb") as fh:
             return pickle.load(fh)
     return data.from_sources(data_script=str(base / source["script"]))
+
+
+def warm_setup(folder: Path) -> None:
+    """A warm worker's setup: load the training data once; every iteration it forks starts with it."""
+    source = json.loads((folder / WARM_DATA_FILE).read_text())
+    _LOADED[_data_key(source)] = load_dataset({"data": source}, folder)
 
 
 def _score_rows(spec: dict[str, Any], ds: Any) -> tuple[list[tuple[np.ndarray, np.ndarray]] | None, np.ndarray]:
@@ -120,13 +152,17 @@ def run_ensemble(spec: dict[str, Any], ds: Any) -> tuple[Any, dict[str, float], 
     weights, _ = ensemble.caruana(task, metric, y_true, preds, classes, rounds=spec.get("rounds", 40),
                                   y_range=y_range)
     chosen = sorted(weights)
+    meta = None
     if spec["ensemble"] == "StackEnsemble":
-        meta, pred = ensemble.fit_stack(task, y_true, [preds[i] for i in chosen], classes, seed=spec["seed"])
+        # never worse than the best single model on the out-of-fold score: the blend when stacking isn't better
+        meta, pred = ensemble.stack_or_blend(task, metric, y_true, preds, weights, classes, y_range, spec["seed"])
+    if meta is not None:
         model = EnsembleModel(task, [models[i] for i in chosen], [weights[i] for i in chosen], classes, meta=meta,
                               kind="StackEnsemble")
     else:
         pred = sum(weights[i] * preds[i] for i in chosen)  # type: ignore[assignment]
-        model = EnsembleModel(task, [models[i] for i in chosen], [weights[i] for i in chosen], classes)
+        model = EnsembleModel(task, [models[i] for i in chosen], [weights[i] for i in chosen], classes,
+                              kind=spec["ensemble"])
     model.member_iterations = [members[i]["iteration"] for i in chosen]
     scores = metrics.score(task, y_true, pred, classes, y_range)
     return model, scores, pred, None if folds is None else rows
@@ -180,7 +216,9 @@ def _execute(spec: dict[str, Any], run: Any) -> dict[str, Any]:
     if kind == "ensemble":
         model, scores, pred, index = run_ensemble(spec, ds)
         run.add_properties({"ensembled_iterations": json.dumps(model.member_iterations),
-                            "ensemble_weights": json.dumps(model.weights)})
+                            "ensemble_weights": json.dumps(model.weights),
+                            **({"stack_replaced_by_blend": "True"}
+                               if spec["ensemble"] == "StackEnsemble" and model.meta is None else {})})
     else:
         model, scores, pred, index = run_iteration(spec, ds)
     y_true = np.asarray(ds.y_valid) if index is None else np.asarray(ds.y)[index]

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nbml.automl.child import MODEL_FILE, PREDICTIONS_FILE, SCORES_FILE
+from nbml.automl.child import MODEL_FILE, PREDICTIONS_FILE, SCORES_FILE, WARM_DATA_FILE, WARM_PRELOAD
 from nbml.automl.estimators import pipeline_name
 from nbml.automl.metrics import CLASSIFICATION, goal, is_better
 from nbml.automl.search import PastTrial, Proposal, SearchStrategy
@@ -30,6 +30,7 @@ from nbml.compute.base import EnvSpec, JobSpec
 from nbml.runs.children import ChildLoop, child_config, existing_children
 from nbml.runs.context import SupervisorContext
 from nbml.runs.status import CANCELED, COMPLETED, FAILED, FINALIZING, RUNNING, TERMINAL
+from nbml.runs.warm import warm_backend
 from nbml.snapshot import load_manifest
 
 SPEC_FILE = "automl_spec.json"
@@ -270,7 +271,10 @@ class Coordinator:
                 return
             if not stopping and (self.exit_reached or self._cancelled() or self._remaining() - self._reserve() <= 0):
                 stopping = True
-                loop.cancel_all()  # out of time (or done): end the iterations still running
+                # out of time (or done): end the iterations still running; out of time, those the experiment's
+                # limit stops end Failed naming it, as when their own limit comes first
+                out_of_time = not (self.exit_reached or self._cancelled())
+                loop.cancel_all(expire_before=time.time() + 1.0 if out_of_time else None)
             for done in await loop.wait(0.5):
                 p = done.payload
                 result = self._finish(int(done.run_id.rsplit("_", 1)[1]), done.run_id,
@@ -364,8 +368,18 @@ class Coordinator:
         groups: dict[str, list[dict[str, Any]]] = {"iteration": [], "ensemble": [], "explain": []}
         for rec in found.all:
             groups.setdefault(_spec(rec).get("kind", "iteration"), []).append(rec)
-        backend = self.ctx.backend_for(self.target)
-        loop: ChildLoop[Proposal] = ChildLoop(self.ctx, backend, int(self.settings.get("max_concurrent_iterations") or 1))
+        concurrent = int(self.settings.get("max_concurrent_iterations") or 1)
+        # Iterations run in warm workers where the target has them: imports and the training data once per
+        # worker, not once per iteration (nbml.runs.warm); each iteration is still a child run of its own.
+        # A data script may import its neighbours in the snapshot: its iterations load the data themselves.
+        source = self.cfg["data"]
+        pickled = "pickle" in source
+        backend = warm_backend(self.ctx, self.ctx.backend_for(self.target), concurrent,
+                               shared={source["pickle"]} if pickled else set(), preload=WARM_PRELOAD,
+                               setup="nbml.automl.child:warm_setup" if pickled else None,
+                               setup_files={WARM_DATA_FILE: json.dumps(source).encode()} if pickled else None,
+                               config=self.cfg)
+        loop: ChildLoop[Proposal] = ChildLoop(self.ctx, backend, concurrent)
         try:
             await self.search(loop, groups["iteration"])
             await self.ensembles(loop, groups["ensemble"])

@@ -53,6 +53,24 @@ def caruana(
     return {i: c / n for i, c in sorted(counts.items())}, float(best_score)
 
 
+def stack_or_blend(task: str, metric: str, y_true: np.ndarray, oof: list[np.ndarray], weights: dict[int, float],
+                   classes: Any = None, y_range: float | None = None, seed: int = 0) -> tuple[Any, np.ndarray]:
+    """The stack ensemble over the blend's members, or the blend itself when stacking doesn't score better.
+
+    Returns (meta-learner or None for the blend, out-of-fold predictions). The blend is Caruana selection,
+    which starts from the best single model, so whichever is returned is never worse than the best single
+    model on the out-of-fold score.
+    """
+    chosen = sorted(weights)
+    blend: np.ndarray = sum(weights[i] * oof[i] for i in chosen)  # type: ignore[assignment]
+    meta, stacked = fit_stack(task, y_true, [oof[i] for i in chosen], classes, seed=seed)
+    stack_score = metrics.score_one(task, metric, y_true, stacked, classes, y_range)
+    blend_score = metrics.score_one(task, metric, y_true, blend, classes, y_range)
+    if metrics.is_better(stack_score, blend_score, metric):
+        return meta, stacked
+    return None, blend
+
+
 def fit_stack(
     task: str,
     y_true: np.ndarray,

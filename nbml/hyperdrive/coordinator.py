@@ -19,6 +19,7 @@ from nbml.runs.children import ChildLoop, child_config, existing_children
 from nbml.runs.context import SupervisorContext
 from nbml.runs.script_driver import build_job
 from nbml.runs.status import CANCELED, COMPLETED, FAILED, RUNNING, TERMINAL
+from nbml.runs.warm import script_imports, warm_backend
 
 
 def _series(value: Any) -> list[float]:
@@ -94,7 +95,10 @@ async def drive(ctx: SupervisorContext) -> None:
     st = _Search(ctx)
     store, parent, cfg = ctx.store, ctx.run_id, ctx.config
     store.set_status(parent, RUNNING)
-    backend = ctx.backend_for(st.rec["compute_target"])
+    # Trials run in warm workers where the target has them (nbml.runs.warm): the packages the script imports
+    # are imported once per worker; each trial is still a child run with its own folder, logs and metrics.
+    backend = warm_backend(ctx, ctx.backend_for(st.rec["compute_target"]), cfg["max_concurrent_runs"],
+                           preload=script_imports(ctx.ws_root, cfg), config=cfg)
     loop: ChildLoop[int | None] = ChildLoop(ctx, backend, cfg["max_concurrent_runs"])
     found = existing_children(ctx, parent)
     past = []

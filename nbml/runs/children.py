@@ -128,16 +128,21 @@ class ChildLoop(Generic[P]):
             self._cancelled.add(run_id)
             self.ctx.store.request_cancel(run_id)
 
-    def cancel_all(self) -> None:
+    def cancel_all(self, *, expire_before: float | None = None) -> None:
+        """Stop every running child. Those whose time limit falls before `expire_before` (the parent ran out of
+        time) end Failed with their limit's error, as if it had come, not Canceled."""
+        if expire_before is not None:
+            self._enforce_limits(expire_before)
         for run_id, _ in self.running:
             self.cancel(run_id)
 
-    def _enforce_limits(self) -> None:
-        now = time.time()
+    def _enforce_limits(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
         for run_id, (deadline, reason) in list(self._deadlines.items()):
             if now >= deadline and run_id not in self._timed_out:
                 self._timed_out.add(run_id)
                 self.ctx.log(f"{run_id}: {reason}")
+                # both before the loop runs again, so the executor can't end the child Canceled in between
                 self.cancel(run_id)  # the executor stops the job and copies back what it made
                 self.ctx.store.set_status(run_id, FAILED, error=reason)
 

@@ -68,3 +68,25 @@ def test_caruana_blend_is_no_worse_than_its_best_member() -> None:
     assert score >= max(single)
     _meta, pred = ensemble.fit_stack("classification", y, members, np.arange(3))
     assert pred.shape == (300, 3)
+
+
+@pytest.mark.parametrize("task,metric", [("classification", "AUC_weighted"), ("classification", "accuracy"),
+                                         ("regression", "r2_score"), ("regression", "spearman_correlation")])
+def test_the_stack_ensemble_is_never_worse_than_the_best_single_model(task: str, metric: str) -> None:
+    rng = np.random.default_rng(1)
+    n = 120
+    classes = np.arange(3) if task == "classification" else None
+    y = rng.integers(0, 3, n) if task == "classification" else rng.normal(size=n)
+    members = []
+    for noise in (0.0, 0.7, 1.5):  # one member nearly perfect: a meta-learner can only lose against it
+        if task == "classification":
+            p = np.eye(3)[y] * (1 + noise) + rng.random((n, 3)) * noise * 2 + 0.01
+            members.append(p / p.sum(axis=1, keepdims=True))
+        else:
+            members.append(y * (1 + noise) + rng.normal(size=n) * (noise + 0.001))
+    single = [metrics.score_one(task, metric, y, p, classes, 1.0) for p in members]
+    weights, _ = ensemble.caruana(task, metric, y, members, classes, y_range=1.0)
+    _meta, pred = ensemble.stack_or_blend(task, metric, y, members, weights, classes, 1.0)
+    score = metrics.score_one(task, metric, y, pred, classes, 1.0)
+    best = max(single) if metrics.goal(metric) == "maximize" else min(single)
+    assert not metrics.is_better(best, score, metric), (score, single)

@@ -1,0 +1,194 @@
+"""Child-run dispatch: trivial child runs, 2 at a time, on the local and Dask targets, cold vs warm workers.
+
+Every run goes through the code path a coordinator (AutoML, HyperDrive) uses for its children: the shared
+child loop hands each child to the executor, which stages its job, starts it, ingests its events and logs,
+copies its outputs back and records its status in the store. *Cold*: each child is a new process (today's
+path). *Warm*: each child is a task for one of 2 warm workers (`nbml.runs.warm`), forked from a process that
+has already imported nbml. Each child logs one metric and writes one output file; every run is checked to
+have ended Completed with its metric and its output.
+
+Printed per target and mode: wall time, runs per second, mean per-run latency; then warm/cold ratios.
+``--profile`` also profiles the supervisor side of the warm local run (cProfile, top 25 by cumulative time).
+
+``--automl`` also runs a 30-second AutoML experiment (breast cancer data, 2 iterations at a time, local target)
+cold and warm and prints how many pipelines each tried.
+
+Run: ``python benchmarks/dispatch.py [N] [--targets local,dask] [--profile] [--automl]`` (default N=500).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SCRIPT = """
+import time
+print("T0", time.time())
+from nbml import Run
+run = Run.get_context()
+run.log("x", 1)
+open("outputs/o.txt", "w").write("o")
+print("T1", time.time(), flush=True)
+"""
+CONCURRENCY = 2
+
+
+async def dispatch(ws: Any, target_name: str, n: int, parent_id: str, warm: bool
+                   ) -> tuple[float, list[float], list[tuple[float, float, float]]]:
+    from nbml.compute.base import EnvSpec, JobSpec
+    from nbml.runs.children import ChildLoop
+    from nbml.runs.context import SupervisorContext
+    from nbml.runs.warm import WarmBackend
+    from nbml.snapshot import load_manifest, take_snapshot
+
+    src = Path(tempfile.mkdtemp())
+    (src / "job.py").write_text(SCRIPT)
+    snap = take_snapshot(ws, src)
+    files = load_manifest(ws.path, snap.id)
+    env = EnvSpec(name="bench", hash="bench-user-managed", user_managed=True)
+    ws.store.insert_run(parent_id, "bench", "hyperdrive", target_name, {}, status="Running")
+    ctx = SupervisorContext(ws.store, ws.path, parent_id)
+    backend = ctx.backend_for(target_name)
+    if warm:
+        backend = WarmBackend(ctx, backend, CONCURRENCY, preload=["nbml.runs.script_run"])
+    loop: ChildLoop[float] = ChildLoop(ctx, backend, CONCURRENCY)
+    latencies: list[float] = []
+    ends: dict[str, float] = {}
+    launches: dict[str, float] = {}
+    ids = []
+    t0 = time.perf_counter()
+    launched = 0
+    while launched < n or len(loop):
+        while launched < n and loop.free:
+            run_id = f"{parent_id}_{launched}"
+            ids.append(run_id)
+            await ctx.db(ws.store.insert_run, run_id, "bench", "script", target_name, {}, parent_id=parent_id,
+                         iteration=launched)
+            loop.launch(run_id, JobSpec(run_id=run_id, argv=["job.py"], env=env, files=files,
+                                        blob_dir=ws.path / "snapshots" / "blobs"), time.time())
+            launched += 1
+        for done in await loop.wait(0.5):
+            ends[done.run_id] = time.time()
+            launches[done.run_id] = done.payload
+            latencies.append(time.time() - done.payload)
+            assert done.status == "Completed", f"{done.run_id} ended {done.status}: " \
+                                               f"{ws.store.get_run(done.run_id)['error']}"
+    wall = time.perf_counter() - t0
+    await loop.close()
+    await backend.close()
+    ctx.close()
+    phases = []
+    for run_id in ids:  # every run really ran: its metric and its output came back
+        assert ws.store.get_metrics(run_id).get("x") == 1 or ws.store.get_metrics(run_id).get("x") == [1], run_id
+        assert (ctx.run_dir(run_id) / "outputs" / "o.txt").read_text() == "o"
+        marks = dict(ln.split()[:2] for ln in (ctx.run_dir(run_id) / "nbml-logs" / "driver_log.txt").read_text()
+                     .splitlines() if ln.startswith(("T0", "T1")))
+        t0, t1 = float(marks["T0"]), float(marks["T1"])
+        phases.append((t0 - launches[run_id], t1 - t0, ends[run_id] - t1))
+    return wall, latencies, phases
+
+
+def automl_30s(ws: Any, warm: bool, seconds: float = 30.0) -> tuple[int, int, float]:
+    """(iterations run, completed, best AUC) of a 30-second AutoML experiment, cold or warm."""
+    from sklearn.datasets import load_breast_cancer
+
+    from nbml import Experiment
+    from nbml.automl import AutoMLConfig
+
+    X, y = load_breast_cancer(return_X_y=True)
+    os.environ["NBML_WARM_WORKERS"] = "1" if warm else "0"  # the supervisor inherits it
+    try:
+        cfg = AutoMLConfig(task="classification", X=X, y=y, experiment_timeout_minutes=seconds / 60,
+                           max_concurrent_iterations=2, n_cross_validations=3, primary_metric="AUC_weighted",
+                           enable_voting_ensemble=False, enable_stack_ensemble=False)
+        run = Experiment(ws, f"automl30-{'warm' if warm else 'cold'}").submit(cfg)
+    finally:
+        os.environ.pop("NBML_WARM_WORKERS", None)
+    run.wait_for_completion(raise_on_error=False, timeout_seconds=300)
+    kids = [c for c in ws.store.children(run.id) if c["kind"] == "automl_iteration"]
+    done = [c for c in kids if c["status"] == "Completed"]
+    props = run.get_properties()
+    return len(kids), len(done), float(props.get("best_score") or "nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("n", nargs="?", type=int, default=500)
+    parser.add_argument("--targets", default="local,dask")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--automl", action="store_true")
+    parser.add_argument("--automl-seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    from nbml import ComputeTarget, Workspace
+    from nbml.compute.dask_target import AmlCompute
+
+    targets = [t for t in args.targets.split(",") if t and t != "none"]
+    with tempfile.TemporaryDirectory() as d:
+        ws = Workspace(path=Path(d) / "ws")
+        names = {"local": "local"}
+        cluster = None
+        if "dask" in targets:
+            cluster = ComputeTarget.create(ws, "bench-cluster", AmlCompute.provisioning_configuration(
+                min_nodes=CONCURRENCY, max_nodes=CONCURRENCY, idle_seconds_before_scaledown=600))
+            names["dask"] = "bench-cluster"
+        try:
+            if cluster is not None:
+                cluster.wait_for_completion(min_node_count=CONCURRENCY)
+            results: dict[tuple[str, bool], float] = {}
+            for target in targets:
+                name = names[target]
+                asyncio.run(dispatch(ws, name, 4, f"prime-{target}", False))  # caches, imports, cluster
+                for warm in (False, True):
+                    mode = "warm" if warm else "cold"
+                    prof = cProfile.Profile() if args.profile and warm and target == "local" else None
+                    if prof:
+                        prof.enable()
+                    wall, lat, phases = asyncio.run(dispatch(ws, name, args.n, f"bench-{target}-{mode}", warm))
+                    if prof:
+                        prof.disable()
+                    results[(target, warm)] = args.n / wall
+                    print(f"== {target}, {mode}: {args.n} trivial child runs, {CONCURRENCY} at a time")
+                    print(f"  wall time       : {wall:8.2f} s")
+                    print(f"  throughput      : {args.n / wall:8.2f} runs/s")
+                    print(f"  per-run latency : {statistics.mean(lat) * 1000:8.0f} ms mean, "
+                          f"{statistics.median(lat) * 1000:.0f} ms median")
+                    print("  where the time goes (means): launch to script start "
+                          f"{statistics.mean(p[0] for p in phases) * 1000:.0f} ms, the script "
+                          f"{statistics.mean(p[1] for p in phases) * 1000:.0f} ms, script end to Completed "
+                          f"{statistics.mean(p[2] for p in phases) * 1000:.0f} ms")
+                    if prof:
+                        print("  supervisor profile (cumulative, top 25):")
+                        pstats.Stats(prof, stream=sys.stdout).sort_stats("cumulative").print_stats(25)
+            if targets:
+                print("== warm relative to cold (same run, same machine load)")
+            for target in targets:
+                cold, warm_rate = results[(target, False)], results[(target, True)]
+                print(f"  {target:6s}: {warm_rate:6.1f} runs/s warm vs {cold:6.1f} cold = {warm_rate / cold:5.2f}x")
+            if args.automl:
+                print(f"== AutoML, {args.automl_seconds:g} s, breast cancer (569 x 30), 2 iterations at a time, local target")
+                tried = {}
+                for warm in (False, True):
+                    n_run, n_done, best = automl_30s(ws, warm, args.automl_seconds)
+                    tried[warm] = n_run
+                    print(f"  {'warm' if warm else 'cold'}: {n_run:4d} pipelines tried, {n_done:4d} completed, "
+                          f"best AUC_weighted {best:.4f}")
+                print(f"  pipelines tried, warm / cold: {tried[True] / max(1, tried[False]):.2f}x")
+            print(f"  load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        finally:
+            if cluster is not None:
+                cluster.delete()
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    os.environ.setdefault("NBML_HEARTBEAT_SECONDS", "5")
+    main()

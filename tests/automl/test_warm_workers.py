@@ -1,0 +1,179 @@
+"""Warm workers (nbml.runs.warm): children of one parent run in long-lived worker processes on the local target,
+each child still a run of its own, with its own status, logs, metrics, outputs, time limit and cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from nbml import Workspace
+from nbml.compute.base import EnvSpec, JobSpec
+from nbml.runs.children import ChildLoop, Finished
+from nbml.runs.context import SupervisorContext
+from nbml.runs.warm import WarmBackend
+from nbml.snapshot import load_manifest, take_snapshot
+
+CHILD = """
+import os, sys, time
+from nbml import Run
+mode, n = sys.argv[1], int(sys.argv[2])
+run = Run.get_context()
+open("outputs/worker.txt", "w").write(str(os.getppid()))
+print(f"hello from child {n}", flush=True)
+print(f"a warning from child {n}", file=sys.stderr, flush=True)
+run.log("n", n)
+if mode == "wait":  # until the test says so
+    while not os.path.exists(os.environ["GO_FILE"]):
+        time.sleep(0.05)
+elif mode == "sleep":
+    time.sleep(120)
+elif mode == "fail":
+    raise ValueError(f"child {n} failed on purpose")
+"""
+
+
+class _Parent:
+    """A parent run with a warm pool of 2 on the local target, driving children through the child loop."""
+
+    def __init__(self, ws: Workspace, parent: str) -> None:
+        src = Path(tempfile.mkdtemp())
+        (src / "child.py").write_text(CHILD)
+        self.ws, self.parent = ws, parent
+        self.files = load_manifest(ws.path, take_snapshot(ws, src).id)
+        self.go = src / "go"
+        ws.store.insert_run(parent, "warm", "hyperdrive", "local", {}, status="Running")
+        self.ctx = SupervisorContext(ws.store, ws.path, parent)
+        self.backend = WarmBackend(self.ctx, self.ctx.backend_for("local"), 2)
+        self.loop: ChildLoop[int] = ChildLoop(self.ctx, self.backend, 2)
+
+    def launch(self, n: int, mode: str = "ok", timeout: float | None = None) -> str:
+        run_id = f"{self.parent}_{n}"
+        self.ws.store.insert_run(run_id, "warm", "script", "local", {}, parent_id=self.parent, iteration=n)
+        job = JobSpec(run_id=run_id, argv=["child.py", mode, str(n)], env=EnvSpec("t", "t-user", True),
+                      files=self.files, blob_dir=self.ws.path / "snapshots" / "blobs",
+                      environ={"GO_FILE": str(self.go)})
+        self.loop.launch(run_id, job, n, timeout=timeout, timeout_reason=f"child {n} ran out of time")
+        return run_id
+
+    async def until_running(self, run_id: str, timeout: float = 60) -> int:
+        """The pid of the worker that runs `run_id`, once its child process has started."""
+        path = self.ws.path / "jobs" / run_id / "outputs" / "worker.txt"
+        deadline = time.monotonic() + timeout
+        while not (path.exists() and path.read_text()):
+            assert time.monotonic() < deadline, f"{run_id} did not start"
+            await asyncio.sleep(0.05)
+        return int(path.read_text())
+
+    async def finish(self) -> dict[str, Finished[int]]:
+        out = {f.run_id: f for f in await self.loop.drain()}
+        return out
+
+    async def close(self) -> None:
+        await self.loop.close()
+        await self.backend.close()
+        self.ctx.close()
+
+    def worker_pid(self, run_id: str) -> int:
+        return int((self.ws.path / "runs" / run_id / "outputs" / "worker.txt").read_text())
+
+    def log(self, run_id: str) -> str:
+        return (self.ws.path / "runs" / run_id / "nbml-logs" / "driver_log.txt").read_text()
+
+    def rec(self, run_id: str) -> dict[str, Any]:
+        rec = self.ws.store.get_run(run_id)
+        assert rec is not None
+        return rec
+
+
+def test_every_child_is_its_own_run_with_its_own_logs_and_metrics(ws: Workspace) -> None:
+    async def main() -> None:
+        p = _Parent(ws, "warm_many")
+        try:
+            ids = [p.launch(n, "fail" if n == 3 else "ok") for n in range(2)]
+            for n in range(2, 8):
+                while not p.loop.free:
+                    await p.loop.wait(0.2)
+                ids.append(p.launch(n, "fail" if n == 3 else "ok"))
+            await p.finish()
+        finally:
+            await p.close()
+        for n, run_id in enumerate(ids):
+            rec = p.rec(run_id)
+            log = p.log(run_id)
+            # each child's stdout and stderr in its own log, and nobody else's
+            assert f"hello from child {n}" in log and f"a warning from child {n}" in log
+            assert [f"child {m}" for m in range(8) if f"child {m}\n" in log] == [f"child {n}"]
+            assert ws.store.get_metrics(run_id)["n"] in (n, [n])
+            if n == 3:
+                assert rec["status"] == "Failed" and "ValueError: child 3 failed on purpose" in rec["error"]
+            else:
+                assert rec["status"] == "Completed", rec["error"]
+        workers = {p.worker_pid(r) for r in ids}
+        assert 1 <= len(workers) <= 2  # 8 children, at most 2 worker processes: each ran several
+        assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                       for pid in workers)  # the pool stopped its workers when it closed
+
+    asyncio.run(main())
+
+
+def test_a_killed_worker_fails_only_its_child_and_a_new_worker_takes_over(ws: Workspace) -> None:
+    async def main() -> None:
+        p = _Parent(ws, "warm_kill")
+        try:
+            a, b = p.launch(0, "sleep"), p.launch(1, "wait")
+            victim = await p.until_running(a)
+            other = await p.until_running(b)
+            assert victim != other
+            os.kill(victim, signal.SIGKILL)  # the worker, not the child: it dies with its worker
+            ended = {f.run_id: f for f in await p.loop.wait(30)}
+            assert a in ended and ended[a].status == "Failed"
+            assert p.rec(b)["status"] == "Running"  # the other worker's child goes on
+            c = p.launch(2, "ok")
+            p.go.touch()
+            ended.update(await p.finish())
+        finally:
+            await p.close()
+        assert "warm worker" in p.rec(a)["error"] and "ended before it did" in p.rec(a)["error"]
+        assert p.rec(b)["status"] == "Completed" and p.rec(c)["status"] == "Completed"
+        assert p.worker_pid(c) not in (victim,)  # a new worker (or the surviving one) ran it
+        assert p.worker_pid(b) == other
+
+    asyncio.run(main())
+
+
+def test_a_timeout_or_a_cancel_stops_only_that_child(ws: Workspace) -> None:
+    async def main() -> None:
+        p = _Parent(ws, "warm_stop")
+        try:
+            slow = p.launch(0, "sleep", timeout=1.0)
+            other = p.launch(1, "wait")
+            slow_worker = await p.until_running(slow)
+            await p.until_running(other)
+            ended = {f.run_id: f for f in await p.loop.wait(30)}
+            assert ended[slow].status == "Failed"
+            assert p.rec(other)["status"] == "Running"
+            cancelled = p.launch(2, "sleep")
+            await p.until_running(cancelled)
+            p.loop.cancel(cancelled)
+            ended.update({f.run_id: f for f in await p.loop.wait(30)})
+            assert ended[cancelled].status == "Canceled"
+            assert p.rec(other)["status"] == "Running"
+            after = p.launch(3, "ok")
+            p.go.touch()
+            await p.finish()
+        finally:
+            await p.close()
+        assert p.rec(slow)["error"] == "child 0 ran out of time"
+        assert p.rec(other)["status"] == "Completed" and p.rec(after)["status"] == "Completed"
+        # the stopped children's worker lived on and ran the next children
+        assert slow_worker in {p.worker_pid(cancelled), p.worker_pid(after)}
+        assert "hello from child 2" in p.log(cancelled)
+
+    asyncio.run(main())
