@@ -27,9 +27,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
 
-import asyncssh
-
 import nbml
+from nbml._extras import missing_extra
 from nbml.compute import _ssh_files, _ssh_remote
 from nbml.compute._ssh_conn import SshSession, SshSettings, connect_once
 from nbml.compute.base import (
@@ -46,6 +45,11 @@ from nbml.compute.base import (
 )
 from nbml.errors import ComputeTargetException, EnvironmentBuildError
 from nbml.snapshot import blob_path
+
+try:
+    import asyncssh
+except ImportError as exc:  # the ssh extra is not installed
+    raise missing_extra("ssh", exc) from exc
 
 logger = logging.getLogger(__name__)
 HELPER_SOURCE = Path(_ssh_remote.__file__).read_text()
