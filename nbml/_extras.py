@@ -23,7 +23,7 @@ FEATURES = {
     "lab": "the JupyterLab sidebar and run pages",
 }
 # Import name -> distribution name, where they differ (the message names what pip installs).
-_DISTRIBUTIONS = {"sklearn": "scikit-learn", "yaml": "pyyaml", "distributed": "dask[distributed]"}
+_DISTRIBUTIONS = {"sklearn": "scikit-learn", "yaml": "pyyaml"}
 
 
 class MissingExtraError(UserErrorException, ImportError):
@@ -34,8 +34,8 @@ class MissingExtraError(UserErrorException, ImportError):
         self.missing = missing
         names = ", ".join(_DISTRIBUTIONS.get(m, m) for m in missing)
         super().__init__(
-            f"{FEATURES.get(extra, extra)} needs {names}, which the core install of nbml leaves out. "
-            f"Install the extra: pip install 'nbml[{extra}]' (or 'nbml[all]' for every feature)."
+            f"{FEATURES.get(extra, extra)}: not installed ({names} missing); the core install of nbml leaves "
+            f"this feature out. Install its extra: pip install 'nbml[{extra}]' (or 'nbml[all]' for everything)."
         )
 
 
