@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 #: Seconds of work before a bar appears (shorter work shows nothing).
 DELAY = 1.0
@@ -80,6 +80,16 @@ class Progress:
         if text:
             self._bar.set_postfix_str(text, refresh=False)
         self._bar.update(1 if step else 0)  # update(0) redraws the text at most every mininterval
+
+    def write(self, text: str, out: TextIO) -> None:
+        """Print `text` to `out` without breaking the bar (it is redrawn below the text)."""
+        if self._bar is None:
+            out.write(text)
+            out.flush()
+            return
+        with self._bar.external_write_mode(file=out):
+            out.write(text)
+            out.flush()
 
     def set_total(self, total: float | None) -> None:
         if self._bar is not None:
