@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -113,6 +115,38 @@ class Progress:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class LogProgress:
+    """Progress of work done inside a supervisor, as plain lines in the run's log (read by show_output and
+    RunDetails): one line every `interval` seconds, and a last one if the work took that long; short work
+    writes nothing. ``LogProgress(log, "Uploading", total=n, total_bytes=b).update(1, nbytes=size)``.
+    """
+
+    def __init__(self, log: Callable[[str], None], desc: str, total: int, unit: str = "files",
+                 total_bytes: int | None = None, interval: float = 2.0) -> None:
+        self.log, self.desc, self.total, self.unit = log, desc, total, unit
+        self.total_bytes, self.interval = total_bytes, interval
+        self.done = 0
+        self.nbytes = 0
+        self._start = self._last = time.monotonic()
+
+    def line(self) -> str:
+        sizes = _size(self.nbytes) + (f" of {_size(self.total_bytes)}" if self.total_bytes is not None else "")
+        return (f"{self.desc}: {self.done:,}/{self.total:,} {self.unit}, {sizes} "
+                f"({time.monotonic() - self._start:.0f} s)")
+
+    def update(self, n: int = 1, nbytes: int = 0) -> None:
+        self.done += n
+        self.nbytes += nbytes
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self.log(self.line())
+
+    def close(self) -> None:
+        if time.monotonic() - self._start >= self.interval:
+            self.log(self.line())
 
 
 def _size(nbytes: float) -> str:

@@ -29,6 +29,7 @@ from typing import Any, cast
 
 import nbml
 from nbml._extras import missing_extra
+from nbml._progress import LogProgress
 from nbml.compute import _ssh_files, _ssh_remote
 from nbml.compute._ssh_conn import SshSession, SshSettings, connect_once
 from nbml.compute.base import (
@@ -233,6 +234,8 @@ class SSHBackend(ComputeBackend):
 
         async def go(session: SshSession) -> None:
             conn = await session.connection()
+            log = self.log or (lambda _line: None)
+            progress = LogProgress(log, f"Uploading to {self.settings.address}", len(missing), total_bytes=sent)
             async with conn.create_process(cmd, encoding=None) as proc:
                 buf = bytearray(json.dumps(pending).encode() + b"\n")
                 for sha in sorted(missing):
@@ -245,6 +248,8 @@ class SSHBackend(ComputeBackend):
                                 proc.stdin.write(bytes(buf))
                                 buf.clear()
                                 await proc.stdin.drain()
+                    progress.update(1, path.stat().st_size)
+                progress.close()
                 buf += b"\n"
                 proc.stdin.write(bytes(buf))
                 proc.stdin.write_eof()

@@ -42,3 +42,22 @@ def test_no_progress_where_nobody_watches(ws: Workspace, tmp_path: Path, monkeyp
     (src / "new.txt").write_text("x")
     take_snapshot(ws, src)
     assert capsys.readouterr().err == ""
+
+
+def test_supervisor_side_progress_is_plain_log_lines_with_counts_and_sizes() -> None:
+    from nbml._progress import LogProgress
+
+    lines: list[str] = []
+    upload = LogProgress(lines.append, "Uploading to host", total=3, total_bytes=3_000_000, interval=0)
+    for _ in range(3):
+        upload.update(1, nbytes=1_000_000)
+    upload.close()
+    assert lines[0].startswith("Uploading to host: 1/3 files, 1.0 MB of 3.0 MB")
+    assert lines[-1].startswith("Uploading to host: 3/3 files, 3.0 MB of 3.0 MB")
+    assert not any("\r" in line for line in lines)
+
+    quiet: list[str] = []
+    short = LogProgress(quiet.append, "Uploading to host", total=2)  # done within the 2 s interval
+    short.update(2, nbytes=10)
+    short.close()
+    assert quiet == []
