@@ -33,7 +33,7 @@ def _parent_site_dirs() -> list[str]:
 
 
 # Installer output lines that mean one more package (pip: "Collecting x", uv: " + x==1.0").
-_PACKAGE_LINE = ("Collecting ", " + ", "Downloading ", "Building wheel for ")
+_PACKAGE_LINE = ("Collecting ", " + ")
 
 
 def _run(cmd: list[str], log: LogFn, env: dict[str, str] | None = None,
@@ -107,7 +107,7 @@ def _build(env_dir: Path, spec: EnvSpec, log: LogFn) -> None:
         cmd = [uv, "pip", "install", "--python", str(python), *spec.pip]
     else:
         cmd = [sys.executable, "-m", "pip", "--python", str(python), "install", "--disable-pip-version-check", *spec.pip]
-    with Progress(f"Building environment {spec.name}", unit="steps") as progress:
+    with Progress(f"Building environment {spec.name}", unit="packages") as progress:
         code, tail = _run(cmd, log, progress=progress)
     if code != 0:
         raise EnvironmentBuildError(

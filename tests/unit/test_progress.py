@@ -61,3 +61,16 @@ def test_supervisor_side_progress_is_plain_log_lines_with_counts_and_sizes() -> 
     short.update(2, nbytes=10)
     short.close()
     assert quiet == []
+
+
+def test_an_environment_build_shows_its_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from nbml.compute.base import EnvSpec
+    from nbml.envbuild import ensure_local_env
+
+    monkeypatch.setenv("NBML_PROGRESS", "1")
+    spec = EnvSpec(name="tiny", hash="progress-test", user_managed=False, pip=["six==1.16.0"])
+    python = ensure_local_env(tmp_path / "envs", spec, lambda _line: None)
+    assert Path(python).exists()
+    last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "Building environment tiny: 1 packages" in last and "six" in last
