@@ -47,8 +47,8 @@ def _interactive() -> bool:
 class Progress:
     """One task's progress: ``with Progress("Snapshot", total=n, unit="files") as p: p.update(1, nbytes=size)``.
 
-    `total` may be None (unknown: a running count) or set later with ``set_total``. Sizes passed as `nbytes`
-    show beside the count (``1,234/50,000 files, 12.3 MB``).
+    `total` may be None (unknown: a running count) or set later with ``set_total``. With `sizes`, the bytes
+    passed as `nbytes` show beside the count and rate (``1234/50000 [00:04<00:12, 290 files/s, 12.3 MB]``).
     """
 
     def __init__(self, desc: str, total: float | None = None, unit: str = "files", *, sizes: bool = False,
