@@ -89,9 +89,10 @@ def test_ssh_helper_cancel_without_procfs_ends_the_group(helper_without_procfs: 
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     # The job ignores TERM for a moment, as a job flushing its files would; cancel waits, then it's gone.
     proc = subprocess.Popen([sys.executable, "-c", "import signal,time; signal.signal(signal.SIGTERM, lambda *a: "
-                             "(time.sleep(0.3), exit(0))); time.sleep(60)"], start_new_session=True)
+                             "(time.sleep(0.3), exit(0))); print('ready', flush=True); time.sleep(60)"],
+                            start_new_session=True, stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.3)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"  # its TERM handler is set
         helper_without_procfs.op_cancel(str(proc.pid), "10")
         assert '"signalled": true' in capsys.readouterr().out
         assert proc.wait(timeout=10) == 0  # ended by its TERM handler: cancel saw it go, no KILL needed
@@ -100,3 +101,5 @@ def test_ssh_helper_cancel_without_procfs_ends_the_group(helper_without_procfs: 
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
