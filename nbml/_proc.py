@@ -24,9 +24,14 @@ def pid_alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
+        import psutil  # here, not at the top: jobs import nbml on hosts and in images that have no psutil
+    except ImportError:
+        return True
+    try:
+        return bool(psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD))
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
         return True
 
 

@@ -11,6 +11,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from nbml._progress import Progress
 from nbml.compute.base import EnvSpec, LogFn
 from nbml.errors import EnvironmentBuildError
 
@@ -31,7 +32,12 @@ def _parent_site_dirs() -> list[str]:
     return seen
 
 
-def _run(cmd: list[str], log: LogFn, env: dict[str, str] | None = None) -> tuple[int, str]:
+# Installer output lines that mean one more package (pip: "Collecting x", uv: " + x==1.0").
+_PACKAGE_LINE = ("Collecting ", " + ")
+
+
+def _run(cmd: list[str], log: LogFn, env: dict[str, str] | None = None,
+         progress: Progress | None = None) -> tuple[int, str]:
     log("$ " + " ".join(cmd))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines: list[str] = []
@@ -39,6 +45,8 @@ def _run(cmd: list[str], log: LogFn, env: dict[str, str] | None = None) -> tuple
     for line in proc.stdout:
         lines.append(line.rstrip("\n"))
         log(line.rstrip("\n"))
+        if progress is not None:
+            progress.note(line.strip()[:60], step=line.startswith(_PACKAGE_LINE))
     return proc.wait(), "\n".join(lines[-40:])
 
 
@@ -80,6 +88,11 @@ def _build(env_dir: Path, spec: EnvSpec, log: LogFn) -> None:
     uv = shutil.which("uv") or (str(Path(sys.executable).parent / "uv") if (Path(sys.executable).parent / "uv").exists()
                                 else None)
     log(f"Building environment {spec.name!r} ({spec.hash}) with {'uv' if uv else 'venv + pip'}: {' '.join(spec.pip)}")
+    if not uv and subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode != 0:
+        raise EnvironmentBuildError(
+            f"Building environment {spec.name!r} needs uv or pip, and this Python ({sys.executable}) has neither: "
+            "install uv (pip install uv, or see docs.astral.sh/uv) or pip (python -m ensurepip), then submit again."
+        )
     if uv:
         code, tail = _run([uv, "venv", "--quiet", "--python", sys.executable, str(env_dir)], log)
     else:
@@ -94,7 +107,8 @@ def _build(env_dir: Path, spec: EnvSpec, log: LogFn) -> None:
         cmd = [uv, "pip", "install", "--python", str(python), *spec.pip]
     else:
         cmd = [sys.executable, "-m", "pip", "--python", str(python), "install", "--disable-pip-version-check", *spec.pip]
-    code, tail = _run(cmd, log)
+    with Progress(f"Building environment {spec.name}", unit="packages") as progress:
+        code, tail = _run(cmd, log, progress=progress)
     if code != 0:
         raise EnvironmentBuildError(
             f"Installing the packages of environment {spec.name!r} failed ({' '.join(spec.pip)}). The installer said:\n"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pathspec
 
+from nbml._progress import Progress
 from nbml.compute.base import FileEntry
 from nbml.errors import SnapshotError
 
@@ -62,6 +63,13 @@ def scan(source: Path, exclude: Path | None = None) -> tuple[list[tuple[str, os.
     """
     spec, used = _ignore_spec(source)
     out: list[tuple[str, os.stat_result]] = []
+    with Progress(f"Scanning {source.name or source}", unit="files") as progress:
+        _walk(source, exclude, spec, out, progress)
+    return out, used
+
+
+def _walk(source: Path, exclude: Path | None, spec: pathspec.GitIgnoreSpec, out: list[tuple[str, os.stat_result]],
+          progress: Progress) -> None:
     for dirpath, dirnames, filenames in os.walk(source):
         rel_dir = os.path.relpath(dirpath, source)
         rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
@@ -78,7 +86,7 @@ def scan(source: Path, exclude: Path | None = None) -> tuple[list[tuple[str, os.
                 continue  # a dangling link or a file removed while we walk
             if stat.S_ISREG(st.st_mode):
                 out.append((rel, st))
-    return out, used
+                progress.update(1, st.st_size)
 
 
 def _looks_secret(rel: str, full: Path, size: int) -> bool:
@@ -144,20 +152,10 @@ def take_snapshot(ws: Workspace, source_directory: str | os.PathLike[str], max_m
     cache = ws.store.cached_hashes(keys)
     files: dict[str, FileEntry] = {}
     fresh: list[tuple[str, int, int, str]] = []
-    for (rel, st), key in zip(entries, keys, strict=True):
-        hit = cache.get(key)
-        if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-            sha = hit[2]
-        else:
-            sha = _sha256(source / rel)
-            fresh.append((key, st.st_size, st.st_mtime_ns, sha))
-        dest = blob_path(blob_dir, sha)
-        if not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
-            shutil.copyfile(source / rel, tmp)
-            os.replace(tmp, dest)
-        files[rel] = FileEntry(sha256=sha, size=st.st_size, mode=stat.S_IMODE(st.st_mode))
+    with Progress(f"Snapshot of {source.name or source}", total=len(entries), unit="files", sizes=True) as progress:
+        for (rel, st), key in zip(entries, keys, strict=True):
+            files[rel] = _store_file(source, rel, st, cache.get(key), key, blob_dir, fresh)
+            progress.update(1, st.st_size)
     ws.store.put_hashes(fresh)
     manifest = {rel: [e.sha256, e.size, e.mode] for rel, e in files.items()}
     text = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
@@ -169,6 +167,23 @@ def take_snapshot(ws: Workspace, source_directory: str | os.PathLike[str], max_m
         tmp.write_text(text)
         os.replace(tmp, mpath)
     return Snapshot(id=snap_id, files=files, total_size=total, ignore_file=used)
+
+
+def _store_file(source: Path, rel: str, st: os.stat_result, hit: tuple[int, int, str] | None, key: str,
+                blob_dir: Path, fresh: list[tuple[str, int, int, str]]) -> FileEntry:
+    """Hash one file (unless the cache knows it unchanged) and copy it into the blob store once."""
+    if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+        sha = hit[2]
+    else:
+        sha = _sha256(source / rel)
+        fresh.append((key, st.st_size, st.st_mtime_ns, sha))
+    dest = blob_path(blob_dir, sha)
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+        shutil.copyfile(source / rel, tmp)
+        os.replace(tmp, dest)
+    return FileEntry(sha256=sha, size=st.st_size, mode=stat.S_IMODE(st.st_mode))
 
 
 def load_manifest(ws_root: Path, snapshot_id: str) -> dict[str, FileEntry]:

@@ -39,16 +39,16 @@ class _ComputeTargets(dict):  # type: ignore[type-arg]
 class Workspace:
     """A workspace folder: runs, experiments, compute targets, environments and models.
 
-    Parameters
-    ----------
-    name:
-        Display name; stored in the folder's config.json.
-    path:
-        The workspace folder (the one holding ``config.json`` and ``nbml.db``). Defaults to the embedded
-        default workspace (``$NBML_HOME`` or ``~/.nbml``).
-
     The SDK's Azure attributes have local values, so notebooks that print them run: ``subscription_id``
     and ``resource_group`` are ``"local"``, ``location`` is this machine's host name.
+
+    Parameters
+    ----------
+    name
+        Display name; stored in the folder's config.json.
+    path
+        The workspace folder (the one holding ``config.json`` and ``nbml.db``). Defaults to the embedded
+        default workspace (``$NBML_HOME`` or ``~/.nbml``).
     """
 
     #: Local stand-ins for the SDK's Azure attributes (a workspace here is a folder, not an Azure resource).

@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 # Static checks first: a lint or type error fails the run like a test does.
 python -m ruff check nbml tests benchmarks
 python -m mypy nbml
+# The documentation site (mkdocs.yml, docs/): built with warnings as errors, into a folder thrown away after.
+site=$(mktemp -d)
+NO_MKDOCS_2_WARNING=1 python -m mkdocs build --strict --quiet --site-dir "$site"
+rm -rf "$site"
 # The default tier leaves out tests marked slow; pass -m slow (or -m "") to choose otherwise. The 15 slowest
 # tests are listed at the end; the session fails if a process a test started outlives it (tests/conftest.py).
 if printf '%s\n' "$@" | grep -qx -- '-m'; then

@@ -217,6 +217,9 @@ class AutoMLConfig:
 
     def _submit(self, experiment: Experiment, tags: dict[str, Any] | None = None, show_output: bool = False,
                 **kwargs: Any) -> AutoMLRun:
+        from nbml._extras import AUTOML_MODULES, require
+
+        require("automl", *AUTOML_MODULES)  # before anything is created
         from nbml.automl.submit import submit_automl
 
         return submit_automl(experiment, self, tags=tags, show_output=show_output)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from nbml._progress import Progress
 from nbml.automl.child import MODEL_FILE
 from nbml.automl.coordinator import CHILD_KIND, EXPLAIN_KIND
 from nbml.automl.metrics import is_better
@@ -222,6 +223,12 @@ class AutoMLRun(Run):
         printed: set[str] = set()
         metric = self.primary_metric
         best: float | None = None
+        total = (self.config.get("settings") or {}).get("iterations")
+        with Progress("Iterations", total=int(total) if total else None, unit="done") as progress:
+            self._follow(out, progress, printed, metric, best, deadline, poll)
+
+    def _follow(self, out: TextIO, progress: Progress, printed: set[str], metric: str, best: float | None,
+                deadline: float | None, poll: float) -> None:
         while True:
             status = self.get_status()
             finished = [r for r in self._iterations(own_only=True) if r["status"] in TERMINAL and r["run_id"] not in printed]
@@ -232,11 +239,12 @@ class AutoMLRun(Run):
                     best = score
                 shown = _fmt(score) if rec["status"] == COMPLETED else rec["status"]
                 name = (rec.get("display_name") or "")[:45]
-                out.write(f" {rec['iteration']:>9}   {name:<45}  {_duration(rec):>9}  {shown:>10}  {_fmt(best):>8}\n")
+                row = f" {rec['iteration']:>9}   {name:<45}  {_duration(rec):>9}  {shown:>10}  {_fmt(best):>8}\n"
                 if rec["status"] == FAILED and rec.get("error"):
                     last = [ln for ln in str(rec["error"]).splitlines() if ln.strip()]
-                    out.write(f"{'':>13}ERROR: {last[-1][:200] if last else ''}\n")
-                out.flush()
+                    row += f"{'':>13}ERROR: {last[-1][:200] if last else ''}\n"
+                progress.write(row, out)
+                progress.update(1)
             if status in TERMINAL:
                 return
             if deadline is not None and time.monotonic() > deadline:

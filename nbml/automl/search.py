@@ -18,10 +18,14 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-import optuna
-
+from nbml._extras import missing_extra
 from nbml.automl import estimators
 from nbml.automl.metrics import goal
+
+try:
+    import optuna
+except ImportError as exc:  # the automl extra is not installed
+    raise missing_extra("automl", exc) from exc
 
 
 @dataclasses.dataclass

@@ -11,6 +11,7 @@ import tarfile
 from collections.abc import Callable
 from typing import Any
 
+from nbml._extras import missing_extra
 from nbml.compute.base import EnvSpec
 from nbml.errors import ComputeTargetException, EnvironmentBuildError
 
@@ -27,7 +28,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 def connect(docker_host: str | None = None, timeout: float = 60) -> Any:
     """A docker-py client for `docker_host` (or DOCKER_HOST / the local socket), checked with a ping."""
-    import docker
+    try:
+        import docker
+    except ImportError as exc:  # the docker extra is not installed
+        raise missing_extra("docker", exc) from exc
 
     where = docker_host or "DOCKER_HOST or the local socket"
     # ssh:// goes through the system's ssh client: your ~/.ssh/config, agent and known_hosts (host keys checked).

@@ -20,11 +20,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncssh
-
+from nbml._extras import missing_extra
 from nbml.compute import _ssh_secrets as secrets
 from nbml.compute.transient import is_transient
 from nbml.errors import ComputeTargetException
+
+try:
+    import asyncssh
+except ImportError as exc:  # the ssh extra is not installed
+    raise missing_extra("ssh", exc) from exc
 
 T = TypeVar("T")
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"

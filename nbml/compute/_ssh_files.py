@@ -12,10 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
-import asyncssh
-
+from nbml._extras import missing_extra
 from nbml.compute._ssh_conn import SshSession
 from nbml.errors import ComputeTargetException
+
+try:
+    import asyncssh
+except ImportError as exc:  # the ssh extra is not installed
+    raise missing_extra("ssh", exc) from exc
 
 CHUNK = 1 << 20
 NOT_A_FILE = 3

@@ -1,4 +1,4 @@
-# ruff: noqa: UP031 - %-formatting on purpose: this file runs on the host's Python, as old as 3.6
+# ruff: noqa: UP031, UP021 - %-formatting, universal_newlines: this file runs on the host's Python 3.6+
 """The helper the SSH backend runs on the remote host (``python3 -c SOURCE OP ARGS...``).
 
 Standard library only, Python 3.6+: it must run on any host with sshd and a Python. Each operation reads
@@ -205,13 +205,48 @@ def op_receive(root, job_dir):
     _out({"received": received, "bytes": nbytes})
 
 
+def _procfs():
+    # Linux hosts: the SSH backend polls /proc/PID/stat over SFTP (three file reads instead of starting a
+    # process at every poll), so the start token here must be the same field it compares.
+    return os.path.isdir("/proc/self")
+
+
 def _starttime(pid):
+    """(state letter, start token) of process PID, or (None, None) if it doesn't run.
+
+    The token tells a reused pid from the job's process: /proc's start ticks on Linux; elsewhere (macOS,
+    BSD) psutil's create time when the host's Python has psutil, else what ps prints (standard on both).
+    """
+    if _procfs():
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None, None
+        return fields[0], fields[19]  # state, starttime (clock ticks since boot)
     try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            proc = psutil.Process(pid)
+            state = "Z" if proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD) else "R"
+            return state, "%.2f" % proc.create_time()
+        except psutil.NoSuchProcess:
+            return None, None
+        except psutil.Error:
+            pass
+    try:
+        out = subprocess.run(["ps", "-o", "stat=", "-o", "lstart=", "-p", str(pid)], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, universal_newlines=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
         return None, None
-    return fields[0], fields[19]  # state, starttime (clock ticks since boot)
+    line = out.stdout.strip()
+    if out.returncode != 0 or not line:
+        return None, None
+    state, _, started = line.partition(" ")
+    return state[:1], " ".join(started.split())
 
 
 def op_start(job_dir):
@@ -266,12 +301,18 @@ def op_poll(job_dir, pid, start):
 
 def _group_alive(pgid):
     """Whether any process of the group still runs (zombies left for init to reap don't count)."""
-    if not os.path.isdir("/proc/self"):
+    if not _procfs():
         try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        return True
+            out = subprocess.run(["ps", "-A", "-o", "pgid=", "-o", "stat="], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, universal_newlines=True, timeout=10)
+            rows = [line.split() for line in out.stdout.splitlines()]
+            return any(len(r) >= 2 and r[0] == str(pgid) and r[1][:1] not in ("Z", "X") for r in rows)
+        except (OSError, subprocess.SubprocessError):
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return False
+            return True
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:

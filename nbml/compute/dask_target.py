@@ -116,6 +116,9 @@ class AmlCompute(ComputeTarget):
         shared_dir
             Where job folders go; workers must see it at the same path (default: the workspace).
         """
+        from nbml._extras import TARGET_EXTRAS, require
+
+        require(*TARGET_EXTRAS["dask"])
         min_nodes = int(kwargs.pop("cluster_min_nodes", min_nodes))
         max_nodes = int(kwargs.pop("cluster_max_nodes", max_nodes))
         for ignored in ("admin_username", "admin_user_password", "admin_user_ssh_key", "vnet_resourcegroup_name",

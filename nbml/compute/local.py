@@ -144,16 +144,13 @@ class LocalBackend(ComputeBackend):
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as fh:
-                        fields = fh.read().rsplit(")", 1)[1].split()
-                    if int(fields[2]) == pgid and fields[0] != "Z":
-                        return True
-                except (OSError, IndexError, ValueError):
-                    continue
-    except OSError:
-        return True
+    """Whether any process of group `pgid` still runs (zombies left for init to reap don't count)."""
+    import psutil
+
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+                return True
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
     return False

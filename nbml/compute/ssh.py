@@ -28,9 +28,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
 
-import asyncssh
-
 import nbml
+from nbml._extras import missing_extra
+from nbml._progress import LogProgress
 from nbml.compute import _ssh_files, _ssh_remote
 from nbml.compute._ssh_conn import SshSession, SshSettings, connect_once
 from nbml.compute.base import (
@@ -47,6 +47,11 @@ from nbml.compute.base import (
 )
 from nbml.errors import ComputeTargetException, EnvironmentBuildError
 from nbml.snapshot import blob_path
+
+try:
+    import asyncssh
+except ImportError as exc:  # the ssh extra is not installed
+    raise missing_extra("ssh", exc) from exc
 
 logger = logging.getLogger(__name__)
 HELPER_SOURCE = Path(_ssh_remote.__file__).read_text()
@@ -239,6 +244,8 @@ class SSHBackend(ComputeBackend):
 
         async def go(session: SshSession) -> None:
             conn = await session.connection()
+            log = self.log or (lambda _line: None)
+            progress = LogProgress(log, f"Uploading to {self.settings.address}", len(missing), total_bytes=sent)
             async with conn.create_process(cmd, encoding=None) as proc:
                 buf = bytearray(json.dumps(pending).encode() + b"\n")
                 for sha in sorted(missing):
@@ -251,6 +258,8 @@ class SSHBackend(ComputeBackend):
                                 proc.stdin.write(bytes(buf))
                                 buf.clear()
                                 await proc.stdin.drain()
+                    progress.update(1, path.stat().st_size)
+                progress.close()
                 buf += b"\n"
                 proc.stdin.write(bytes(buf))
                 proc.stdin.write_eof()

@@ -9,9 +9,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import asyncssh
-
 from nbml._aio import run_sync
+from nbml._extras import missing_extra
 from nbml.compute import _ssh_secrets as secrets
 from nbml.compute._ssh_conn import (
     DEFAULT_KNOWN_HOSTS,
@@ -25,6 +24,11 @@ from nbml.compute._ssh_conn import (
 )
 from nbml.compute.targets import ComputeTarget, validate_name
 from nbml.errors import ComputeTargetException
+
+try:
+    import asyncssh
+except ImportError as exc:  # the ssh extra is not installed
+    raise missing_extra("ssh", exc) from exc
 
 if TYPE_CHECKING:
     from nbml.workspace import Workspace

@@ -46,6 +46,10 @@ def backend_class(kind: str) -> type[ComputeBackend]:
         module, cls = _BACKENDS[kind].split(":")
     except KeyError:
         raise ComputeTargetException(f"Unknown compute kind {kind!r}; known kinds: {', '.join(_BACKENDS)}.") from None
+    from nbml._extras import TARGET_EXTRAS, require
+
+    if kind in TARGET_EXTRAS:
+        require(*TARGET_EXTRAS[kind])  # the hint, not an ImportError deep inside the supervisor
     return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
 
 

@@ -102,6 +102,9 @@ class TabularDataset(AbstractDataset):
 
     # -- reading ----------------------------------------------------------------------------------------
     def to_pandas_dataframe(self, on_error: str = "null", out_of_range_datetime: str = "null") -> pd.DataFrame:
+        from nbml._extras import require
+
+        require("data", "pandas")
         import pandas as pd
 
         fmt = self._definition.get("format") or {"type": "delimited"}

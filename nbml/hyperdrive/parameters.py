@@ -141,6 +141,9 @@ class BayesianParameterSampling(_Sampling):
     _ALLOWED = ("choice", "uniform", "quniform", "loguniform", "qloguniform", "randint")
 
     def __init__(self, parameter_space: dict[str, Any], properties: dict[str, Any] | None = None) -> None:
+        from nbml._extras import require
+
+        require("hyperdrive", "optuna")
         super().__init__(parameter_space, properties)
         bad = [k for k, v in self.parameter_space.items() if v[0] not in self._ALLOWED]
         if bad:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from typing import Any
 
+from nbml._progress import Progress
 from nbml.runs.kinds import register
 from nbml.runs.run import Run
+from nbml.runs.status import TERMINAL
 
 
 class HyperDriveRun(Run):
@@ -52,6 +56,41 @@ class HyperDriveRun(Run):
                 continue
             return Run(self.experiment, row["run_id"])
         return None
+
+    def wait_for_completion(self, show_output: bool = False, wait_post_processing: bool = False,
+                            raise_on_error: bool = True, timeout_seconds: float | None = None) -> dict[str, Any]:
+        """Wait for the search; with show_output, print a line as each child run ends, under a bar of runs
+        done out of max_total_runs."""
+        if show_output:
+            self._print_progress(timeout_seconds)
+        return super().wait_for_completion(show_output=False, raise_on_error=raise_on_error,
+                                           timeout_seconds=timeout_seconds)
+
+    def _print_progress(self, timeout_seconds: float | None, poll: float = 0.5) -> None:
+        out = sys.stdout
+        deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        name, maximize = self._metric
+        out.write(f"HyperDrive run {self.id}: primary metric {name} ({'max' if maximize else 'min'}imize)\n")
+        out.flush()
+        printed: set[str] = set()
+        best: float | None = None
+        with Progress("Runs", total=int(self.config.get("max_total_runs") or 0) or None, unit="done") as progress:
+            while True:
+                status = self.get_status()
+                ended = [r for r in self._store.children(self.id) if r["status"] in TERMINAL
+                         and r["run_id"] not in printed]
+                for rec in sorted(ended, key=lambda r: r.get("ended_at") or 0):
+                    printed.add(rec["run_id"])
+                    value = self._final(rec["run_id"])
+                    if value is not None and (best is None or (value > best if maximize else value < best)):
+                        best = value
+                    params = self._store.get_properties(rec["run_id"]).get("hyperparameters") or "{}"
+                    progress.write(f"{rec['run_id']}  {rec['status']:<9}  {name}={value}  best={best}  {params}\n",
+                                   out)
+                    progress.update(1)
+                if status in TERMINAL or (deadline is not None and time.monotonic() > deadline):
+                    return
+                time.sleep(poll)
 
     def get_hyperparameters(self) -> dict[str, dict[str, Any]]:
         """{child run id: its hyperparameters}."""

@@ -116,6 +116,7 @@ def start_supervisor(ws_root: Path, run_id: str) -> int:
     from nbml.compute import _ssh_secrets
 
     env.update(_ssh_secrets.child_environ())
+    env["NBML_PROGRESS"] = "0"  # progress bars are for a person watching; the supervisor's output is a log
     # Make sure the child imports this very nbml, even from a checkout that isn't installed.
     checkout = Path(__file__).resolve().parents[2]
     if (checkout / "pyproject.toml").exists():
