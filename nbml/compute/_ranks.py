@@ -286,6 +286,8 @@ class Launcher:
         err = last_error(text) if text.strip() else ""
         if err:
             message += f" Its last error:\n{err}"
+        if rank >= 0:
+            append_status(self.job_dir, rank=rank, node=node, state="failed", exit_code=code)
         append_status(self.job_dir, failure={"rank": rank, "node": node, "host": self.host, "exit_code": code,
                                              "message": message})
         print(f"nbml: {message}", flush=True)
