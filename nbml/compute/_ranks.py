@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -98,6 +99,7 @@ def read_status(folder: Path) -> dict[str, Any]:
 
 def last_error(text: str) -> str:
     """The last Python traceback in a rank's output, else its last lines."""
+    text = re.sub(r"(?m)^\[rank\d+\]: ", "", text)  # torch.distributed prefixes each line of a rank's traceback
     idx = text.rfind("Traceback (most recent call last):")
     if idx >= 0:
         lines = text[idx:].strip().splitlines()
@@ -420,6 +422,9 @@ def mpi_rank(job_dir: Path) -> int:
 
 
 def main(args: list[str]) -> int:
+    if args[:1] == ["--job-dir"]:  # node i > 0 of a multi-node job: its wrapper state is elsewhere
+        os.chdir(args[1])
+        args = args[2:]
     job_dir = Path(os.getcwd())  # every target starts the job (and mpirun its ranks) in the job folder
     if args[:1] == ["rank"]:
         return mpi_rank(job_dir)

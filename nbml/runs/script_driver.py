@@ -25,6 +25,7 @@ def build_job(ctx: SupervisorContext, run_id: str, config: dict, experiment: str
         environ={"NBML_EXPERIMENT": experiment, "NBML_WORKSPACE": str(ctx.ws_root)},
         timeout_seconds=config.get("max_run_duration_seconds"),
         resources=dict(config.get("resources") or {}),
+        node_count=int((config.get("distributed") or {}).get("node_count") or 1),
     )
 
 
