@@ -52,6 +52,27 @@ def test_docker_target_runs_pytorch_style_ranks_in_one_container(ws, project) ->
     _pytorch_env_job(ws, docker_target(ws).name)
 
 
+@pytest.mark.docker
+def test_docker_target_runs_mpi_ranks_with_open_mpi_in_the_image(ws, project) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+
+    from cluster_factories import docker_target
+
+    image = "nbml-test-mpi:bookworm"  # the base image plus openmpi-bin (.ci/steps/45-distributed.sh)
+    if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must build {image} (.ci/steps/45-distributed.sh)")
+        pytest.skip(f"{image} is not built (.ci/steps/45-distributed.sh builds it)")
+    project(**{"mpi.py": MPI_SCRIPT})
+    target = docker_target(ws, "docker-mpi", base_image=image).name
+    run = Experiment(ws, "mpi").submit(ScriptRunConfig(
+        ".", "mpi.py", compute_target=target, distributed_job_config=MpiConfiguration(process_count_per_node=2)))
+    run.wait_for_completion(timeout_seconds=240)
+    assert sorted(run.get_metrics()["mpi"]) == ["0/2", "1/2"]
+    assert "mpi rank 1 of 2" in run.get_rank_log(1)
+
+
 @pytest.mark.ssh
 def test_ssh_target_runs_pytorch_style_and_mpi_ranks_on_its_host(ws, project, sshd, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from sshd import ssh_attach_args
