@@ -7,4 +7,4 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "targets"))
-from sshd import sshd_fixture  # noqa: E402,F401 (the `sshd` fixture)
+from sshd import sshd_fixture  # noqa: F401 (the `sshd` fixture)
