@@ -168,3 +168,34 @@ def test_nccl_without_a_gpu_and_bad_counts_fail_at_submit(ws, project) -> None: 
         with pytest.raises(UserErrorException, match=message):
             exp.submit(ScriptRunConfig(".", "train.py", distributed_job_config=config))
     assert list(exp.get_runs()) == []
+
+
+STEPS = """
+import os, time
+from nbml import Run
+run = Run.get_context()
+for i in range(40):
+    run.log("step_" + os.environ["RANK"], i)
+    time.sleep(0.1)
+"""
+
+
+def test_a_new_supervisor_adopts_a_running_distributed_job_and_every_rank_finishes(ws, project) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+
+    from nbml import Run
+
+    project(**{"steps.py": STEPS})
+    submitted = Experiment(ws, "adopt").submit(ScriptRunConfig(
+        ".", "steps.py", distributed_job_config=PyTorchConfiguration("Gloo", process_count=2)))
+    wait_ranks(submitted, 2)
+    rec = ws.store.get_run(submitted.id)
+    os.kill(rec["supervisor_pid"], signal.SIGKILL)
+    time.sleep(0.5)
+    run = Run.get(ws, submitted.id)  # a reader notices and starts a new supervisor, which adopts the launcher
+    run.wait_for_completion(timeout_seconds=120)
+    metrics = run.get_metrics()
+    assert metrics["step_0"] == list(range(40)) and metrics["step_1"] == list(range(40))
+    assert ws.store.get_run(run.id)["adoptions"] == 1
+    assert {r["state"] for r in run.get_details()["distributed"]["ranks"].values()} == {"completed"}
