@@ -13,6 +13,7 @@ from rankwait import alive, wait_ranks
 from nbml import Experiment, ScriptRunConfig
 from nbml.core.runconfig import MpiConfiguration, PyTorchConfiguration, TensorflowConfiguration
 from nbml.train.dnn import Nccl, PyTorch
+from nbml.train.estimator import Estimator
 
 ENV_SCRIPT = """
 import json, os, sys
@@ -143,8 +144,9 @@ def test_a_failing_mpi_rank_fails_the_run_naming_it(ws, project) -> None:  # typ
     pytest.importorskip("mpi4py")
     project(**{"bad.py": "import os, time\nif os.environ['OMPI_COMM_WORLD_RANK'] == '1':\n"
                          "    raise RuntimeError('no GPU memory left')\ntime.sleep(600)\n"})
-    run = Experiment(ws, "mpi").submit(ScriptRunConfig(
-        ".", "bad.py", distributed_job_config=MpiConfiguration(process_count_per_node=2)))
+    # The seeds' form: an Estimator with distributed_backend='mpi'.
+    run = Experiment(ws, "mpi").submit(Estimator(".", entry_script="bad.py", node_count=1, process_count_per_node=2,
+                                                 distributed_backend="mpi"))
     run.wait_for_completion(timeout_seconds=120, raise_on_error=False)
     assert run.get_status() == "Failed"
     error = run.get_details()["error"]["error"]["message"]
