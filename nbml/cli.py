@@ -58,8 +58,16 @@ def cmd_runs_logs(args: argparse.Namespace) -> int:
 
     ws = _ws(args)
     run = ws.get_run(args.run_id)
+    if args.rank is not None:  # one rank of a distributed run
+        from nbml.compute._ranks import rank_log
+
+        size = int(run.get_properties().get("nbml.process_count") or 1)
+        if not 0 <= args.rank < size:
+            print(f"{run.id} has ranks 0 to {size - 1}; --rank {args.rank} is not one of them.", file=sys.stderr)
+            return 2
+        args.file = rank_log(args.rank)
     if args.follow:
-        follow_logs(run, sys.stdout)
+        follow_logs(run, sys.stdout, driver_log=args.file)
     else:
         path = run.run_dir / args.file
         if not path.exists():
@@ -122,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("run_id")
     logs.add_argument("--follow", "-f", action="store_true", help="stream until the run ends")
     logs.add_argument("--file", default="nbml-logs/driver_log.txt")
+    logs.add_argument("--rank", type=int, default=None,
+                      help="one rank's output of a distributed run (rank 0's is the default output)")
     logs.set_defaults(fn=cmd_runs_logs)
     cancel = runs.add_parser("cancel", help="cancel a run")
     cancel.add_argument("run_id")

@@ -81,6 +81,9 @@ class JobSpec:
     timeout_seconds: float | None = None
     #: Limits a container target enforces: {"cpu_cores": 1.0, "memory_gb": 2.0} (run_config.container_instance).
     resources: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: Nodes a distributed job runs on at once (its process is then nbml.compute._ranks on each node); only
+    #: cluster targets (dask) run more than one.
+    node_count: int = 1
 
 
 @dataclasses.dataclass

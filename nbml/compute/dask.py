@@ -106,6 +106,10 @@ class DaskBackend(ComputeBackend):
 
         # As on the local target: the job imports the supervisor's nbml through a folder holding only it.
         environ = job_environ(job, job_dir, runtime_dir(Path(job_dir)))
+        if job.node_count > 1:  # a multi-node job takes its workers all at once
+            from nbml.compute import _dask_gang
+
+            return await _dask_gang.start(self, job, python, job_dir, environ)
         client = await self.client()
         key = f"nbml-job-{_safe(job.run_id)}-{uuid.uuid4().hex[:8]}"
         if self._slots is None:
@@ -159,6 +163,10 @@ class DaskBackend(ComputeBackend):
         await asyncio.to_thread(_staging.copy_out, Path(handle.job_dir), relpath, Path(dest))
 
     async def poll(self, handle: JobHandle) -> JobState:
+        if "nodes" in handle.data:
+            from nbml.compute import _dask_gang
+
+            return await _dask_gang.poll(self, handle)
         folder = Path(handle.job_dir)
         ended = _jobwrap.read_exit(folder)
         if ended is not None:
@@ -205,6 +213,10 @@ class DaskBackend(ComputeBackend):
         return result[0], result[1]
 
     async def cancel(self, handle: JobHandle, grace_seconds: float = 3.0) -> None:
+        if "nodes" in handle.data:
+            from nbml.compute import _dask_gang
+
+            return await _dask_gang.cancel(self, handle, grace_seconds)
         folder = Path(handle.job_dir)
         (folder / _jobwrap.CANCEL_FILE).parent.mkdir(parents=True, exist_ok=True)
         (folder / _jobwrap.CANCEL_FILE).touch()
@@ -225,6 +237,10 @@ class DaskBackend(ComputeBackend):
             await asyncio.sleep(0.1)
 
     async def cleanup(self, handle: JobHandle) -> None:
+        if "nodes" in handle.data:
+            from nbml.compute import _dask_gang
+
+            await _dask_gang.forget(self, handle)
         await asyncio.to_thread(shutil.rmtree, handle.job_dir, True)
 
     async def status(self) -> dict[str, Any]:

@@ -114,10 +114,13 @@ class HyperDriveConfig:
 
         ws = experiment.workspace
         src = self.run_config
-        if hasattr(src, "node_count"):  # an estimator: refuse distributed settings before anything is recorded
-            from nbml.train._distributed import check_single_process
+        # Trials run as one process each: refuse distributed settings before anything is recorded.
+        from nbml.train._distributed import check_single_process
 
+        if hasattr(src, "node_count"):  # an estimator
             check_single_process(src.node_count, src.process_count_per_node, src.distributed_training)
+        elif getattr(src, "distributed_job_config", None) is not None:
+            check_single_process(1, 1, src.distributed_job_config)
         source, script = check_script(src.source_directory, src.script)
         target = resolve_target(ws, src.compute_target)
         spec = src.environment.spec()

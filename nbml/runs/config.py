@@ -92,7 +92,18 @@ class ScriptRunConfig:
             self.run_config.environment = environment
         if max_run_duration_seconds is not None and max_run_duration_seconds != DEFAULT_MAX_RUN_DURATION:
             self.run_config.max_run_duration_seconds = max_run_duration_seconds
+        #: MpiConfiguration / PyTorchConfiguration / TensorflowConfiguration: one run, many processes.
         self.distributed_job_config = distributed_job_config
+        #: What the settings resolved to at submit (set by estimators, which take them another way).
+        self._resolved_distributed: dict[str, Any] | None = None
+
+    def distributed(self) -> dict[str, Any] | None:
+        """The run's ``distributed`` config (see nbml.train._distributed), checked; None for one process."""
+        if self._resolved_distributed is not None:
+            return self._resolved_distributed
+        from nbml.train._distributed import from_job_config
+
+        return from_job_config(self.distributed_job_config, int(getattr(self.run_config, "node_count", 1) or 1))
 
     @property
     def compute_target(self) -> Any:

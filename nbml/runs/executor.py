@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nbml.compute._ranks import failure_message as rank_failure
 from nbml.compute.base import DRIVER_LOG, EVENTS_FILE, ComputeBackend, JobHandle, JobSpec, JobState
 from nbml.errors import EnvironmentBuildError
 from nbml.runs import events as ev
@@ -74,8 +75,9 @@ class _Mirror:
         now = time.monotonic()
         if force_listing or now - self._last_listing > 2.0:
             self._last_listing = now
-            for rel, _size in await self.backend.list_files(self.handle, "logs"):
-                self.log_files.add(rel)
+            for prefix in ("logs", "nbml-logs"):  # nbml-logs: each rank's output of a distributed job
+                for rel, _size in await self.backend.list_files(self.handle, prefix):
+                    self.log_files.add(rel)
         for rel in sorted(self.log_files):
             dest = self.run_dir / rel
             offset = await self.ctx.io(_size_of, dest)
@@ -281,7 +283,7 @@ async def _finalize(ctx: SupervisorContext, run_id: str, backend: ComputeBackend
     if final == FAILED and error and error.startswith("exit code"):
         text = await ctx.io(_tail, ctx.run_dir(run_id) / DRIVER_LOG)
         code, _, reason = error.partition("\n")
-        tb = error_from_log(text)
+        tb = await ctx.io(rank_failure, ctx.run_dir(run_id)) or error_from_log(text)  # which rank, if one did
         error = tb or f"The script ended with {code}. Last output:\n" + "\n".join(text.splitlines()[-20:])
         if reason:
             error += f"\n{reason}"

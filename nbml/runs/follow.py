@@ -14,13 +14,14 @@ if TYPE_CHECKING:
 PREPARE_LOG = "nbml-logs/prepare_log.txt"
 
 
-def follow_logs(run: Run, out: TextIO, deadline: float | None = None, poll: float = 0.2) -> None:
-    """Print the environment build log, then the driver log, as they grow, until the run ends."""
-    offsets = {PREPARE_LOG: 0, DRIVER_LOG: 0}
+def follow_logs(run: Run, out: TextIO, deadline: float | None = None, poll: float = 0.2,
+                driver_log: str = DRIVER_LOG) -> None:
+    """Print the environment build log, then the driver log (or one rank's), as they grow, until the run ends."""
+    offsets = {PREPARE_LOG: 0, driver_log: 0}
     current = None
     while True:
         status = run.get_status()
-        for rel in (PREPARE_LOG, DRIVER_LOG):
+        for rel in (PREPARE_LOG, driver_log):
             path = run.run_dir / rel
             if not path.exists():
                 continue

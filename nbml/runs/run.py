@@ -170,7 +170,18 @@ class Run(RunLoggingMixin):
         }
         if rec.get("error"):
             details["error"] = {"error": {"message": rec["error"]}}
+        if cfg.get("distributed"):  # node and process counts, and each rank's state (nbml-logs/ranks.jsonl)
+            from nbml.compute._ranks import read_status
+
+            details["distributed"] = {**cfg["distributed"], **read_status(self.run_dir)}
         return details
+
+    def get_rank_log(self, rank: int) -> str:
+        """The output of one rank of a distributed run so far (rank 0's is also the run's driver log)."""
+        from nbml.compute._ranks import rank_log
+
+        path = self.run_dir / rank_log(rank)
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def get_details_with_logs(self) -> dict[str, Any]:
         details = self.get_details()

@@ -11,9 +11,16 @@ from nbml.snapshot import load_manifest
 
 
 def build_job(ctx: SupervisorContext, run_id: str, config: dict, experiment: str) -> JobSpec:  # type: ignore[type-arg]
+    argv = [config["script"], *[str(a) for a in config.get("arguments", [])]]
+    extra: dict[str, bytes] = {}
+    if config.get("distributed"):  # one job whose process is the rank launcher (nbml.compute._ranks)
+        from nbml.compute._ranks import job_files
+
+        argv, extra = job_files(config["distributed"], argv)
     return JobSpec(
         run_id=run_id,
-        argv=[config["script"], *[str(a) for a in config.get("arguments", [])]],
+        argv=argv,
+        extra_files=extra,
         env=EnvSpec.from_dict(config["env"]),
         files=load_manifest(ctx.ws_root, config["snapshot_id"]),
         blob_dir=ctx.ws_root / "snapshots" / "blobs",
@@ -22,6 +29,7 @@ def build_job(ctx: SupervisorContext, run_id: str, config: dict, experiment: str
         resources=dict(config.get("resources") or {}),
         # A Spark target reads its spark-submit settings here (nbml.compute.spark).
         extra_files={SPARK_SETTINGS: json.dumps(config["spark"]).encode()} if config.get("spark") else {},
+        node_count=int((config.get("distributed") or {}).get("node_count") or 1),
     )
 
 

@@ -74,6 +74,7 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
     source, script = check_script(config.source_directory, config.script)
     target_ref, limits = containerinstance.resolve(ws, config.compute_target, config.run_config)
     target = resolve_target(ws, target_ref)
+    distributed = _distributed_settings(config, target)
     env = config.environment
     spec = env.spec()
     notes = env.unmapped()
@@ -104,9 +105,14 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
     spark = _spark_settings(config, target.target_kind)
     if spark:
         run_config["spark"] = spark
+    properties = {"script": script, "arguments": " ".join(arguments), "environment": env.name}
+    if distributed:
+        from nbml.compute._ranks import run_properties
+
+        run_config["distributed"] = distributed
+        properties.update(run_properties(distributed))
     ws.store.insert_run(run_id, experiment.name, "script", target.name, run_config, snapshot_id=snapshot.id)
-    start_recorded_run(ws, run_id, tags, {"script": script, "arguments": " ".join(arguments),
-                                          "environment": env.name})
+    start_recorded_run(ws, run_id, tags, properties)
     run = Run(experiment, run_id)
     if show_output:
         run.wait_for_completion(show_output=True)
@@ -120,6 +126,18 @@ def _spark_settings(config: ScriptRunConfig, kind: str) -> dict[str, Any] | None
     if kind != "spark" and str(getattr(rc, "framework", "")).lower() != "pyspark":
         return None
     return {"framework": str(getattr(rc, "framework", "python")), **(spark.to_dict() if spark is not None else {})}
+
+
+def _distributed_settings(config: ScriptRunConfig, target: Any) -> dict[str, Any] | None:
+    """The checked ``distributed`` config of a submit (None for one process); errors before anything is recorded."""
+    from nbml.train._distributed import check_target
+
+    distributed = config.distributed() if hasattr(config, "distributed") else None
+    if distributed is None:
+        return None
+    max_nodes = int(target.config.get("max_nodes") or 1) if target.target_kind == "dask" else 1
+    check_target(distributed, target.target_kind, max_nodes)
+    return distributed
 
 
 def _data_bindings(ws: Workspace, config: ScriptRunConfig) -> tuple[list[str], list[dict[str, Any]]]:

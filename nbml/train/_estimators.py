@@ -3,8 +3,9 @@
 An estimator submits exactly as a ScriptRunConfig does: ``source_directory`` snapshotted, ``entry_script``
 run with ``script_params`` as its arguments, packages from ``conda_packages``/``pip_packages``. What the
 SDK used to pick an Azure image (``framework_version``, ``use_gpu``) is recorded on the run, not acted on:
-the script runs with the framework the environment (or the target) has. Distributed settings are accepted
-and refused at submit when they ask for more than one process.
+the script runs with the framework the environment (or the target) has. Distributed settings
+(``node_count``, ``process_count_per_node``, ``distributed_backend='mpi'``, ``distributed_training=Mpi()``...)
+become the run's ``distributed`` config (see nbml.train._distributed): one run, many ranks.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from nbml.runs.config import Estimator as _BaseEstimator
-from nbml.train._distributed import check_single_process
+from nbml.train import _distributed
 
 if TYPE_CHECKING:
     from nbml.runs.experiment import Experiment
@@ -36,8 +37,10 @@ class Estimator(_BaseEstimator):
         Added to the run's environment (built once per distinct set, then reused).
     conda_dependencies_file, pip_requirements_file : str, optional
         (also the SDK's older ``*_path`` names) an environment file instead.
-    node_count, process_count_per_node, distributed_training / distributed_backend
-        Accepted; more than one process fails at submit (distributed runs are not available yet).
+    node_count, process_count_per_node : int
+        Nodes of the target to use, and processes started on each (see docs/distributed.md).
+    distributed_training / distributed_backend
+        ``Mpi()``, ``Gloo()``, ``Nccl()``, ``ParameterServer()`` or ``'mpi'``: how the processes are started.
     use_gpu : bool
         Ignored: the script sees whatever GPUs the target has (nbml chooses no GPU image).
     """
@@ -61,6 +64,7 @@ class Estimator(_BaseEstimator):
         self.distributed_training = distributed_training if distributed_training is not None else distributed_backend
         self.use_gpu = bool(use_gpu)
         self.framework_version = framework_version
+        self._worker_counts: tuple[Any, Any] = (None, None)
         if self.use_gpu:
             warnings.warn("use_gpu=True is ignored by nbml: the script runs with the GPUs its compute target has "
                           "(no GPU image is chosen).", UserWarning, stacklevel=2)
@@ -77,8 +81,13 @@ class Estimator(_BaseEstimator):
             props["use_gpu"] = "true (ignored)"
         return props
 
+    def _distributed(self) -> dict[str, Any] | None:
+        return _distributed.from_estimator(self.node_count, self.process_count_per_node, self.distributed_training,
+                                           *self._worker_counts)
+
     def _submit(self, experiment: Experiment, tags: dict[str, Any] | None = None, **kwargs: Any) -> Run:
-        check_single_process(self.node_count, self.process_count_per_node, self.distributed_training)
+        self.distributed_job_config = None
+        self._resolved_distributed = self._distributed()
         run = super()._submit(experiment, tags=tags, **kwargs)
         experiment.workspace.store.add_properties(run.id, self.run_properties)
         return run
@@ -99,7 +108,8 @@ class PyTorch(Estimator):
 class TensorFlow(Estimator):
     """The SDK's TensorFlow estimator: a script run (tensorflow comes from the environment or `pip_packages`).
 
-    ``worker_count`` / ``parameter_server_count`` above 1 ask for distributed training (refused at submit).
+    ``worker_count`` above 1 (or ``distributed_training=ParameterServer(...)``) starts that many workers and
+    ``parameter_server_count`` parameter servers, each with its ``TF_CONFIG``.
     """
 
     _framework = "TensorFlow"
@@ -107,8 +117,11 @@ class TensorFlow(Estimator):
     def __init__(self, source_directory: str, *, worker_count: int = 1, parameter_server_count: int = 1,
                  **kwargs: Any) -> None:
         super().__init__(source_directory, **kwargs)
-        if self.distributed_training is not None and (worker_count > 1 or parameter_server_count > 1):
-            self.process_count_per_node = max(self.process_count_per_node, worker_count + parameter_server_count)
+        self.worker_count = worker_count
+        self.parameter_server_count = parameter_server_count
+        self._worker_counts = (worker_count, parameter_server_count)
+        if self.distributed_training is None and worker_count > 1:
+            self.distributed_training = _distributed.ParameterServer(worker_count, parameter_server_count)
 
 
 class Chainer(Estimator):

@@ -173,6 +173,9 @@ def properties_rows(run: Mapping[str, Any], metrics: MetricsState) -> list[tuple
         ("Duration", format_duration(run_duration(run))),
         ("Arguments", run_arguments(run)),
     ]
+    distributed = _distributed_summary(run)
+    if distributed:
+        rows.append(("Distributed", distributed))
     if run.get("error"):
         rows.append(("Error", str(run["error"])))
     for name, value in sorted(metrics.scalars().items()):
@@ -180,6 +183,19 @@ def properties_rows(run: Mapping[str, Any], metrics: MetricsState) -> list[tuple
     for name, values in sorted(metrics.series().items()):
         rows.append((name, f"{len(values)} values, last {format_value(values[-1])}"))
     return rows
+
+
+def _distributed_summary(run: Mapping[str, Any]) -> str:
+    """"pytorch (gloo): 2 nodes x 2 processes" for a distributed run (each rank's log is in the log list)."""
+    try:
+        d = json.loads(run.get("config_json") or "{}").get("distributed")
+    except (ValueError, AttributeError):
+        return ""
+    if not d:
+        return ""
+    comm = f" ({d['communication_backend']})" if d.get("communication_backend") else ""
+    return (f"{d['backend']}{comm}: {d['node_count']} node{'s' if d['node_count'] != 1 else ''} × "
+            f"{d['process_count_per_node']} process{'es' if d['process_count_per_node'] != 1 else ''}")
 
 
 def table_html(rows: Iterable[tuple[str, str]], css_class: str = "nbml-props") -> str:

@@ -98,7 +98,8 @@ def widget_html(nb: Any) -> str:
 
 def test_every_example_notebook_is_covered() -> None:
     assert [p.name for p in NOTEBOOKS] == ["01-train-on-local.ipynb", "02-train-on-remote-ssh.ipynb",
-                                           "03-automl-remote.ipynb", "04-register-model.ipynb"]
+                                           "03-automl-remote.ipynb", "04-register-model.ipynb",
+                                           "05-distributed.ipynb"]
 
 
 def test_train_on_local_and_the_widget_resumes_in_a_new_kernel(nb_env: Path) -> None:
@@ -144,3 +145,18 @@ def test_register_model(nb_env: Path) -> None:
     assert "sklearn-iris 1" in out and "{'area': 'iris', 'type': 'classification'}" in out
     assert "[0]" in out  # the downloaded model predicts setosa
     assert json.dumps(nb.cells[-1].outputs[0]["text"]).count("0") >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.dask
+def test_distributed_mpi_allreduce_and_pytorch_ddp_on_a_two_node_cluster(nb_env: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("mpi4py") is None:
+        pytest.skip("torch and mpi4py are installed by .ci/steps/45-distributed.sh")
+    nb = execute(REPO / "notebooks" / "05-distributed.ipynb", nb_env, timeout=600)
+    out = text_of(nb)
+    assert "allreduce on each rank: [3, 3]" in out, out
+    assert "rank 1 of 2: test accuracy" in out and "0 node 0 completed" in out and "1 node 1 completed" in out, out
+    accuracy = float(out.split("accuracy: ")[1].split()[0])
+    assert accuracy > 0.85, out

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from nbml import Experiment, Workspace
+from nbml.errors import UserErrorException
 from nbml.hyperdrive.config import without_sampled
 from nbml.train._distributed import DistributedTrainingNotAvailable
 from nbml.train.dnn import Gloo, Mpi, PyTorch, TensorFlow
@@ -42,17 +43,30 @@ def test_sklearn_estimator_runs_its_script_with_script_params(ws: Workspace, pro
     assert props["framework"] == "scikit-learn" and props["framework_version"] == "0.20.3"
 
 
-def test_distributed_settings_are_refused_at_submit_and_nothing_is_recorded(ws: Workspace,
-                                                                           project: Callable[..., Path]) -> None:
+def test_distributed_settings_that_cannot_run_fail_at_submit_and_nothing_is_recorded(
+        ws: Workspace, project: Callable[..., Path]) -> None:
     folder = project(**{"train.py": TRAIN})
     exp = Experiment(ws, "dist")
-    for est in (PyTorch(source_directory=str(folder), entry_script="train.py", node_count=2,
-                        distributed_training=Gloo()),
-                Estimator(source_directory=str(folder), entry_script="train.py",
-                          distributed_training=Mpi(process_count_per_node=2)),
-                TensorFlow(source_directory=str(folder), entry_script="train.py", process_count_per_node=4)):
-        with pytest.raises(DistributedTrainingNotAvailable, match="distributed training is not available yet"):
+    cases = [  # (estimator, what the message must say)
+        (PyTorch(source_directory=str(folder), entry_script="train.py", node_count=2, distributed_training=Gloo()),
+         "node_count=2 but a local"),
+        (Estimator(source_directory=str(folder), entry_script="train.py", distributed_training=Mpi(0)),
+         "process_count_per_node must be at least 1"),
+        (TensorFlow(source_directory=str(folder), entry_script="train.py", process_count_per_node=4),
+         "no distributed backend was given"),
+        (Estimator(source_directory=str(folder), entry_script="train.py", distributed_backend="horovod"),
+         "distributed_backend='horovod' is not one nbml runs"),
+    ]
+    for est, message in cases:
+        with pytest.raises(UserErrorException, match=message):
             exp.submit(est)
+    hd = HyperDriveRunConfig(estimator=Estimator(source_directory=str(folder), entry_script="train.py",
+                                                 distributed_training=Mpi(2)),
+                             hyperparameter_sampling=GridParameterSampling({"--a": choice(1)}),
+                             primary_metric_name="accuracy", primary_metric_goal=PrimaryMetricGoal.MAXIMIZE,
+                             max_total_runs=1)
+    with pytest.raises(DistributedTrainingNotAvailable, match="HyperDrive runs each trial as one process"):
+        exp.submit(hd)
     assert list(exp.get_runs()) == []
 
 

@@ -1,0 +1,32 @@
+"""Waiting for a distributed run's ranks, and checking their processes are gone (tests/distributed)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psutil
+
+
+def wait_ranks(run: Any, count: int, state: str = "running", timeout: float = 90) -> dict[int, dict[str, Any]]:
+    """Poll the run's details until `count` ranks are in `state`; return the ranks' records."""
+    deadline = time.monotonic() + timeout
+    ranks: dict[int, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        ranks = run.get_details()["distributed"]["ranks"]
+        if sum(1 for r in ranks.values() if r.get("state") == state) >= count:
+            return ranks
+        time.sleep(0.1)
+    raise AssertionError(f"{run.id}: wanted {count} ranks {state}, have {ranks} (status {run.get_status()})")
+
+
+def alive(pids: list[int]) -> list[int]:
+    """Those of `pids` that are still processes (not zombies)."""
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return out
