@@ -7,6 +7,7 @@ a failed submit leaves nothing in the store.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import pickle
 import shutil
@@ -189,6 +190,11 @@ def submit_automl(experiment: Experiment, config: AutoMLConfig, tags: dict[str, 
         "task": config.task, "primary_metric": config.primary_metric, "iterations": str(config.iterations),
         "max_concurrent_iterations": str(config.max_concurrent_iterations),
         "featurization": config.featurization, "runTemplate": "automl_child",
+        # the SDK's names, which notebooks exploring earlier runs read
+        "num_iterations": str(config.iterations), "target": target.name,
+        "AMLSettingsJsonString": json.dumps({**config.user_settings, "name": experiment.name,
+                                             "task_type": config.task, "compute_target": target.name},
+                                            default=str),
         "num_rows": str(ds.n_rows), "num_features": str(ds.n_features),
         **({"continued_from": continued_from} if continued_from else {}),
     })
