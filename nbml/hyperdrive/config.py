@@ -108,8 +108,8 @@ class HyperDriveConfig:
                 **_: Any) -> HyperDriveRun:
         from nbml.compute.targets import resolve_target
         from nbml.hyperdrive.run import HyperDriveRun
-        from nbml.runs.ids import new_run_id
         from nbml.runs import containerinstance
+        from nbml.runs.ids import new_run_id
         from nbml.runs.submit import check_script, data_bindings_of, start_recorded_run
         from nbml.snapshot import take_snapshot
 
