@@ -234,7 +234,7 @@ class NoaaIsdWeather:
         frames = []
         for usaf, wban, name, lat, lon, elevation in self.STATIONS:
             n = len(hours)
-            day = hours.dayofyear.to_numpy()
+            day = hours.day_of_year.to_numpy()
             seasonal = 24 + 6 * np.sin((day - 110) / 365 * 2 * np.pi) - (lat - 25) * 0.6
             frames.append(pd.DataFrame({
                 "usaf": usaf, "wban": wban, "datetime": hours, "latitude": lat, "longitude": lon,

@@ -115,3 +115,48 @@ def test_a_cell_that_submits_and_shows_the_widget_waits_for_the_run(acceptance):
     for same in ("RunDetails(run).show()",  # submitted in an earlier cell: left alone
                  "run = exp.submit(c)\nRunDetails(run).show()\nrun.wait_for_completion(show_output=True)"):
         assert acceptance.apply_rules(same)[0] == same
+
+
+def test_open_datasets_become_a_generated_table_written_beside_the_notebook(acceptance, tmp_path, monkeypatch):
+    import importlib
+    from datetime import datetime
+
+    src = "import os\nfrom azureml.opendatasets import NoaaIsdWeather\n"
+    out, fired = acceptance.apply_rules(src)
+    assert out == "import os\nfrom nbml_substitutes import NoaaIsdWeather\n"
+    assert fired == ["module-paths", "open-datasets"]
+    other = "from azureml.opendatasets import MNIST\n"  # no stand-in: left to fail with the Azure-only error
+    assert acceptance.apply_rules(other)[0] == "from nbml.opendatasets import MNIST\n"
+    assert acceptance.write_substitutes(tmp_path, [src]) == ["NoaaIsdWeather"]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("nbml_substitutes")
+    frame = module.NoaaIsdWeather(datetime(2019, 2, 1), datetime(2019, 3, 1)).to_pandas_dataframe()
+    again = module.NoaaIsdWeather(datetime(2019, 2, 1), datetime(2019, 3, 1)).to_pandas_dataframe()
+    assert frame.equals(again)  # the same table on every run
+    florida = frame[frame["stationName"].str.contains("FLORIDA")]
+    assert florida["stationName"].nunique() == 3 and len(florida) == 3 * 28 * 24
+    assert {"datetime", "snowDepth", "version", "temperature", "usaf", "p_k"} <= set(frame.columns)
+    assert frame["datetime"].min() == datetime(2019, 2, 1) and frame["datetime"].max() < datetime(2019, 3, 1)
+    assert not (tmp_path / "nbml-substitutes").exists()  # no URL was used
+
+
+def test_placeholders_change_only_values_the_notebook_says_to_replace(acceptance):
+    src = ("experiment_name = 'automl-local-classification' # Replace this with any project name from previous cell.\n"
+           "other = 'automl-local-classification'\n")
+    out, fired = acceptance.apply_rules(src)
+    assert out.splitlines() == ["experiment_name = 'automl-classification' # Replace this with any project name "
+                                "from previous cell.", "other = 'automl-local-classification'"]
+    assert fired == ["placeholders"]
+
+
+def test_only_brings_the_notebooks_a_notebook_reads_the_runs_of(acceptance, tmp_path):
+    import nbformat
+
+    for rel in ("automated-machine-learning/classification/auto-ml-classification.ipynb",
+                "automated-machine-learning/exploring-previous-runs/auto-ml-exploring-previous-runs.ipynb",
+                "automated-machine-learning/regression/auto-ml-regression.ipynb"):
+        (tmp_path / rel).parent.mkdir(parents=True)
+        nbformat.write(nbformat.v4.new_notebook(), tmp_path / rel)
+    names = [p.name for p in acceptance.list_notebooks(tmp_path, "exploring-previous-runs")]
+    assert names == ["auto-ml-classification.ipynb", "auto-ml-exploring-previous-runs.ipynb"]
+    assert [p.name for p in acceptance.list_notebooks(tmp_path, "regression")] == ["auto-ml-regression.ipynb"]

@@ -164,6 +164,9 @@ def test_automl_continue_experiment_runs_more_iterations_numbered_on(ws: Workspa
     settings = json.loads(props["AMLSettingsJsonString"])
     assert (settings["task_type"], settings["name"], settings["iterations"]) == ("classification", "continue", 2)
     assert (props["num_iterations"], props["target"], props["primary_metric"]) == ("2", "local", cfg.primary_metric)
+    # recursive metrics are the iterations', by run id (the notebook reads the iteration after the last "_")
+    assert sorted(int(k.rsplit("_", 1)[-1]) for k in first.get_metrics(recursive=True)) == [0, 1]
+    assert cfg.primary_metric in first.get_metrics()  # the parent's own: the best score so far
     more = first.continue_experiment(iterations=2)
     more.wait_for_completion(timeout_seconds=240)
     assert more.get_status() == "Completed"
