@@ -131,6 +131,13 @@ def _wait_after_widget(src: str) -> str:
     return src
 
 
+def _drop_unused_pkg_resources(src: str) -> str:
+    rx = re.compile(r"^[ \t]*import pkg_resources[ \t]*\n?", re.M)
+    if len(re.findall(r"\bpkg_resources\b", src)) != len(rx.findall(src)):
+        return src  # used: the failure is real
+    return rx.sub("", src)
+
+
 RULES: list[Rule] = [
     Rule("module-paths", "imports", "`azureml` as a module path (import lines, `azureml.core.VERSION`) -> `nbml`",
          _sub(r"\bazureml(?=\.[A-Za-z_])|(?<=\bimport )azureml\b|(?<=\bfrom )azureml\b", "nbml")),
@@ -158,6 +165,8 @@ RULES: list[Rule] = [
     Rule("numpy-bool", "drift", "`np.bool` (removed in numpy 1.24) -> `bool`", _sub(r"\bnp\.bool\b(?!_)", "bool")),
     Rule("pandas-sort-index-axis", "drift", "`.sort_index(1)` (axis keyword-only since pandas 2.0) -> "
          "`.sort_index(axis=1)`", _sub(r"\.sort_index\((\d)\)", r".sort_index(axis=\1)")),
+    Rule("pkg-resources", "drift", "`import pkg_resources` that the cell never uses (setuptools removed the module "
+         "in 2025) -> dropped", _drop_unused_pkg_resources),
     Rule("pandas-colwidth", "drift", "`pd.set_option('display.max_colwidth', -1)` (an error in pandas 2) -> None",
          _sub(r"""(['"]display\.max_colwidth['"]\s*,\s*)-1""", r"\1None")),
 ]

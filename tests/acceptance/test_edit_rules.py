@@ -160,3 +160,11 @@ def test_only_brings_the_notebooks_a_notebook_reads_the_runs_of(acceptance, tmp_
     names = [p.name for p in acceptance.list_notebooks(tmp_path, "exploring-previous-runs")]
     assert names == ["auto-ml-classification.ipynb", "auto-ml-exploring-previous-runs.ipynb"]
     assert [p.name for p in acceptance.list_notebooks(tmp_path, "regression")] == ["auto-ml-regression.ipynb"]
+
+
+def test_an_unused_pkg_resources_import_is_dropped_but_a_used_one_stays(acceptance):
+    src = "from azureml.core import Run\nimport pkg_resources\n\ncd = 1\n"
+    out, fired = acceptance.apply_rules(src)
+    assert out == "from nbml.core import Run\n\ncd = 1\n" and "pkg-resources" in fired
+    used = "import pkg_resources\nv = pkg_resources.get_distribution('x')\n"
+    assert acceptance.apply_rules(used)[0] == used
