@@ -16,7 +16,10 @@ The edit rules are mechanical (a pattern, no understanding of the notebook); eac
 ``compute``  compute set-up: AmlCompute clusters are capped at 2 nodes (a local Dask cluster here);
              RemoteCompute and HDInsightCompute attach to the test sshd when NBML_SSH_* say where it is
              (HDInsight: NBML_SPARK_PYTHON, the host's Python with pyspark), else use local.
-``data``     internet downloads become a data set a package ships, written to CSV (see SUBSTITUTES).
+``data``     internet downloads become a data set a package ships, written to CSV (see SUBSTITUTES), or a
+             generated table of the same columns (Azure Open Datasets classes: OPEN_DATASETS).
+``placeholder`` a value the notebook tells the reader to replace with one an earlier cell printed becomes the
+             one this workspace has (PLACEHOLDERS).
 ``cap``      AutoML iterations capped at AUTOML_CAP (the SDK default is 1000; the notebooks ask for up to 20),
              so a run over 17 notebooks fits a laptop.
 ``drift``    2019 library APIs that today's scikit-learn / numpy / pandas removed; not nbml's concern, so
@@ -44,6 +47,7 @@ from pathlib import Path
 
 AUTOML_CAP = 5
 MAX_NODES = 2
+SUBSTITUTE_MODULE = "nbml_substitutes"
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,13 @@ def _wait_after_widget(src: str) -> str:
     return src
 
 
+def _drop_unused_pkg_resources(src: str) -> str:
+    rx = re.compile(r"^[ \t]*import pkg_resources[ \t]*\n?", re.M)
+    if len(re.findall(r"\bpkg_resources\b", src)) != len(rx.findall(src)):
+        return src  # used: the failure is real
+    return rx.sub("", src)
+
+
 RULES: list[Rule] = [
     Rule("module-paths", "imports", "`azureml` as a module path (import lines, `azureml.core.VERSION`) -> `nbml`",
          _sub(r"\bazureml(?=\.[A-Za-z_])|(?<=\bimport )azureml\b|(?<=\bfrom )azureml\b", "nbml")),
@@ -169,6 +180,11 @@ RULES: list[Rule] = [
          lambda src: _replace_urls(src)),
     Rule("download-scripts", "data", "a URL of FETCHED (a script fetched with requests) -> the same file name on a "
          "loopback server of this run, holding the substitute", lambda src: _replace_fetched(src)),
+    Rule("open-datasets", "data", "`from azureml.opendatasets import NoaaIsdWeather` (Azure Open Datasets, a download) "
+         f"-> `from {SUBSTITUTE_MODULE} import NoaaIsdWeather`, a generated table of the same columns (OPEN_DATASETS)",
+         lambda src: _replace_open_datasets(src)),
+    Rule("placeholders", "placeholder", "a value the notebook says to replace with one from an earlier cell's output "
+         "(`# Replace this with ...`) -> the one this workspace has (PLACEHOLDERS)", lambda src: _fill_placeholders(src)),
     Rule("hub-images", "data", "a Docker Hub image of HUB_IMAGES -> the engine's local base image "
          "(NBML_DOCKER_BASE_IMAGE, else NBML_DOCKER_IMAGE)", lambda src: _replace_hub_images(src)),
     Rule("automl-iterations", "cap", f"AutoML `iterations` capped at {AUTOML_CAP} (added when the notebook relies "
@@ -180,6 +196,8 @@ RULES: list[Rule] = [
     Rule("numpy-bool", "drift", "`np.bool` (removed in numpy 1.24) -> `bool`", _sub(r"\bnp\.bool\b(?!_)", "bool")),
     Rule("pandas-sort-index-axis", "drift", "`.sort_index(1)` (axis keyword-only since pandas 2.0) -> "
          "`.sort_index(axis=1)`", _sub(r"\.sort_index\((\d)\)", r".sort_index(axis=\1)")),
+    Rule("pkg-resources", "drift", "`import pkg_resources` that the cell never uses (setuptools removed the module "
+         "in 2025) -> dropped", _drop_unused_pkg_resources),
     Rule("pandas-colwidth", "drift", "`pd.set_option('display.max_colwidth', -1)` (an error in pandas 2) -> None",
          _sub(r"""(['"]display\.max_colwidth['"]\s*,\s*)-1""", r"\1None")),
 ]
@@ -335,14 +353,90 @@ def _replace_hub_images(src: str) -> str:
     return src
 
 
+#: Azure Open Datasets classes the notebooks download from: generated stand-ins with the same columns,
+#: written as SUBSTITUTE_MODULE beside the notebook (its kernel's working folder, so the import finds it).
+NOAA_ISD_WEATHER = '''
+class NoaaIsdWeather:
+    """Stand-in for azureml.opendatasets.NoaaIsdWeather (NOAA's Integrated Surface Database, downloaded from
+    Azure Open Datasets): hourly readings of four stations (three in Florida) with the ISD columns, generated
+    from a seed per month, so every run of the notebook sees the same table."""
+
+    STATIONS = [("722016", "12826", "FLORIDA KEYS MARATHON AIRPORT", 24.73, -81.05, 2.0),
+                ("722020", "12839", "MIAMI INTERNATIONAL AIRPORT FLORIDA", 25.79, -80.32, 8.8),
+                ("747750", "13884", "NORTHWEST FLORIDA BEACHES AIRPORT", 30.36, -85.80, 21.0),
+                ("727930", "24233", "SEATTLE-TACOMA INTERNATIONAL AIRPORT", 47.44, -122.31, 131.0)]
+
+    def __init__(self, start_date=None, end_date=None, cols=None, enable_telemetry=False):
+        self.start_date, self.end_date, self.cols = start_date, end_date, cols
+
+    def to_pandas_dataframe(self):
+        import numpy as np
+        import pandas as pd
+
+        hours = pd.date_range(self.start_date, self.end_date, freq="h", inclusive="left")
+        rng = np.random.default_rng(int(hours[0].strftime("%Y%m")) if len(hours) else 0)
+        frames = []
+        for usaf, wban, name, lat, lon, elevation in self.STATIONS:
+            n = len(hours)
+            day = hours.day_of_year.to_numpy()
+            seasonal = 24 + 6 * np.sin((day - 110) / 365 * 2 * np.pi) - (lat - 25) * 0.6
+            frames.append(pd.DataFrame({
+                "usaf": usaf, "wban": wban, "datetime": hours, "latitude": lat, "longitude": lon,
+                "elevation": elevation, "windAngle": rng.integers(0, 360, n).astype(float),
+                "windSpeed": rng.gamma(2.0, 2.0, n).round(1),
+                "temperature": (seasonal + 4 * np.sin((hours.hour.to_numpy() - 9) / 24 * 2 * np.pi)
+                                + rng.normal(0, 1.5, n)).round(1),
+                "seaLvlPressure": rng.normal(1015, 4, n).round(1), "cloudCoverage": None,
+                "presentWeatherIndicator": np.nan, "pastWeatherIndicator": np.nan,
+                "precipTime": 1.0, "precipDepth": np.where(rng.random(n) < 0.1, rng.gamma(1.5, 3.0, n), 0.0).round(1),
+                "snowDepth": np.where(lat > 40, rng.integers(0, 3, n), 0).astype(float),
+                "stationName": name, "countryOrRegion": "US", "p_k": usaf + "-" + wban,
+                "year": hours.year, "day": hours.day, "version": 1.0, "month": hours.month,
+            }))
+        frame = pd.concat(frames, ignore_index=True)
+        return frame[self.cols] if self.cols else frame
+'''
+OPEN_DATASETS: dict[str, str] = {"NoaaIsdWeather": NOAA_ISD_WEATHER}
+
+#: Values a notebook tells the reader to replace with one an earlier cell printed -> the one this workspace
+#: has. exploring-previous-runs names 'automl-local-classification', the classification sample's experiment
+#: in its earlier versions; the sample here calls it 'automl-classification' (and runs first: PREREQUISITES).
+PLACEHOLDERS = {"'automl-local-classification'": "'automl-classification'"}
+
+
+def _replace_open_datasets(src: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        names = [n.strip() for n in m.group(2).split(",")]
+        return f"{m.group(1)}from {SUBSTITUTE_MODULE} import {m.group(2)}" if all(n in OPEN_DATASETS for n in names) \
+            else m.group(0)
+
+    return re.sub(r"^(\s*)from (?:azureml|nbml)\.opendatasets import ([\w, ]+)$", repl, src, flags=re.M)
+
+
+def _fill_placeholders(src: str) -> str:
+    lines = src.split("\n")
+    for i, line in enumerate(lines):
+        if re.search(r"#\s*Replace (this )?with", line, re.I):
+            for old, new in PLACEHOLDERS.items():
+                lines[i] = lines[i].replace(old, new)
+    return "\n".join(lines)
+
+
 def write_substitutes(folder: Path, sources: list[str]) -> list[str]:
-    """Write the substitutes the notebook's sources ask for into `folder`; returns the URLs replaced."""
+    """Write the substitutes the notebook's sources ask for into `folder`; returns the URLs and Open Datasets
+    classes replaced."""
     used = [url for url in SUBSTITUTES if any(url in s for s in sources)]
     for url in used:
         name, write = SUBSTITUTES[url]
         (folder / SUBSTITUTE_DIR).mkdir(exist_ok=True)
         write(folder / SUBSTITUTE_DIR / name)
-    return used
+    classes = [name for name in OPEN_DATASETS
+               if any(re.search(rf"opendatasets import [\w, ]*\b{name}\b", s) for s in sources)]
+    if classes:
+        body = "\n".join(OPEN_DATASETS[name] for name in classes)
+        (folder / f"{SUBSTITUTE_MODULE}.py").write_text(
+            f'"""Stand-ins for Azure Open Datasets, written by nbml\'s acceptance run."""\n{body}')
+    return used + classes
 
 
 def apply_rules(src: str, categories: tuple[str, ...] | None = None) -> tuple[str, list[str]]:
@@ -382,6 +476,8 @@ def describe() -> str:
     lines += [f"| {r.name} | {r.category} | {r.what} |" for r in RULES]
     lines += ["", "Data substitutes:"] + [f"- {url} -> {SUBSTITUTE_DIR}/{name}" for url, (name, _w) in SUBSTITUTES.items()]
     lines += [f"- {url} -> a loopback server's /{name}" for url, (name, _w) in FETCHED.items()]
+    lines += [f"- azureml.opendatasets.{name} -> {SUBSTITUTE_MODULE}.{name} (generated)" for name in OPEN_DATASETS]
+    lines += [f"- placeholder {old} -> {new}" for old, new in PLACEHOLDERS.items()]
     return "\n".join(lines)
 
 
@@ -390,6 +486,8 @@ REPO = Path(__file__).resolve().parents[1]
 AZURE_ONLY = "AzureOnlyError"
 #: Notebooks that read what earlier ones left in the workspace run in a second phase.
 LATER = ("exploring-previous-runs",)
+#: Notebook -> the notebook whose runs it reads; run with it (in the first phase) when --only leaves it out.
+PREREQUISITES = {"exploring-previous-runs": "automated-machine-learning/classification/"}
 
 
 @dataclass
@@ -419,8 +517,11 @@ def find_samples(explicit: str | None = None) -> Path | None:
 
 
 def list_notebooks(samples: Path, only: str | None = None) -> list[Path]:
+    """The notebooks (whose path contains `only`), with the notebooks those read the runs of."""
     found = [p for p in sorted(samples.rglob("*.ipynb")) if ".ipynb_checkpoints" not in p.parts]
-    return [p for p in found if only is None or only in str(p.relative_to(samples))]
+    chosen = [p for p in found if only is None or only in str(p.relative_to(samples))]
+    needed = {pre for p in chosen for key, pre in PREREQUISITES.items() if key in str(p)}
+    return [p for p in found if p in chosen or any(pre in str(p.relative_to(samples)) for pre in needed)]
 
 
 def prepare(notebook: Path, samples: Path, work: Path) -> tuple[Path, list[str]]:

@@ -117,6 +117,7 @@ class Coordinator:
                      "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONWARNINGS": "ignore"},
             extra_files={SPEC_FILE: json.dumps(spec).encode(), **self._data_files, **(extra or {})},
             timeout_seconds=None,  # the child loop enforces the limits, with errors that name the user's setting
+            resources=dict(self.cfg.get("resources") or {}),
         )
 
     def _record_child(self, run_id: str, iteration: int | None, kind: str, name: str, spec: dict[str, Any],

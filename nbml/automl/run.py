@@ -188,6 +188,14 @@ class AutoMLRun(Run):
             raise UserErrorException(f"AutoML run {self.id} has no iteration {iteration} (yet).")
         self._store.request_cancel(rec["run_id"])
 
+    def get_metrics(self, name: str | None = None, recursive: bool = False, run_type: str | None = None,
+                    populate: bool = False) -> dict[str, Any]:
+        """The parent's own metrics (the best score so far); with `recursive`, as the SDK answers for an AutoML
+        run: {iteration run id: its metrics}, which notebooks key by the iteration number after the last ``_``."""
+        if not recursive:
+            return super().get_metrics(name)
+        return {rec["run_id"]: self._store.get_metrics(rec["run_id"], name) for rec in self._iterations()}
+
     def get_children_metrics(self) -> Any:
         """A pandas DataFrame: one row per iteration (pipeline, status, duration, every metric)."""
         import pandas as pd

@@ -6,6 +6,8 @@ a failed submit leaves nothing in the store.
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import pickle
 import shutil
@@ -19,6 +21,7 @@ from nbml.automl import data, estimators
 from nbml.automl.errors import ConfigException, DataException
 from nbml.automl.metrics import CLASSIFICATION
 from nbml.compute.targets import resolve_target
+from nbml.runs import containerinstance
 from nbml.runs.ids import new_run_id
 from nbml.runs.submit import start_recorded_run
 
@@ -60,6 +63,13 @@ def _data_source(config: AutoMLConfig, source_dir: Path | None, ds: data.Dataset
     return {"pickle": DATA_FILE}, None
 
 
+#: What an iteration imports (nbml itself is mounted into a container; its dependencies are not there).
+_CHILD_PACKAGES = ("numpy", "pandas", "scipy", "scikit-learn", "joblib")
+_ALGORITHM_PACKAGES = {"LightGBM": "lightgbm", "XGBoost": "xgboost"}
+#: Target kinds whose jobs run in an image built from the environment's pip packages.
+_CONTAINER_KINDS = ("docker", "containerinstance")
+
+
 def _environment(config: AutoMLConfig) -> Any:
     from nbml.environment import Environment
 
@@ -69,6 +79,27 @@ def _environment(config: AutoMLConfig) -> Any:
     if rc is not None and getattr(rc, "environment", None) is not None:
         return rc.environment
     return Environment("automl")
+
+
+def _container_environment(env: Any, algorithms: list[str]) -> Any:
+    """For a container target, an environment that names no packages gets what the iterations import (as the
+    SDK's AutoML images come with them), pinned to this machine's versions so fitted models load back here.
+    One that names packages, or manages its own Python, is the user's choice and is left as it is."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    if env.python.user_managed_dependencies or env.spec().pip:
+        return env
+    wanted = [*_CHILD_PACKAGES, *sorted({_ALGORITHM_PACKAGES[a] for a in algorithms if a in _ALGORITHM_PACKAGES})]
+    pins = []
+    for name in wanted:
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            continue
+    out = copy.deepcopy(env)
+    out.python.user_managed_dependencies = False
+    out.pip_requirements = [*out.pip_requirements, *pins]
+    return out
 
 
 def submit_automl(experiment: Experiment, config: AutoMLConfig, tags: dict[str, Any] | None = None,
@@ -81,6 +112,7 @@ def submit_automl(experiment: Experiment, config: AutoMLConfig, tags: dict[str, 
     target_ref = config.compute_target
     if target_ref is None and config.run_configuration is not None:
         target_ref = getattr(config.run_configuration, "target", None)
+    target_ref, limits = containerinstance.resolve(ws, target_ref, config.run_configuration)
     target = resolve_target(ws, target_ref)
 
     ds = _load(config)
@@ -102,6 +134,8 @@ def submit_automl(experiment: Experiment, config: AutoMLConfig, tags: dict[str, 
         else None
 
     env = _environment(config)
+    if target.target_kind in _CONTAINER_KINDS:
+        env = _container_environment(env, algos)
     spec = env.spec()
     if target.target_kind == "local" and not spec.docker_enabled:
         from nbml.envbuild import ensure_local_env
@@ -148,12 +182,19 @@ def submit_automl(experiment: Experiment, config: AutoMLConfig, tags: dict[str, 
         "first_iteration": int(first_iteration),
         "continued_from": continued_from,
     }
+    if limits:
+        run_config["resources"] = limits  # "containerinstance": every iteration's container gets them
     ws.store.insert_run(run_id, experiment.name, "automl", target.name, run_config, snapshot_id=snapshot.id,
                         display_name=f"AutoML_{run_id.rsplit('_', 1)[-1]}")
     start_recorded_run(ws, run_id, tags, {
         "task": config.task, "primary_metric": config.primary_metric, "iterations": str(config.iterations),
         "max_concurrent_iterations": str(config.max_concurrent_iterations),
         "featurization": config.featurization, "runTemplate": "automl_child",
+        # the SDK's names, which notebooks exploring earlier runs read
+        "num_iterations": str(config.iterations), "target": target.name,
+        "AMLSettingsJsonString": json.dumps({**config.user_settings, "name": experiment.name,
+                                             "task_type": config.task, "compute_target": target.name},
+                                            default=str),
         "num_rows": str(ds.n_rows), "num_features": str(ds.n_features),
         **({"continued_from": continued_from} if continued_from else {}),
     })

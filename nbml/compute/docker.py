@@ -117,7 +117,7 @@ class DockerBackend(ComputeBackend):
         elif self.config.get("user"):
             kwargs["user"] = self.config["user"]
         _remove_stale(client, kwargs["name"])
-        container = client.containers.create(**kwargs)
+        container = _create(client, kwargs)
         try:
             if self.transfer == "copy":
                 # Archive paths are absolute from "/" because the target folders don't exist in the image.
@@ -315,6 +315,25 @@ def _remove_stale(client: Any, name: str) -> None:
         client.containers.get(name).remove(force=True)
     except docker.errors.NotFound:
         pass
+
+
+def _create(client: Any, kwargs: dict[str, Any], wait: float = 60.0) -> Any:
+    """Create the run's container. A busy engine may finish a create the client stopped waiting for (the
+    start is then retried) only after the retry began: the name is taken by that container of the same run
+    ("409 Conflict"), so it is removed, once the engine shows it, and the create made again."""
+    import time
+
+    import docker.errors
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return client.containers.create(**kwargs)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409 or time.monotonic() > deadline:
+                raise
+        time.sleep(1.0)
+        _remove_stale(client, kwargs["name"])
 
 
 def _tar_dir(src: Path, arcname: str) -> bytes:

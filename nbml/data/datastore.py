@@ -210,6 +210,9 @@ class Datastore:
         """Copy every file under `src_dir` to `target_path` in the datastore; existing files are kept unless
         `overwrite`. Returns a reference to `target_path`."""
         src = Path(src_dir).expanduser()
+        if not src.exists():
+            raise DatastoreError(f"upload: there is no folder {str(src)!r} (from {os.getcwd()!r}); create it, or "
+                                 "give the path of the folder to upload.")
         if not src.is_dir():
             raise DatastoreError(f"upload: {str(src)!r} is not a folder; use upload_files for single files.")
         files = sorted(p for p in src.rglob("*") if p.is_file())

@@ -108,8 +108,9 @@ class HyperDriveConfig:
                 **_: Any) -> HyperDriveRun:
         from nbml.compute.targets import resolve_target
         from nbml.hyperdrive.run import HyperDriveRun
+        from nbml.runs import containerinstance
         from nbml.runs.ids import new_run_id
-        from nbml.runs.submit import check_script, start_recorded_run
+        from nbml.runs.submit import check_script, data_bindings_of, start_recorded_run
         from nbml.snapshot import take_snapshot
 
         ws = experiment.workspace
@@ -122,16 +123,20 @@ class HyperDriveConfig:
         elif getattr(src, "distributed_job_config", None) is not None:
             check_single_process(1, 1, src.distributed_job_config)
         source, script = check_script(src.source_directory, src.script)
-        target = resolve_target(ws, src.compute_target)
+        target_ref, limits = containerinstance.resolve(ws, src.compute_target, src.run_config)
+        target = resolve_target(ws, target_ref)
         spec = src.environment.spec()
         if target.target_kind == "local" and not spec.docker_enabled:
             from nbml.envbuild import ensure_local_env
 
             ensure_local_env(ws.path / "envs", spec, lambda _line: None)
+        # Data references in the script's arguments / run config: bound once here, made real per child.
+        arguments, data_bindings = data_bindings_of(ws, src)
         snapshot = take_snapshot(ws, source)
         run_id = new_run_id(experiment.name)
         run_config = {
-            "driver": DRIVER, "script": script, "arguments": without_sampled(src.arguments, self.hyperparameter_sampling.parameter_space),
+            "driver": DRIVER, "script": script,
+            "arguments": without_sampled(arguments, self.hyperparameter_sampling.parameter_space),
             "source_directory": str(source), "snapshot_id": snapshot.id, "env": spec.to_dict(),
             "environment_name": src.environment.name,
             "max_run_duration_seconds": src.max_run_duration_seconds,
@@ -140,6 +145,10 @@ class HyperDriveConfig:
             "max_total_runs": self.max_total_runs, "max_concurrent_runs": self.max_concurrent_runs,
             "max_duration_minutes": self.max_duration_minutes, "seed": self.seed,
         }
+        if data_bindings:
+            run_config["data"] = data_bindings
+        if limits:
+            run_config["resources"] = limits
         ws.store.insert_run(run_id, experiment.name, "hyperdrive", target.name, run_config, snapshot_id=snapshot.id)
         start_recorded_run(ws, run_id, tags, {
             "primary_metric_config": {"name": self.primary_metric_name, "goal": self.primary_metric_goal},

@@ -13,6 +13,7 @@ import math
 import time
 from typing import Any
 
+from nbml.data.binding import attach_or_fail
 from nbml.hyperdrive.parameters import Sampler
 from nbml.hyperdrive.policy import to_terminate
 from nbml.runs.children import ChildLoop, child_config, existing_children
@@ -61,12 +62,22 @@ class _Search:
         args = [*cfg["arguments"], *[str(x) for k, v in params.items() for x in (k, v)]]
         child_cfg = {**{k: cfg[k] for k in ("script", "source_directory", "snapshot_id", "env",
                                              "environment_name", "max_run_duration_seconds")},
+                     **{k: cfg[k] for k in ("data", "resources") if cfg.get(k)},
                      "arguments": args, "driver": "nbml.runs.script_driver",
                      "search_trial": self.sampler.records.get(token)}
         self.store.insert_run(child, self.rec["experiment"], "script", self.rec["compute_target"], child_cfg,
                               snapshot_id=cfg["snapshot_id"], parent_id=self.parent, iteration=n)
         self.store.add_properties(child, {"hyperparameters": json.dumps(params)})
         return child, child_cfg
+
+    async def launch(self, loop: ChildLoop[int | None], child: str, child_cfg: dict[str, Any],
+                     token: int | None) -> None:
+        """Start (or adopt) a child; its data references become paths on the target first."""
+        job = self.child_job(child, child_cfg)
+        if child_cfg.get("data") and not await attach_or_fail(self.ctx, job, child_cfg["data"], loop.backend):
+            self.finish(child, FAILED, token)  # attach_or_fail set the child Failed with the reason
+            return
+        loop.launch(child, job, token)
 
     def finish(self, child: str, status: str, token: int | None) -> None:
         series = self.series(child)
@@ -111,7 +122,7 @@ async def drive(ctx: SupervisorContext) -> None:
         if rec["status"] in TERMINAL:
             st.finish(rec["run_id"], rec["status"], None)  # already told to the sampler by resume()
         else:
-            loop.launch(rec["run_id"], st.child_job(rec["run_id"], child_config(rec)), token)
+            await st.launch(loop, rec["run_id"], child_config(rec), token)
     launched, exhausted = len(found.all), False
     try:
         while True:
@@ -124,7 +135,7 @@ async def drive(ctx: SupervisorContext) -> None:
                     break
                 token, params = asked
                 child, child_cfg = st.record(launched, params, token)
-                loop.launch(child, st.child_job(child, child_cfg), token)
+                await st.launch(loop, child, child_cfg, token)
                 launched += 1
                 stop = launched >= cfg["max_total_runs"]
             if not len(loop):

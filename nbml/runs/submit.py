@@ -85,7 +85,7 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
         from nbml.envbuild import ensure_local_env
 
         ensure_local_env(ws.path / "envs", spec, _progress(spec.pip))
-    arguments, data_bindings = _data_bindings(ws, config)
+    arguments, data_bindings = data_bindings_of(ws, config)
     snapshot = take_snapshot(ws, source)
     run_id = new_run_id(experiment.name)
     run_config: dict[str, Any] = {
@@ -140,7 +140,7 @@ def _distributed_settings(config: ScriptRunConfig, target: Any) -> dict[str, Any
     return distributed
 
 
-def _data_bindings(ws: Workspace, config: ScriptRunConfig) -> tuple[list[str], list[dict[str, Any]]]:
+def data_bindings_of(ws: Workspace, config: ScriptRunConfig) -> tuple[list[str], list[dict[str, Any]]]:
     """The arguments as strings, and the data references / dataset inputs they and the run config name."""
     rc = config.run_config
     refs = getattr(rc, "data_references", None) or {}

@@ -164,3 +164,56 @@ def test_fetched_script_comes_from_the_loopback_server(acceptance, tmp_path):
         compile(text, "mnist_with_summaries.py", "exec")
     finally:
         stop()
+
+
+def test_open_datasets_become_a_generated_table_written_beside_the_notebook(acceptance, tmp_path, monkeypatch):
+    import importlib
+    from datetime import datetime
+
+    src = "import os\nfrom azureml.opendatasets import NoaaIsdWeather\n"
+    out, fired = acceptance.apply_rules(src)
+    assert out == "import os\nfrom nbml_substitutes import NoaaIsdWeather\n"
+    assert fired == ["module-paths", "open-datasets"]
+    other = "from azureml.opendatasets import MNIST\n"  # no stand-in: left to fail with the Azure-only error
+    assert acceptance.apply_rules(other)[0] == "from nbml.opendatasets import MNIST\n"
+    assert acceptance.write_substitutes(tmp_path, [src]) == ["NoaaIsdWeather"]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("nbml_substitutes")
+    frame = module.NoaaIsdWeather(datetime(2019, 2, 1), datetime(2019, 3, 1)).to_pandas_dataframe()
+    again = module.NoaaIsdWeather(datetime(2019, 2, 1), datetime(2019, 3, 1)).to_pandas_dataframe()
+    assert frame.equals(again)  # the same table on every run
+    florida = frame[frame["stationName"].str.contains("FLORIDA")]
+    assert florida["stationName"].nunique() == 3 and len(florida) == 3 * 28 * 24
+    assert {"datetime", "snowDepth", "version", "temperature", "usaf", "p_k"} <= set(frame.columns)
+    assert frame["datetime"].min() == datetime(2019, 2, 1) and frame["datetime"].max() < datetime(2019, 3, 1)
+    assert not (tmp_path / "nbml-substitutes").exists()  # no URL was used
+
+
+def test_placeholders_change_only_values_the_notebook_says_to_replace(acceptance):
+    src = ("experiment_name = 'automl-local-classification' # Replace this with any project name from previous cell.\n"
+           "other = 'automl-local-classification'\n")
+    out, fired = acceptance.apply_rules(src)
+    assert out.splitlines() == ["experiment_name = 'automl-classification' # Replace this with any project name "
+                                "from previous cell.", "other = 'automl-local-classification'"]
+    assert fired == ["placeholders"]
+
+
+def test_only_brings_the_notebooks_a_notebook_reads_the_runs_of(acceptance, tmp_path):
+    import nbformat
+
+    for rel in ("automated-machine-learning/classification/auto-ml-classification.ipynb",
+                "automated-machine-learning/exploring-previous-runs/auto-ml-exploring-previous-runs.ipynb",
+                "automated-machine-learning/regression/auto-ml-regression.ipynb"):
+        (tmp_path / rel).parent.mkdir(parents=True)
+        nbformat.write(nbformat.v4.new_notebook(), tmp_path / rel)
+    names = [p.name for p in acceptance.list_notebooks(tmp_path, "exploring-previous-runs")]
+    assert names == ["auto-ml-classification.ipynb", "auto-ml-exploring-previous-runs.ipynb"]
+    assert [p.name for p in acceptance.list_notebooks(tmp_path, "regression")] == ["auto-ml-regression.ipynb"]
+
+
+def test_an_unused_pkg_resources_import_is_dropped_but_a_used_one_stays(acceptance):
+    src = "from azureml.core import Run\nimport pkg_resources\n\ncd = 1\n"
+    out, fired = acceptance.apply_rules(src)
+    assert out == "from nbml.core import Run\n\ncd = 1\n" and "pkg-resources" in fired
+    used = "import pkg_resources\nv = pkg_resources.get_distribution('x')\n"
+    assert acceptance.apply_rules(used)[0] == used

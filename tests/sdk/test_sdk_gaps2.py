@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -158,6 +159,14 @@ def test_automl_continue_experiment_runs_more_iterations_numbered_on(ws: Workspa
     first = Exp(ws, "continue").submit(cfg)
     first.wait_for_completion(timeout_seconds=240)
     first.clean_preprocessor_cache()  # accepted, nothing to clean
+    # the properties exploring-previous-runs reads, by the SDK's names
+    props = first.get_properties()
+    settings = json.loads(props["AMLSettingsJsonString"])
+    assert (settings["task_type"], settings["name"], settings["iterations"]) == ("classification", "continue", 2)
+    assert (props["num_iterations"], props["target"], props["primary_metric"]) == ("2", "local", cfg.primary_metric)
+    # recursive metrics are the iterations', by run id (the notebook reads the iteration after the last "_")
+    assert sorted(int(k.rsplit("_", 1)[-1]) for k in first.get_metrics(recursive=True)) == [0, 1]
+    assert cfg.primary_metric in first.get_metrics()  # the parent's own: the best score so far
     more = first.continue_experiment(iterations=2)
     more.wait_for_completion(timeout_seconds=240)
     assert more.get_status() == "Completed"
