@@ -17,6 +17,8 @@ def build_job(ctx: SupervisorContext, run_id: str, config: dict, experiment: str
         from nbml.compute._ranks import job_files
 
         argv, extra = job_files(config["distributed"], argv)
+    if config.get("spark"):  # a Spark target reads its spark-submit settings here (nbml.compute.spark)
+        extra[SPARK_SETTINGS] = json.dumps(config["spark"]).encode()
     return JobSpec(
         run_id=run_id,
         argv=argv,
@@ -27,8 +29,6 @@ def build_job(ctx: SupervisorContext, run_id: str, config: dict, experiment: str
         environ={"NBML_EXPERIMENT": experiment, "NBML_WORKSPACE": str(ctx.ws_root)},
         timeout_seconds=config.get("max_run_duration_seconds"),
         resources=dict(config.get("resources") or {}),
-        # A Spark target reads its spark-submit settings here (nbml.compute.spark).
-        extra_files={SPARK_SETTINGS: json.dumps(config["spark"]).encode()} if config.get("spark") else {},
         node_count=int((config.get("distributed") or {}).get("node_count") or 1),
     )
 
