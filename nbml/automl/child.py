@@ -143,11 +143,20 @@ def run_explain(spec: dict[str, Any], ds: Any) -> dict[str, Any]:
     return result
 
 
-def _save(model: Any, scores: dict[str, float], pred: np.ndarray, index: np.ndarray | None) -> None:
+def _plain(values: Any) -> np.ndarray:
+    """Labels as an array np.load reads without pickle (object labels are saved as text)."""
+    arr = np.asarray([] if values is None else values)
+    return arr.astype(str) if arr.dtype.kind == "O" else arr
+
+
+def _save(model: Any, scores: dict[str, float], pred: np.ndarray, index: np.ndarray | None,
+          y_true: Any = None, classes: Any = None) -> None:
     OUTPUTS.mkdir(exist_ok=True)
     with open(OUTPUTS / MODEL_FILE, "wb") as fh:
         pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    np.savez(OUTPUTS / PREDICTIONS_FILE, pred=pred, index=np.asarray([] if index is None else index, dtype=np.int64))
+    # y_true and classes let the run page and RunDetails draw the iteration's charts (nbml.automl.iteration_charts)
+    np.savez(OUTPUTS / PREDICTIONS_FILE, pred=pred, index=np.asarray([] if index is None else index, dtype=np.int64),
+             y_true=_plain(y_true), classes=_plain(classes))
     (OUTPUTS / SCORES_FILE).write_text(json.dumps(scores, allow_nan=True))
 
 
@@ -174,7 +183,8 @@ def _execute(spec: dict[str, Any], run: Any) -> dict[str, Any]:
                             "ensemble_weights": json.dumps(model.weights)})
     else:
         model, scores, pred, index = run_iteration(spec, ds)
-    _save(model, scores, pred, index)
+    y_true = np.asarray(ds.y_valid) if index is None else np.asarray(ds.y)[index]
+    _save(model, scores, pred, index, y_true, _classes_and_range(spec, ds)[0])
     for name, value in scores.items():
         run.log(name, value)
     run.log("fit_time", time.time() - started)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 OUTPUTS = "outputs"
 #: Files of the run folder that are bookkeeping, not logs.
@@ -105,3 +106,49 @@ def read_chunk(path: Path, offset: int, limit: int) -> tuple[bytes, int]:
         size = os.fstat(fh.fileno()).st_size
         fh.seek(min(offset, size))
         return fh.read(limit), size
+
+
+def run_file(workspace_root: Path, run_id: str, relpath: str) -> Path:
+    """A file of the run by its path in the run folder: ``outputs/...`` or a log file (never bookkeeping)."""
+    rel = relpath.replace("\\", "/")
+    if rel.startswith(OUTPUTS + "/"):
+        return output_path(workspace_root, run_id, rel[len(OUTPUTS) + 1:])
+    return log_path(workspace_root, run_id, rel)
+
+
+#: What a preview reads of a file, and how many CSV rows it shows.
+PREVIEW_BYTES = 64 * 1024
+PREVIEW_ROWS = 20
+#: Images a browser shows inline (never SVG: it can hold scripts).
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+               ".webp": "image/webp", ".bmp": "image/bmp"}
+_CSV = {".csv": ",", ".tsv": "\t"}
+
+
+def preview(path: Path, relpath: str) -> dict[str, Any]:
+    """What the file tree shows of a file: an image (by URL), a CSV's head as rows, the start of a text file,
+    or nothing for binary files (they are downloaded)."""
+    import csv
+    import io
+
+    size = path.stat().st_size
+    suffix = path.suffix.lower()
+    out: dict[str, Any] = {"path": relpath, "size": size, "kind": "binary", "truncated": False}
+    if suffix in IMAGE_TYPES:
+        out["kind"] = "image"
+        return out
+    data, _ = read_chunk(path, 0, PREVIEW_BYTES)
+    if b"\x00" in data:
+        return out
+    text = data.decode("utf-8", errors="replace")
+    truncated = size > len(data)
+    if truncated and "\n" in text:
+        text = text[: text.rfind("\n") + 1]  # whole lines only
+    if suffix in _CSV:
+        rows = list(csv.reader(io.StringIO(text), delimiter=_CSV[suffix]))
+        head = rows[: PREVIEW_ROWS + 1]
+        out.update(kind="csv", columns=head[0] if head else [], rows=head[1:],
+                   truncated=truncated or len(rows) > PREVIEW_ROWS + 1)
+        return out
+    out.update(kind="text", content=text, truncated=truncated)
+    return out

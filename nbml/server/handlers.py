@@ -12,13 +12,16 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from nbml.server.files import UnsafePath
+from nbml.server.files import IMAGE_TYPES, UnsafePath
 from nbml.server.manager import NbmlManager, RunMissing
 
 T = TypeVar("T")
 
 MAX_LIMIT = 500
 MAX_LOG_CHUNK = 4 << 20
+MAX_SERIES_RUNS = 200
+#: Files shown inline as plain text by the raw route.
+TEXT_SUFFIXES = {".txt", ".log", ".csv", ".tsv", ".json", ".yaml", ".yml", ".md", ".py", ".out", ".err"}
 _RUN = r"(?P<run_id>[^/]+)"
 
 
@@ -158,6 +161,93 @@ class OutputFileHandler(NbmlHandler):
         self.finish()
 
 
+class ExperimentRunsHandler(NbmlHandler):
+    """``GET /nbml/api/experiments/<name>/runs?parent=&children=1&since=<version>``: the experiment page's table.
+
+    Answers ``{"version", "unchanged": true}`` when nothing in scope changed since `since`; the full table is
+    also sent with an ETag, so a poller that sends If-None-Match gets 304 when it is the same."""
+
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        model = await self.call(lambda: self.manager.experiment_runs(
+            name,
+            parent_id=self.get_argument("parent", None) or None,
+            children=self.get_argument("children", "0") in ("1", "true"),
+            since=self.get_argument("since", None) or None,
+        ))
+        self.send(model)
+
+
+class SeriesHandler(NbmlHandler):
+    """``GET /nbml/api/series?metric=loss&run=<id>&run=<id>&after=N``: one metric's points for several runs."""
+
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        metric = self.get_argument("metric", "")
+        runs = list(dict.fromkeys(r for arg in self.get_arguments("run") for r in arg.split(",") if r))
+        if not metric or not runs:
+            raise tornado.web.HTTPError(400, "Name a metric and at least one run: ?metric=<name>&run=<id>&run=<id>.")
+        if len(runs) > MAX_SERIES_RUNS:
+            raise tornado.web.HTTPError(400, f"At most {MAX_SERIES_RUNS} runs at once; {len(runs)} were asked for.")
+        after = self.int_arg("after", 0)
+        self.send(await self.call(lambda: self.manager.series(metric, runs, after)))
+
+
+class FilesHandler(NbmlHandler):
+    """``GET /nbml/api/runs/<id>/files``: outputs (``outputs/...``) and logs, paths relative to the run folder."""
+
+    @tornado.web.authenticated
+    async def get(self, run_id: str) -> None:
+        self.send(await self.call(lambda: self.manager.run_files(run_id)))
+
+
+class PreviewHandler(NbmlHandler):
+    """``GET /nbml/api/runs/<id>/preview/<path>``: text head, CSV head as rows, or "image"/"binary"."""
+
+    @tornado.web.authenticated
+    async def get(self, run_id: str, path: str) -> None:
+        self.send(await self.call(lambda: self.manager.preview(run_id, path)))
+
+
+class RawFileHandler(NbmlHandler):
+    """``GET /nbml/api/runs/<id>/raw/<path>[?download=1]``: a file of the run.
+
+    Shown inline only as an image (PNG, JPEG, GIF, WebP, BMP) or as plain text; anything else (HTML, SVG, ...)
+    is an attachment, and every answer is sandboxed, so a file a job wrote never runs as a page of this server.
+    """
+
+    @tornado.web.authenticated
+    async def get(self, run_id: str, path: str) -> None:
+        file = await self.call(lambda: self.manager.run_file(run_id, path))
+        image = IMAGE_TYPES.get(file.suffix.lower())
+        download = self.get_argument("download", "0") in ("1", "true")
+        if image and not download:
+            self.set_header("Content-Type", image)
+        elif file.suffix.lower() in TEXT_SUFFIXES and not download:
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+        else:
+            mime, _ = mimetypes.guess_type(file.name)
+            self.set_header("Content-Type", mime or "application/octet-stream")
+            download = True
+        disposition = "attachment" if download else "inline"
+        self.set_header("Content-Disposition", f"{disposition}; filename*=UTF-8''{quote(file.name, safe='')}")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Content-Security-Policy", "default-src 'none'; sandbox")
+        with open(file, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                self.write(chunk)
+                await self.flush()
+        self.finish()
+
+
+class IterationChartsHandler(NbmlHandler):
+    """``GET /nbml/api/runs/<id>/iteration-charts``: an AutoML iteration's plotly figures and hyperparameters."""
+
+    @tornado.web.authenticated
+    async def get(self, run_id: str) -> None:
+        self.send(await self.call(lambda: self.manager.iteration_charts(run_id)))
+
+
 class CancelHandler(NbmlHandler):
     """``POST /nbml/api/runs/<id>/cancel``: flags the run (and its children) for its supervisor."""
 
@@ -181,4 +271,10 @@ def api_routes(base_url: str) -> list[tuple[str, type[tornado.web.RequestHandler
         (url_path_join(api, "runs", _RUN, "outputs"), OutputsHandler),
         (url_path_join(api, "runs", _RUN, "outputs", "(?P<path>.+)"), OutputFileHandler),
         (url_path_join(api, "runs", _RUN, "cancel"), CancelHandler),
+        (url_path_join(api, "runs", _RUN, "files"), FilesHandler),
+        (url_path_join(api, "runs", _RUN, "preview", "(?P<path>.+)"), PreviewHandler),
+        (url_path_join(api, "runs", _RUN, "raw", "(?P<path>.+)"), RawFileHandler),
+        (url_path_join(api, "runs", _RUN, "iteration-charts"), IterationChartsHandler),
+        (url_path_join(api, "experiments", "(?P<name>[^/]+)", "runs"), ExperimentRunsHandler),
+        (url_path_join(api, "series"), SeriesHandler),
     ]

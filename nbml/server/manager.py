@@ -8,6 +8,7 @@ so each is cached for a few seconds and refreshed in the background while the la
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbml.runs import recovery
-from nbml.runs.status import ACTIVE
+from nbml.runs.status import ACTIVE, TERMINAL
+from nbml.server import experiment as exp_model
 from nbml.server import files, models
 
 if TYPE_CHECKING:
@@ -149,6 +151,110 @@ class NbmlManager:
             return models.run_list(rows, self._metrics(rows[:limit]), time.time(), limit=limit, offset=offset)
 
         return await asyncio.to_thread(_list)
+
+    async def experiment_runs(self, name: str, *, parent_id: str | None, children: bool, since: str | None,
+                              limit: int = exp_model.MAX_RUNS) -> dict[str, Any]:
+        """The experiment page's table (see nbml.server.experiment): two statements for any number of runs;
+        with `since` equal to the current version, only ``{"version", "unchanged": true}``."""
+
+        def _table() -> dict[str, Any]:
+            parent = None
+            if parent_id is not None:
+                prow = self._row(parent_id)
+                if prow["experiment"] != name:
+                    raise RunMissing(f"Run {parent_id!r} is not in experiment {name!r}.")
+                got = self.store.db.tuples(exp_model.runs_sql("run_id = ?"), (parent_id, 1))[0]
+                parent = {"run_id": parent_id, "kind": got[2], "status": got[3], "display_name": got[4],
+                          "primary_metric": got[9], "goal": got[10], "page": models.run_page_path(parent_id)}
+            elif not self.store.db.tuples("SELECT 1 FROM experiments WHERE name = ?", (name,)):
+                raise RunMissing(f"No experiment {name!r} in workspace {self.name!r}.")
+            where, params = exp_model.scope_sql(name, parent_id, children)
+            version = "|".join(str(v) for v in self.store.db.tuples(exp_model.version_sql(where),
+                                                                     tuple(params * 4))[0])
+            if since is not None and since == version:
+                return {"version": version, "unchanged": True}
+            rows = self.store.db.tuples(exp_model.runs_sql(where), (*params, limit + 1))
+            details = self.store.db.tuples(exp_model.details_sql(where), tuple([*params, limit] * 3))
+            return exp_model.table_model(name, parent, rows, details, version, time.time(), limit)
+
+        return await asyncio.to_thread(_table)
+
+    async def series(self, metric: str, run_ids: list[str], after: int) -> dict[str, Any]:
+        """One metric's numeric points for several runs (the compare chart), in one statement."""
+
+        def _series() -> dict[str, Any]:
+            known = {r[0] for r in self.store.db.tuples(
+                f"SELECT run_id FROM runs WHERE run_id IN ({','.join('?' * len(run_ids))})", tuple(run_ids))}
+            missing = [r for r in run_ids if r not in known]
+            if missing:
+                raise RunMissing(f"No run {missing[0]!r} in workspace {self.name!r}.")
+            rows = self.store.db.tuples(exp_model.series_sql(len(run_ids)), (*run_ids, metric, after))
+            return exp_model.series_model(metric, run_ids, rows, after)
+
+        return await asyncio.to_thread(_series)
+
+    async def run_files(self, run_id: str) -> dict[str, Any]:
+        """Every file of the run, outputs (``outputs/...``) and logs, with sizes."""
+
+        def _files() -> dict[str, Any]:
+            self._row(run_id)
+            outputs = [(f"{files.OUTPUTS}/{p}", s) for p, s in files.output_files(self.root, run_id)]
+            return {"run_id": run_id, "files": models.file_entries(outputs + files.log_files(self.root, run_id))}
+
+        return await asyncio.to_thread(_files)
+
+    async def run_file(self, run_id: str, relpath: str) -> Path:
+        """A file of the run (``outputs/...`` or a log file) by its path in the run folder, checked."""
+
+        def _path() -> Path:
+            self._row(run_id)
+            path = files.run_file(self.root, run_id, relpath)
+            if not path.is_file():
+                raise FileNotFoundError(f"Run {run_id!r} has no file {relpath!r}.")
+            return path
+
+        return await asyncio.to_thread(_path)
+
+    async def preview(self, run_id: str, relpath: str) -> dict[str, Any]:
+        path = await self.run_file(run_id, relpath)
+        return await asyncio.to_thread(files.preview, path, relpath)
+
+    async def iteration_charts(self, run_id: str) -> dict[str, Any]:
+        """An AutoML iteration's charts from its out-of-fold predictions, and its hyperparameters."""
+
+        def _charts() -> dict[str, Any]:
+            from nbml.automl import iteration_charts as ic
+
+            row = self._row(run_id)
+            config = models.run_config(row)
+            spec = config.get("automl_spec")
+            spec = spec if isinstance(spec, dict) else {}
+            task = str(spec.get("task") or "")
+            props = self.store.get_properties(run_id)
+            try:
+                params = json.loads(props.get("hyperparameters") or "{}")
+            except ValueError:
+                params = {}
+            model: dict[str, Any] = {"run_id": run_id, "task": task, "charts": {}, "titles": {}, "error": None,
+                                     "algorithm": props.get("run_algorithm"), "preprocessor":
+                                     props.get("run_preprocessor"), "hyperparameters": params}
+            if not task:
+                model["error"] = "This run is not an AutoML iteration, so it has no iteration charts."
+                return model
+            path = files.run_dir(self.root, run_id) / files.OUTPUTS / "predictions.npz"
+            if not path.is_file():
+                model["error"] = ("No predictions yet: the charts appear when the iteration completes."
+                                  if row["status"] not in TERMINAL else
+                                  "This iteration left no predictions (it did not complete), so it has no charts.")
+                return model
+            try:
+                model["charts"] = ic.charts_from_file(path, task)
+            except (ic.ChartsUnavailable, ValueError, OSError) as exc:
+                model["error"] = str(exc)
+            model["titles"] = {k: v for k, v in ic.chart_titles(task).items() if k in model["charts"]}
+            return model
+
+        return await asyncio.to_thread(_charts)
 
     def _row(self, run_id: str) -> dict[str, Any]:
         row = self.store.get_run(run_id) if files.valid_run_id(run_id) else None

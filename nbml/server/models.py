@@ -25,6 +25,11 @@ def _number(value: Any) -> Any:
     return value
 
 
+def run_config(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's config_json as a dict ({} when unreadable)."""
+    return _config(row)
+
+
 def _config(row: Mapping[str, Any]) -> dict[str, Any]:
     raw = row.get("config_json")
     if isinstance(raw, dict):
