@@ -138,6 +138,7 @@ def test_clicking_a_row_shows_that_iterations_logs_metrics_and_explanation(store
     out.mkdir(parents=True)
     (out / "explanation.json").write_text('{"overall_imp": ["petal", "sepal"], "overall_summary": [0.7, 0.2]}')
     store.set_status("AutoML_sel", "Completed")
+    _predictions(Path(store.root) / "runs" / "AutoML_sel_1" / "outputs" / "predictions.npz")
     details = RunDetails(Run.get(_ws(store), "AutoML_sel"))
     details.get_widget()
     view = details.view
@@ -152,6 +153,9 @@ def test_clicking_a_row_shows_that_iterations_logs_metrics_and_explanation(store
     assert "iteration 1 (" in detail.log_text.value
     assert "AUC_weighted" in detail.props.value
     assert "learning_rate" in detail.iteration.children[1].value  # the iteration's hyperparameters
+    charts = detail.iteration.children[-1].children  # from the iteration's out-of-fold predictions
+    titles = [c.layout.title.text for c in charts]
+    assert any("ROC" in t for t in titles) and any("onfusion" in t for t in titles), titles
     bar = detail.explanation.children[-1]
     assert list(bar.data[0].y) == ["sepal", "petal"]  # most important on top
     first_widgets = [detail.widget, detail.props, detail.log_text]
@@ -237,6 +241,17 @@ def test_log_dropdown_follows_the_log_being_written_until_the_user_picks_one(sto
         await _await(lambda: not details.polling, 5, "polling to stop")
 
     _in_loop(cell)
+
+
+def _predictions(path: Path) -> None:
+    """Out-of-fold predictions as an AutoML iteration saves them: probabilities, labels and classes."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    p1 = np.clip(y * 0.6 + rng.random(200) * 0.4, 0, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, pred=np.column_stack([1 - p1, p1]), y_true=y, classes=np.array([0, 1]))
 
 
 def _ws(store: Any) -> Any:
