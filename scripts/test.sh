@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 # Static checks first: a lint or type error fails the run like a test does.
 python -m ruff check nbml tests benchmarks
 python -m mypy nbml
+# The sidebar's TypeScript: eslint and prettier, from labextension/node_modules (.ci/steps/50-labextension.sh).
+(cd labextension && { [ -x node_modules/.bin/eslint ] || jlpm install; } && jlpm run lint:check)
 # The default tier leaves out tests marked slow; pass -m slow (or -m "") to choose otherwise. The 15 slowest
 # tests are listed at the end; the session fails if a process a test started outlives it (tests/conftest.py).
 if printf '%s\n' "$@" | grep -qx -- '-m'; then
