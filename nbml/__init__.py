@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+
 def _version() -> str:
     """The installed distribution's version (written once, in labextension/package.json)."""
     from importlib.metadata import PackageNotFoundError, version

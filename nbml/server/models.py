@@ -67,7 +67,7 @@ def primary_metric(config: Mapping[str, Any], metrics: Mapping[str, Any]) -> dic
             break
     if name and name in metrics:
         return {"name": str(name), "value": _last_scalar(metrics[name])}
-    for metric, value in reversed(metrics.items()):  # the metric logged last (a script logs its score last)
+    for metric, value in reversed(list(metrics.items())):  # the metric logged last (a script logs its score last)
         scalar = _last_scalar(value)
         if scalar is not None and not isinstance(scalar, str):
             return {"name": metric, "value": scalar}

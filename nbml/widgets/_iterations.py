@@ -79,6 +79,8 @@ class ChildrenState:
         # HyperDrive's children have no iteration number: they are numbered in the order they were created.
         self.number_by_order = False
         self._numbers: dict[str, int] = {}
+        self._best: tuple[IterationRow, float] | None = None
+        self._best_stale = True
         self.rows: dict[str, IterationRow] = {}
         self.metrics: dict[str, dict[str, Any]] = {}
         self.hyperparameters: dict[str, dict[str, Any]] = {}  # run id -> its "hyperparameters" property
@@ -91,6 +93,7 @@ class ChildrenState:
         if metric == self.primary_metric and goal_for(metric, goal) == self.goal:
             return False
         self.primary_metric, self.goal = metric, goal_for(metric, goal)
+        self._best_stale = True
         self._rescore()
         return True
 
@@ -152,8 +155,25 @@ class ChildrenState:
                 self._ordered = None
                 changed.add(rid)
         if changed:
+            self._update_best_run(changed)
             changed |= self._recompute_best()
         return changed
+
+    def _update_best_run(self, changed: set[str]) -> None:
+        """Keep the best run by the primary metric up to date from the changed rows only (1,000 iterations
+        would otherwise be scanned at every update)."""
+        if self._best_stale:
+            return
+        better = (lambda a, b: a > b) if self.goal == "maximize" else (lambda a, b: a < b)
+        for rid in changed:
+            row = self.rows[rid]
+            if self._best is not None and self._best[0].run_id == rid:  # the best itself changed: rescan
+                self._best_stale = True
+                return
+            score = self._score(self.metrics.get(rid, {}), self.primary_metric)
+            if row.status == COMPLETED and row.iteration is not None and score is not None and (
+                    self._best is None or better(score, self._best[1])):
+                self._best = (row, score)
 
     def tick(self, now: float | None = None) -> set[str]:
         """Advance the durations of running iterations."""
@@ -198,12 +218,13 @@ class ChildrenState:
 
     def best_run(self) -> tuple[IterationRow, float] | None:
         """The completed iteration with the best primary metric, and that score."""
-        scored = [(r, self._score(self.metrics.get(r.run_id, {}), self.primary_metric)) for r in self.ordered()
-                  if r.status == COMPLETED and r.iteration is not None]
-        done = [(r, s) for r, s in scored if s is not None]
-        if not done:
-            return None
-        return (max if self.goal == "maximize" else min)(done, key=lambda p: p[1])
+        if self._best_stale:
+            scored = [(r, self._score(self.metrics.get(r.run_id, {}), self.primary_metric)) for r in self.ordered()
+                      if r.status == COMPLETED and r.iteration is not None]
+            done = [(r, s) for r, s in scored if s is not None]
+            self._best = (max if self.goal == "maximize" else min)(done, key=lambda p: p[1]) if done else None
+            self._best_stale = False
+        return self._best
 
     def progress(self) -> tuple[int, int]:
         """(iterations ended, iterations known)."""
