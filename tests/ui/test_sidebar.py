@@ -238,7 +238,6 @@ def test_sidebar_shows_metric_names_progress_and_follows_its_settings(
     automl = page.locator(run_row("AutoML_progress"))
     automl.locator(".nbml-progress-text").wait_for(timeout=30_000)
     assert automl.locator(".nbml-progress-text").inner_text() == "12 / 20 iterations"
-    assert automl.locator(".nbml-run-metric").inner_text().startswith("AUC_weighted 0.")
     hd = page.locator(run_row("HD_progress"))
     hd.locator(".nbml-progress-text").wait_for(timeout=30_000)
     assert hd.locator(".nbml-progress-text").inner_text() == "12 / 12 iterations"
