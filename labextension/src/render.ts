@@ -87,7 +87,7 @@ function progressBar(p: IProgress): HTMLElement {
 
 function runRow(run: IRunSummary, number: number | null, cb: IRunRowCallbacks): HTMLElement {
   // Runs of one experiment share a display name: the run number, start time and id tail tell them apart.
-  const label = run.display_name || run.experiment || run.run_id;
+  const label = run.display_name || run.run_id;
   const tag = number !== null ? `#${number}` : '';
   const progress = cb.progress.get(run.run_id);
   const row = h(
@@ -110,7 +110,8 @@ function runRow(run: IRunSummary, number: number | null, cb: IRunRowCallbacks): 
       'div',
       { class: 'nbml-run-line nbml-run-when' },
       h('span', { class: 'nbml-run-start' }, formatStart(run.started_at ?? run.created_at)),
-      h('span', { class: 'nbml-run-short-id' }, shortId(run.run_id)),
+      // The id's tail, where the label is a display name that runs may share.
+      run.display_name ? h('span', { class: 'nbml-run-short-id' }, shortId(run.run_id)) : null,
       h('span', { class: 'nbml-run-duration' }, formatDuration(run.duration_seconds))
     ),
     h(

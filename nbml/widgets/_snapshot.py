@@ -39,8 +39,12 @@ def svg_chart(title: str, xs: Sequence[float], ys: Sequence[float], best: Sequen
                    f'fill="#1f77b4"/>' for x, y in zip(xs, ys, strict=True))
     line = ""
     if best:
-        line = (f'<polyline fill="none" stroke="#ff7f0e" stroke-width="1.5" '
-                f'points="{" ".join(point(x, y) for x, y in zip(xs, best, strict=True))}"/>')
+        steps: list[str] = []  # best so far as a step line: flat until the next improvement
+        for k, (x, y) in enumerate(zip(xs, best, strict=True)):
+            if k:
+                steps.append(point(x, best[k - 1]))
+            steps.append(point(x, y))
+        line = f'<polyline fill="none" stroke="#ff7f0e" stroke-width="1.5" points="{" ".join(steps)}"/>'
     return (f'<svg class="nbml-snapshot-chart" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" '
             f'height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{esc(title)}">'
             f'<text x="{PAD}" y="14" font-size="12">{esc(title)}</text>'
@@ -90,7 +94,7 @@ def _iterations(view: ParentView) -> str:
         scored = sorted((r for r in rows if r.metric is not None), key=lambda r: r.metric or 0.0,
                         reverse=state.metric_goal == "maximize")
         shown = scored[:MAX_ROWS]
-    head = "".join(f"<th style='text-align:left;padding:1px 8px'>{esc(label)}</th>"
+    head = "".join(f"<th style='text-align:left;padding:1px 8px;white-space:nowrap'>{esc(label)}</th>"
                    for key, label in view.table.columns if key != "run_id")
     body = "".join(
         "<tr>" + "".join(f"<td style='padding:1px 8px;white-space:nowrap'>{esc(c[key])}</td>"

@@ -247,7 +247,7 @@ def test_sidebar_shows_metric_names_progress_and_follows_its_settings(
     assert first.locator(".nbml-run-metric").inner_text() == "Accuracy 0.91"
     assert second.locator(".nbml-run-metric").inner_text() == "Accuracy 0.95"
     assert first.locator(".nbml-run-number").inner_text() == "#1" and second.locator(".nbml-run-number").inner_text() == "#2"
-    assert first.locator(".nbml-run-short-id").inner_text() != second.locator(".nbml-run-short-id").inner_text()
+    assert first.locator(".nbml-run-label").inner_text() == ids["iris1"]  # no display name: the run id
     shoot(page, "1-metric-progress-names")
 
     # The experiment's page opens from its header.
