@@ -95,6 +95,7 @@ class RunView:
         self.iteration.add_class("nbml-iteration-charts")
         self._iteration_task: str | None = None
         self._iteration_head: tuple[w.Widget, ...] = ()
+        self._iteration_why: str | None = None
         self._iteration_drawn = False
         self._setting_logs = False
         self.log_choice.observe(self._on_log_choice, names="value")
@@ -127,8 +128,9 @@ class RunView:
             self.log_text.value = log_html(self.watcher.tail.text, self.watcher.tail.truncated)
         if ch.outputs:
             self.outputs.value = files_html(self.watcher.outputs)
-            if self._iteration_task is not None and not self._iteration_drawn:
-                self._draw_iteration_charts()
+        # An iteration's predictions arrive with its outputs, at the latest when it ends: try again then.
+        if (ch.outputs or ch.run) and self._iteration_task is not None and not self._iteration_drawn:
+            self._draw_iteration_charts()
 
     def close(self) -> None:
         close_tree(self.widget)
@@ -157,6 +159,9 @@ class RunView:
             widget.add_class("nbml-iteration-chart")
             charts.append(widget)
         self._iteration_drawn = bool(figures)
+        if not figures and self._iteration_why == why and self.iteration.children:
+            return  # nothing new to say
+        self._iteration_why = why
         for old in self.iteration.children[len(self._iteration_head):]:
             close_tree(old)
         body: w.Widget = (w.Box(charts, layout=w.Layout(flex_flow="row wrap")) if charts

@@ -136,7 +136,6 @@ def test_live_automl_widget_rows_dropdown_and_iteration_logs(lab_server: LabServ
 
     # Clicking a row opens that iteration's details beside the table, in view; log markup shows as text.
     page.set_viewport_size({"width": 1400, "height": 900})
-    rows.nth(2).scroll_into_view_if_needed()
     rows.nth(2).click()
     detail = page.locator(".nbml-iteration-detail")
     log = detail.locator(".nbml-log-panel pre")
@@ -148,7 +147,7 @@ def test_live_automl_widget_rows_dropdown_and_iteration_logs(lab_server: LabServ
     page.screenshot(path=str(SHOTS / "widget-03a-details-in-view.png"))
     if REAL_AUTOML:  # the iteration's charts from its out-of-fold predictions
         page.wait_for_function("() => document.querySelectorAll('.nbml-iteration-detail .nbml-iteration-chart "
-                               ".js-plotly-plot').length >= 6", timeout=60_000)
+                               ".js-plotly-plot').length >= 6", timeout=150_000)
         titles = detail.locator(".nbml-iteration-chart .gtitle").all_text_contents()
         assert any("ROC" in t for t in titles) and any("onfusion" in t for t in titles), titles
     row_id = rows.nth(2).get_attribute("data-run-id")
