@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-SOURCES = ("src", "style", "package.json", "yarn.lock", "tsconfig.json", ".yarnrc.yml")
+SOURCES = ("src", "style", "schema", "package.json", "yarn.lock", "tsconfig.json", ".yarnrc.yml")
 OUTPUT = Path("nbml", "labextension", "package.json")
 
 

@@ -9,7 +9,23 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version (written once, in labextension/package.json)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nbml")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where Jupyter finds the built sidebar (``jupyter labextension develop . --overwrite`` links it)."""
+    return [{"src": "labextension", "dest": "nbml-labextension"}]
 
 _EXPORTS: dict[str, str] = {
     "Workspace": "nbml.workspace",

@@ -10,6 +10,8 @@ python -m mypy nbml
 site=$(mktemp -d)
 NO_MKDOCS_2_WARNING=1 python -m mkdocs build --strict --quiet --site-dir "$site"
 rm -rf "$site"
+# The sidebar's TypeScript: eslint and prettier, from labextension/node_modules (.ci/steps/50-labextension.sh).
+(cd labextension && { [ -x node_modules/.bin/eslint ] || jlpm install; } && jlpm run lint:check)
 # The default tier leaves out tests marked slow; pass -m slow (or -m "") to choose otherwise. The 15 slowest
 # tests are listed at the end; the session fails if a process a test started outlives it (tests/conftest.py).
 if printf '%s\n' "$@" | grep -qx -- '-m'; then

@@ -12,12 +12,15 @@ fi
 node --version
 
 labext_dest="$VIRTUAL_ENV/share/jupyter/labextensions/nbml-labextension"
-if [ ! -f nbml/labextension/static/style.js ] || [ -n "${NBML_REBUILD_LABEXTENSION:-}" ]; then
+# The node packages: the build's, and eslint + prettier, which scripts/test.sh runs on the sources.
+(cd labextension && jlpm install)
+# Rebuild when missing, when asked, or when a source is newer than the build (labextension/hatch_build.py).
+if [ ! -f nbml/labextension/static/style.js ] || [ -n "${NBML_REBUILD_LABEXTENSION:-}" ] ||
+    ! python -c 'import sys, pathlib; sys.path.insert(0, "labextension"); import hatch_build as h; sys.exit(0 if h.is_current(pathlib.Path("labextension"), h.OUTPUT) else 1)'; then
     (
         cd labextension
         NBML_CORE_PACKAGE_FILE="$(python -c 'import jupyterlab, pathlib; print(pathlib.Path(jupyterlab.__file__).parent / "staging" / "package.json")')"
         export NBML_CORE_PACKAGE_FILE
-        jlpm install
         jlpm build:prod
     )
 fi

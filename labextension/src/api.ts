@@ -9,10 +9,7 @@ export const API_ROOT = 'nbml/api';
  *
  * Errors carry the server's message (the handlers answer `{"message": ...}`).
  */
-export async function requestAPI<T>(
-  endPoint: string,
-  init: RequestInit = {}
-): Promise<T> {
+export async function requestAPI<T>(endPoint: string, init: RequestInit = {}): Promise<T> {
   const settings = ServerConnection.makeSettings();
   const url = URLExt.join(settings.baseUrl, API_ROOT, endPoint);
   let response: Response;
@@ -39,4 +36,13 @@ export async function requestAPI<T>(
 /** Absolute URL of a run's page, for opening in a browser tab. */
 export function runPageUrl(page: string): string {
   return URLExt.join(ServerConnection.makeSettings().baseUrl, page);
+}
+
+/** Absolute URL of an experiment's page (its runs side by side). */
+export function experimentPageUrl(experiment: string): string {
+  return URLExt.join(
+    ServerConnection.makeSettings().baseUrl,
+    'nbml/experiments',
+    encodeURIComponent(experiment)
+  );
 }

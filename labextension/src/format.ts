@@ -48,3 +48,37 @@ export function runGetSnippet(runId: string): string {
 export function statusClass(status: string): string {
   return 'nbml-status-' + status.toLowerCase().replace(/[^a-z]/g, '');
 }
+
+/** "12:03:41" today, "Nov 28 12:03" on another day; empty when unknown (seconds since the epoch). */
+export function formatStart(seconds: number | null, now: Date = new Date()): string {
+  if (seconds === null || !isFinite(seconds)) {
+    return '';
+  }
+  const at = new Date(seconds * 1000);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  const time = `${pad(at.getHours())}:${pad(at.getMinutes())}`;
+  if (at.toDateString() === now.toDateString()) {
+    return `${time}:${pad(at.getSeconds())}`;
+  }
+  return `${at.toLocaleString('en', { month: 'short' })} ${at.getDate()} ${time}`;
+}
+
+/** The tail of a run id that tells runs of one experiment apart ("…_1732975421_ab12cd34" -> "ab12cd34"). */
+export function shortId(runId: string): string {
+  const parts = runId.split('_');
+  const last = parts[parts.length - 1];
+  return last.length >= 4 && last !== runId ? last : runId.slice(-8);
+}
+
+/** Total iterations of a parent from its settings (AutoML: iterations, HyperDrive: max_total_runs). */
+export function plannedIterations(settings: { [key: string]: unknown }[]): number | null {
+  for (const source of settings) {
+    for (const key of ['iterations', 'max_total_runs']) {
+      const value = Number(source[key]);
+      if (source[key] !== undefined && source[key] !== null && Number.isFinite(value) && value > 0) {
+        return value;
+      }
+    }
+  }
+  return null;
+}

@@ -55,6 +55,19 @@ export interface IExperimentList {
   experiments: IExperiment[];
 }
 
+/** The parts of a run's details (`runs/<id>`) the sidebar reads for a parent's progress. */
+export interface IRunDetails extends IRunSummary {
+  config: { [key: string]: unknown };
+  properties: { [key: string]: unknown };
+  children: IRunSummary[];
+}
+
+/** Iterations ended out of the total a parent (AutoML, HyperDrive) will run. */
+export interface IProgress {
+  done: number;
+  total: number;
+}
+
 export interface ICancelResult {
   run_id: string;
   flagged: string[];

@@ -2,17 +2,13 @@
  * DOM builders for the sidebar's sections. Text always goes through textContent, never innerHTML,
  * so names and ids coming from the store can't inject markup.
  */
-import { formatDuration, formatValue, statusClass } from './format';
-import { IComputeTarget, IExperiment, IRunSummary } from './models';
+import { formatDuration, formatStart, formatValue, shortId, statusClass } from './format';
+import { IComputeTarget, IExperiment, IProgress, IRunSummary } from './models';
 
 type Attrs = { [name: string]: string };
 
 /** Create an element with attributes and children (strings become text nodes). */
-export function h(
-  tag: string,
-  attrs: Attrs = {},
-  ...children: (Node | string | null)[]
-): HTMLElement {
+export function h(tag: string, attrs: Attrs = {}, ...children: (Node | string | null)[]): HTMLElement {
   const el = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs)) {
     el.setAttribute(name, value);
@@ -56,7 +52,11 @@ export function computeTable(targets: IComputeTarget[]): HTMLElement {
   return h(
     'table',
     { class: 'nbml-table nbml-compute' },
-    h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'Kind'), h('th', {}, 'Status'), h('th', {}, 'Nodes'))),
+    h(
+      'thead',
+      {},
+      h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'Kind'), h('th', {}, 'Status'), h('th', {}, 'Nodes'))
+    ),
     h('tbody', {}, ...rows)
   );
 }
@@ -69,10 +69,27 @@ function metricText(run: IRunSummary): string {
 export interface IRunRowCallbacks {
   selected: string | null;
   onSelect: (run: IRunSummary) => void;
+  /** Progress of parent runs (AutoML, HyperDrive) by run id. */
+  progress: Map<string, IProgress>;
 }
 
-function runRow(run: IRunSummary, cb: IRunRowCallbacks): HTMLElement {
+function progressBar(p: IProgress): HTMLElement {
+  const pct = p.total > 0 ? Math.min(100, Math.round((100 * p.done) / p.total)) : 0;
+  const bar = h('span', { class: 'nbml-progress-bar' }, h('span', { class: 'nbml-progress-fill' }));
+  (bar.firstChild as HTMLElement).style.width = `${pct}%`;
+  return h(
+    'div',
+    { class: 'nbml-run-line nbml-progress', title: `${p.done} of ${p.total} iterations ended` },
+    bar,
+    h('span', { class: 'nbml-progress-text' }, `${p.done} / ${p.total} iterations`)
+  );
+}
+
+function runRow(run: IRunSummary, number: number | null, cb: IRunRowCallbacks): HTMLElement {
+  // Runs of one experiment share a display name: the run number, start time and id tail tell them apart.
   const label = run.display_name || run.run_id;
+  const tag = number !== null ? `#${number}` : '';
+  const progress = cb.progress.get(run.run_id);
   const row = h(
     'li',
     {
@@ -82,13 +99,27 @@ function runRow(run: IRunSummary, cb: IRunRowCallbacks): HTMLElement {
       tabindex: '0',
       title: run.error ? `${run.run_id}\n${run.error}` : run.run_id
     },
-    h('div', { class: 'nbml-run-line' }, statusBadge(run.status), h('span', { class: 'nbml-run-label' }, label)),
+    h(
+      'div',
+      { class: 'nbml-run-line' },
+      statusBadge(run.status),
+      h('span', { class: 'nbml-run-number' }, tag),
+      h('span', { class: 'nbml-run-label' }, label)
+    ),
+    h(
+      'div',
+      { class: 'nbml-run-line nbml-run-when' },
+      h('span', { class: 'nbml-run-start' }, formatStart(run.started_at ?? run.created_at)),
+      // The id's tail, where the label is a display name that runs may share.
+      run.display_name ? h('span', { class: 'nbml-run-short-id' }, shortId(run.run_id)) : null,
+      h('span', { class: 'nbml-run-duration' }, formatDuration(run.duration_seconds))
+    ),
     h(
       'div',
       { class: 'nbml-run-line nbml-run-info' },
-      h('span', { class: 'nbml-run-metric' }, metricText(run)),
-      h('span', { class: 'nbml-run-duration' }, formatDuration(run.duration_seconds))
-    )
+      h('span', { class: 'nbml-run-metric' }, metricText(run))
+    ),
+    progress ? progressBar(progress) : null
   );
   row.addEventListener('click', () => cb.onSelect(run));
   row.addEventListener('keydown', event => {
@@ -103,6 +134,7 @@ function runRow(run: IRunSummary, cb: IRunRowCallbacks): HTMLElement {
 export interface IExperimentCallbacks extends IRunRowCallbacks {
   collapsed: Set<string>;
   onToggle: (name: string) => void;
+  onOpenExperiment: (name: string) => void;
 }
 
 export function experimentList(experiments: IExperiment[], cb: IExperimentCallbacks): HTMLElement {
@@ -119,14 +151,29 @@ export function experimentList(experiments: IExperiment[], cb: IExperimentCallba
       h('span', { class: 'nbml-count' }, `${exp.run_count} run${exp.run_count === 1 ? '' : 's'}`)
     );
     header.addEventListener('click', () => cb.onToggle(exp.name));
-    const runs = open ? h('ul', { class: 'nbml-runs' }, ...exp.latest_runs.map(r => runRow(r, cb))) : null;
-    return h('li', { class: 'nbml-experiment', 'data-experiment': exp.name }, header, runs);
+    const link = h(
+      'button',
+      { class: 'nbml-experiment-open', title: `Open the page of experiment ${exp.name}` },
+      'Compare'
+    );
+    link.addEventListener('click', () => cb.onOpenExperiment(exp.name));
+    // Latest runs come newest first; a run's number counts the experiment's top-level runs.
+    const runs = open
+      ? h('ul', { class: 'nbml-runs' }, ...exp.latest_runs.map((r, i) => runRow(r, exp.run_count - i, cb)))
+      : null;
+    return h(
+      'li',
+      { class: 'nbml-experiment', 'data-experiment': exp.name },
+      h('div', { class: 'nbml-experiment-line' }, header, link),
+      runs
+    );
   });
   return h('ul', { class: 'nbml-experiments' }, ...items);
 }
 
 export interface IActionCallbacks {
   openPage: (run: IRunSummary) => void;
+  openExperiment: (run: IRunSummary) => void;
   cancel: (run: IRunSummary) => void;
   copyId: (run: IRunSummary) => void;
   insert: (run: IRunSummary) => void;
@@ -159,6 +206,7 @@ export function actionPanel(run: IRunSummary | null, cb: IActionCallbacks): HTML
     { class: 'nbml-actions', 'data-run-id': run.run_id },
     h('div', { class: 'nbml-selected-run' }, statusBadge(run.status), h('code', {}, run.run_id)),
     actionButton('Open run page', 'open', () => cb.openPage(run), false, 'jp-mod-accept'),
+    actionButton('Open experiment page', 'experiment', () => cb.openExperiment(run)),
     actionButton('Cancel run', 'cancel', () => cb.cancel(run), !cancellable, 'jp-mod-warn'),
     actionButton('Copy run id', 'copy', () => cb.copyId(run)),
     actionButton('Insert Run.get in notebook', 'insert', () => cb.insert(run))

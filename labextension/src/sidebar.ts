@@ -11,18 +11,29 @@ import { CommandRegistry } from '@lumino/commands';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
-import { requestAPI, runPageUrl } from './api';
-import { runGetSnippet } from './format';
-import { ICancelResult, IComputeList, IExperimentList, IExperiment, IRunSummary } from './models';
+import { experimentPageUrl, requestAPI, runPageUrl } from './api';
+import { plannedIterations, runGetSnippet } from './format';
+import {
+  ICancelResult,
+  IComputeList,
+  IExperimentList,
+  IExperiment,
+  IProgress,
+  IRunDetails,
+  IRunSummary
+} from './models';
 import { actionPanel, computeTable, experimentList, h } from './render';
 
-/** How many of each experiment's runs the sidebar lists. */
-const LATEST_RUNS = 5;
+/** Defaults of the settings (schema/sidebar.json). */
+export const DEFAULT_INTERVAL_MS = 3000;
+export const DEFAULT_RUNS_PER_EXPERIMENT = 5;
+const PARENT_KINDS = new Set(['automl', 'hyperdrive']);
 
 export class NbmlSidebar extends Widget {
   constructor(options: NbmlSidebar.IOptions) {
     super();
     this._commands = options.commands;
+    this._runsPerExperiment = options.runsPerExperiment ?? DEFAULT_RUNS_PER_EXPERIMENT;
     this.id = 'nbml-sidebar';
     this.addClass('nbml-Sidebar');
     this.title.caption = 'nbml runs';
@@ -41,7 +52,7 @@ export class NbmlSidebar extends Widget {
 
     this._poll = new Poll<void, Error, 'stand-by'>({
       factory: () => this.refresh(),
-      frequency: { interval: options.interval ?? 3000, backoff: true, max: 60 * 1000 },
+      frequency: { interval: options.interval ?? DEFAULT_INTERVAL_MS, backoff: true, max: 60 * 1000 },
       name: 'nbml:sidebar',
       // Idle while the sidebar is closed, and (via 'when-hidden') while the browser tab is hidden.
       standby: () => (this.isVisible ? 'when-hidden' : true)
@@ -53,6 +64,18 @@ export class NbmlSidebar extends Widget {
     });
   }
 
+  /** Apply new settings: the refresh interval (ms) and how many runs each experiment lists. */
+  configure(options: { interval?: number; runsPerExperiment?: number }): void {
+    if (options.runsPerExperiment !== undefined) {
+      this._runsPerExperiment = options.runsPerExperiment;
+    }
+    if (options.interval !== undefined && options.interval !== this._poll.frequency.interval) {
+      this._poll.frequency = { ...this._poll.frequency, interval: options.interval };
+    }
+    this.node.dataset.runsPerExperiment = String(this._runsPerExperiment);
+    void this._poll.refresh();
+  }
+
   /** Fetch compute targets and experiments and redraw; rejects on error so the poll backs off. */
   async refresh(): Promise<void> {
     try {
@@ -61,9 +84,12 @@ export class NbmlSidebar extends Widget {
         requestAPI<IComputeList>('compute').then(compute =>
           this._compute.replaceChildren(computeTable(compute.targets))
         ),
-        requestAPI<IExperimentList>(`experiments?latest=${LATEST_RUNS}`).then(answer =>
-          this._renderRuns(answer.experiments)
-        )
+        requestAPI<IExperimentList>(`experiments?latest=${this._runsPerExperiment}`).then(async answer => {
+          this._renderRuns(answer.experiments);
+          if (await this._refreshProgress(answer.experiments)) {
+            this._renderExperiments();
+          }
+        })
       ]);
       this._setMessage('');
     } catch (error) {
@@ -83,6 +109,34 @@ export class NbmlSidebar extends Widget {
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
     void this._poll.refresh();
+  }
+
+  /**
+   * Progress of the parents listed (AutoML, HyperDrive): iterations ended out of the planned total. Active
+   * parents are read at each refresh; an ended one once. Returns whether anything changed.
+   */
+  private async _refreshProgress(experiments: IExperiment[]): Promise<boolean> {
+    const parents = experiments
+      .flatMap(e => e.latest_runs)
+      .filter(r => PARENT_KINDS.has(r.kind) && (!r.is_terminal || !this._progress.has(r.run_id)));
+    const answers = await Promise.all(
+      parents.map(r => requestAPI<IRunDetails>(`runs/${encodeURIComponent(r.run_id)}`).catch(() => null))
+    );
+    let changed = false;
+    for (const details of answers) {
+      if (details === null) {
+        continue;
+      }
+      const iterations = details.children.filter(c => c.kind !== 'explain');
+      const done = iterations.filter(c => c.is_terminal).length;
+      const total = Math.max(plannedIterations([details.properties, details.config]) ?? 0, iterations.length);
+      const old = this._progress.get(details.run_id);
+      if (!old || old.done !== done || old.total !== total) {
+        this._progress.set(details.run_id, { done: Math.min(done, total), total });
+        changed = true;
+      }
+    }
+    return changed;
   }
 
   private _section(name: string, title: string, body: HTMLElement): HTMLElement {
@@ -112,7 +166,9 @@ export class NbmlSidebar extends Widget {
     this._experiments.replaceChildren(
       experimentList(this._lastExperiments, {
         collapsed: this._collapsed,
+        progress: this._progress,
         selected: this._selected?.run_id ?? null,
+        onOpenExperiment: name => window.open(experimentPageUrl(name), '_blank', 'noopener'),
         onSelect: run => {
           this._selected = run;
           this._renderExperiments();
@@ -132,6 +188,7 @@ export class NbmlSidebar extends Widget {
     this._actions.replaceChildren(
       actionPanel(this._selected, {
         openPage: run => window.open(runPageUrl(run.page), '_blank', 'noopener'),
+        openExperiment: run => window.open(experimentPageUrl(run.experiment), '_blank', 'noopener'),
         cancel: run => void this._cancel(run),
         copyId: run => {
           Clipboard.copyToSystem(run.run_id);
@@ -183,6 +240,8 @@ export class NbmlSidebar extends Widget {
   private _lastExperiments: IExperiment[] = [];
   private _collapsed = new Set<string>();
   private _selected: IRunSummary | null = null;
+  private _progress = new Map<string, IProgress>();
+  private _runsPerExperiment: number;
 }
 
 export namespace NbmlSidebar {
@@ -190,5 +249,7 @@ export namespace NbmlSidebar {
     commands: CommandRegistry;
     /** Milliseconds between refreshes while visible (default 3000). */
     interval?: number;
+    /** How many of each experiment's latest runs are listed (default 5). */
+    runsPerExperiment?: number;
   }
 }

@@ -223,6 +223,8 @@ class AutoMLRun(Run):
                                            timeout_seconds=timeout_seconds)
 
     def _print_progress(self, out: TextIO, timeout_seconds: float | None = None, poll: float = 0.5) -> None:
+        from nbml.runs.follow import idle
+
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
         target = self._rec["compute_target"]
         out.write(f"Running on {'local machine' if target == 'local' else 'remote compute: ' + target}\n"
@@ -257,7 +259,7 @@ class AutoMLRun(Run):
                 return
             if deadline is not None and time.monotonic() > deadline:
                 return
-            time.sleep(poll)
+            idle(poll)
 
 
 def explanation_folder(run: Run) -> Path | None:

@@ -25,7 +25,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = sorted(_EXPORTS)
-__version__ = "0.1.0"  # nbml's (notebooks print azureml.data.__version__)
+__version__ = __import__("nbml").__version__  # nbml's (notebooks print azureml.data.__version__)
 
 
 def __getattr__(name: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
@@ -12,6 +13,15 @@ if TYPE_CHECKING:
     from nbml.runs.run import Run
 
 PREPARE_LOG = "nbml-logs/prepare_log.txt"
+
+
+def idle(seconds: float) -> None:
+    """Sleep in a blocking wait, first updating this kernel's live RunDetails widgets (they are patched on the
+    thread that runs the kernel's event loop, which this wait blocks)."""
+    widgets = sys.modules.get("nbml.widgets.run_details")
+    if widgets is not None:
+        widgets.pump()
+    time.sleep(seconds)
 
 
 def follow_logs(run: Run, out: TextIO, deadline: float | None = None, poll: float = 0.2,
@@ -41,4 +51,4 @@ def follow_logs(run: Run, out: TextIO, deadline: float | None = None, poll: floa
             return
         if deadline is not None and time.monotonic() > deadline:
             return
-        time.sleep(poll)
+        idle(poll)

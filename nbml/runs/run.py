@@ -197,7 +197,7 @@ class Run(RunLoggingMixin):
         ActivityFailedException
             If the run ended Failed and `raise_on_error` is true.
         """
-        from nbml.runs.follow import follow_logs
+        from nbml.runs.follow import follow_logs, idle
 
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
         if show_output:
@@ -206,7 +206,7 @@ class Run(RunLoggingMixin):
         while self.get_status() not in TERMINAL:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"Run {self.id} still {self._rec['status']} after {timeout_seconds} s.")
-            time.sleep(0.2)
+            idle(0.2)
         rec = self._rec
         if show_output:
             dur = (rec["ended_at"] or time.time()) - (rec["started_at"] or rec["created_at"])

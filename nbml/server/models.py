@@ -55,8 +55,8 @@ def _last_scalar(value: Any) -> Any:
 def primary_metric(config: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any] | None:
     """The metric the sidebar shows for a run.
 
-    The run's configured primary metric when it has one (AutoML, HyperDrive), else the first metric
-    that has a scalar value; its latest value either way.
+    The run's configured primary metric when it has one (AutoML, HyperDrive), else the last metric
+    logged that has a number value (not the first: scripts log their settings first); its latest value either way.
     """
     name: Any = None
     for key in PRIMARY_METRIC_KEYS:
@@ -67,7 +67,7 @@ def primary_metric(config: Mapping[str, Any], metrics: Mapping[str, Any]) -> dic
             break
     if name and name in metrics:
         return {"name": str(name), "value": _last_scalar(metrics[name])}
-    for metric, value in metrics.items():
+    for metric, value in reversed(list(metrics.items())):  # the metric logged last (a script logs its score last)
         scalar = _last_scalar(value)
         if scalar is not None and not isinstance(scalar, str):
             return {"name": metric, "value": scalar}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,13 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("started", "Started"),
     ("run_id", "Run Id"),
 )
+
+
+def table_columns(metric: str | None, pipeline: str = "Pipeline") -> list[list[str]]:
+    """The table's columns, the two score columns named after the metric on show."""
+    names = {"metric": f"{metric} (iteration)", "best": f"{metric} (best)"} if metric else {}
+    names["pipeline"] = pipeline
+    return [[key, names.get(key, label)] for key, label in TABLE_COLUMNS]
 
 
 @dataclasses.dataclass
@@ -56,6 +64,8 @@ def pipeline_name(props: Mapping[str, Any], run: Mapping[str, Any]) -> str:
     pre = props.get("run_preprocessor") or ""
     algo = props.get("run_algorithm") or ""
     name = " ".join(str(p) for p in (pre, algo) if p)
+    if not name and props.get("hyperparameters"):  # a HyperDrive child: its sampled values
+        name = ", ".join(f"{k} {v}" for k, v in sorted(_json_object(props["hyperparameters"]).items()))
     return name or str(run.get("display_name") or "")
 
 
@@ -65,8 +75,15 @@ class ChildrenState:
     def __init__(self, primary_metric: str | None = None, goal: str | None = None) -> None:
         self.primary_metric = primary_metric
         self.goal = goal_for(primary_metric, goal)
+        self.chosen_metric: str | None = None  # the metric the user picked; None follows the primary metric
+        # HyperDrive's children have no iteration number: they are numbered in the order they were created.
+        self.number_by_order = False
+        self._numbers: dict[str, int] = {}
+        self._best: tuple[IterationRow, float] | None = None
+        self._best_stale = True
         self.rows: dict[str, IterationRow] = {}
         self.metrics: dict[str, dict[str, Any]] = {}
+        self.hyperparameters: dict[str, dict[str, Any]] = {}  # run id -> its "hyperparameters" property
         self.explained_by: dict[str, str] = {}  # iteration run id -> the run that explained its model
         self._order: list[str] = []
         self._ordered: list[IterationRow] | None = None
@@ -76,27 +93,55 @@ class ChildrenState:
         if metric == self.primary_metric and goal_for(metric, goal) == self.goal:
             return False
         self.primary_metric, self.goal = metric, goal_for(metric, goal)
+        self._best_stale = True
+        self._rescore()
+        return True
+
+    @property
+    def metric(self) -> str | None:
+        """The metric the table's score columns and the status bar show."""
+        return self.chosen_metric or self.primary_metric
+
+    @property
+    def metric_goal(self) -> str:
+        return self.goal if self.metric == self.primary_metric else goal_for(self.metric)
+
+    def choose_metric(self, name: str | None) -> bool:
+        """Show `name` in the score columns (None: the primary metric); returns whether anything changed."""
+        if (name or None) == self.chosen_metric:
+            return False
+        self.chosen_metric = name or None
+        self._rescore()
+        return True
+
+    def _rescore(self) -> None:
         for rid, row in self.rows.items():
             row.metric = self._score(self.metrics.get(rid, {}))
         self._recompute_best()
-        return True
 
     def apply(self, runs: Sequence[Mapping[str, Any]], props: Mapping[str, Mapping[str, Any]],
               metrics: Mapping[str, Mapping[str, Any]]) -> set[str]:
         """Merge changed children (records, their properties and metrics); returns the changed run ids."""
         changed: set[str] = set()
+        if self.number_by_order:
+            runs = sorted(runs, key=lambda r: (r.get("created_at") or 0, str(r["run_id"])))
         for run in runs:
             rid = str(run["run_id"])
+            iteration = run.get("iteration")
+            if iteration is None and self.number_by_order:
+                iteration = self._numbers.setdefault(rid, len(self._numbers))
             if rid in metrics:
                 self.metrics[rid] = dict(metrics[rid])
                 self._metric_names.update(n for n, v in metrics[rid].items() if is_number(v))
             p = props.get(rid, {})
+            if p.get("hyperparameters"):
+                self.hyperparameters[rid] = _json_object(p["hyperparameters"])
             if p.get("explained_run_id"):
                 self.explained_by[str(p["explained_run_id"])] = rid
             if p.get("model_explanation_run_id"):
                 self.explained_by[rid] = str(p["model_explanation_run_id"])
             row = IterationRow(
-                run_id=rid, iteration=run.get("iteration"), pipeline=pipeline_name(p, run),
+                run_id=rid, iteration=iteration, pipeline=pipeline_name(p, run),
                 status=str(run.get("status")), metric=self._score(self.metrics.get(rid, {})),
                 started_at=run.get("started_at"), ended_at=run.get("ended_at"), duration=run_duration(run),
             )
@@ -110,8 +155,25 @@ class ChildrenState:
                 self._ordered = None
                 changed.add(rid)
         if changed:
+            self._update_best_run(changed)
             changed |= self._recompute_best()
         return changed
+
+    def _update_best_run(self, changed: set[str]) -> None:
+        """Keep the best run by the primary metric up to date from the changed rows only (1,000 iterations
+        would otherwise be scanned at every update)."""
+        if self._best_stale:
+            return
+        better = (lambda a, b: a > b) if self.goal == "maximize" else (lambda a, b: a < b)
+        for rid in changed:
+            row = self.rows[rid]
+            if self._best is not None and self._best[0].run_id == rid:  # the best itself changed: rescan
+                self._best_stale = True
+                return
+            score = self._score(self.metrics.get(rid, {}), self.primary_metric)
+            if row.status == COMPLETED and row.iteration is not None and score is not None and (
+                    self._best is None or better(score, self._best[1])):
+                self._best = (row, score)
 
     def tick(self, now: float | None = None) -> set[str]:
         """Advance the durations of running iterations."""
@@ -122,10 +184,11 @@ class ChildrenState:
                 changed.add(rid)
         return changed
 
-    def _score(self, metrics: Mapping[str, Any]) -> float | None:
-        if not self.primary_metric:
+    def _score(self, metrics: Mapping[str, Any], name: str | None = None) -> float | None:
+        name = name or self.metric
+        if not name:
             return None
-        value = metrics.get(self.primary_metric)
+        value = metrics.get(name)
         if isinstance(value, list):
             value = value[-1] if value else None
         return float(value) if value is not None and is_number(value) else None
@@ -144,7 +207,7 @@ class ChildrenState:
 
     def _recompute_best(self) -> set[str]:
         changed, best = set(), None
-        better = (lambda a, b: a > b) if self.goal == "maximize" else (lambda a, b: a < b)
+        better = (lambda a, b: a > b) if self.metric_goal == "maximize" else (lambda a, b: a < b)
         for row in self.ordered():
             if row.metric is not None and row.status == COMPLETED and (best is None or better(row.metric, best)):
                 best = row.metric
@@ -153,11 +216,20 @@ class ChildrenState:
                 changed.add(row.run_id)
         return changed
 
-    def best_run(self) -> IterationRow | None:
-        done = [r for r in self.ordered() if r.metric is not None and r.status == COMPLETED]
-        if not done:
-            return None
-        return (max if self.goal == "maximize" else min)(done, key=lambda r: r.metric or 0.0)
+    def best_run(self) -> tuple[IterationRow, float] | None:
+        """The completed iteration with the best primary metric, and that score."""
+        if self._best_stale:
+            scored = [(r, self._score(self.metrics.get(r.run_id, {}), self.primary_metric)) for r in self.ordered()
+                      if r.status == COMPLETED and r.iteration is not None]
+            done = [(r, s) for r, s in scored if s is not None]
+            self._best = (max if self.goal == "maximize" else min)(done, key=lambda p: p[1]) if done else None
+            self._best_stale = False
+        return self._best
+
+    def progress(self) -> tuple[int, int]:
+        """(iterations ended, iterations known)."""
+        rows = self.iterations()
+        return sum(1 for r in rows if r.status in TERMINAL), len(rows)
 
     def metric_names(self) -> list[str]:
         """Numeric metrics logged by any iteration, the primary metric first."""
@@ -193,12 +265,22 @@ class ChildrenState:
             title = f"Iteration {row.iteration}: {row.status}"
             if row.status == COMPLETED and row.metric is not None:
                 frac = 1.0 if hi == lo else (row.metric - lo) / (hi - lo)
-                if self.goal == "minimize":
+                if self.metric_goal == "minimize":
                     frac = 1.0 - frac
                 colour = _green(frac)
-                title += f", {self.primary_metric} {row.metric:.4g}"
+                title += f", {self.metric} {row.metric:.4g}"
             cells.append([row.iteration, row.status, colour, title])
         return cells
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    try:
+        parsed = json.loads(str(value))
+    except ValueError:
+        return {"value": str(value)}
+    return parsed if isinstance(parsed, dict) else {"value": parsed}
 
 
 def _green(frac: float) -> str:

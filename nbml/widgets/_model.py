@@ -166,7 +166,11 @@ class MetricsState:
 
 
 def properties_rows(run: Mapping[str, Any], metrics: MetricsState) -> list[tuple[str, str]]:
-    """The properties table: status, start time, duration, arguments, then each non-list metric."""
+    """The properties table: status, start time, duration, arguments, then each non-list metric.
+
+    Rows without a value are left out (a run not started yet has no start time; AutoML and HyperDrive
+    parents have no script arguments).
+    """
     rows = [
         ("Status", str(run.get("status") or "")),
         ("Start time", format_time(run.get("started_at"))),
@@ -182,7 +186,7 @@ def properties_rows(run: Mapping[str, Any], metrics: MetricsState) -> list[tuple
         rows.append((name, format_value(value)))
     for name, values in sorted(metrics.series().items()):
         rows.append((name, f"{len(values)} values, last {format_value(values[-1])}"))
-    return rows
+    return [(k, v) for k, v in rows if v != ""]
 
 
 def _distributed_summary(run: Mapping[str, Any]) -> str:
@@ -199,14 +203,20 @@ def _distributed_summary(run: Mapping[str, Any]) -> str:
 
 
 def table_html(rows: Iterable[tuple[str, str]], css_class: str = "nbml-props") -> str:
-    """Name/value pairs in compact columns that wrap with the width of the output area."""
+    """Name/value pairs in compact columns that wrap with the width of the output area.
+
+    A value never breaks inside itself (a number split over two lines reads as two numbers): one too long
+    for its column ends in an ellipsis, with the whole value in its tooltip.
+    """
     cells = "".join(
-        "<div style='display:flex;gap:1em;justify-content:space-between;padding:1px 0;"
-        "border-bottom:1px solid var(--jp-border-color2,#e0e0e0)'>"
-        f"<b>{esc(k)}</b><span style='text-align:right;overflow-wrap:anywhere'>{esc(v)}</span></div>"
-        for k, v in rows)
+        "<div class='nbml-prop' style='display:flex;gap:1em;justify-content:space-between;padding:1px 0;"
+        "border-bottom:1px solid var(--jp-border-color2,#e0e0e0);min-width:0'>"
+        f"<b style='white-space:nowrap'>{esc(k)}</b><span class='nbml-prop-value' title='{esc(v)}' "
+        "style='text-align:right;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;min-width:0'>"
+        f"{esc(v)}</span></div>"
+        for k, v in rows if v != "")
     return (f'<div class="{esc(css_class)}" style="display:grid;grid-template-columns:repeat(auto-fill,'
-            f'minmax(22em,1fr));column-gap:2em;font-size:92%;margin:4px 0">{cells}</div>')
+            f'minmax(24em,1fr));column-gap:2em;font-size:92%;margin:4px 0">{cells}</div>')
 
 
 def files_html(files: Sequence[tuple[str, int]], empty: str = "No outputs yet.") -> str:

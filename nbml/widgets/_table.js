@@ -83,6 +83,31 @@ function render({ model, el: root }) {
     pager.replaceChildren(prev, el("span", "nbml-page", `Page ${page + 1} of ${pages} (${total} iterations)`), next);
   }
 
+  // The clicked row's details open beside the table (below it in a narrow output area): once the kernel has
+  // put them there, bring them into view if they are not, so a click always visibly does something.
+  let revealTimer = null;
+  function reveal() {
+    const id = model.get("shown");
+    if (revealTimer) clearTimeout(revealTimer);
+    if (!id) return;
+    const started = Date.now();
+    const attempt = () => {
+      const view = root.closest(".nbml-parent-view");
+      const target = view ? view.querySelector(".nbml-iteration-detail") : null;
+      const ready = target && target.offsetHeight > 40 && target.textContent.includes(id);
+      if (!ready && Date.now() - started < 3000) {
+        revealTimer = setTimeout(attempt, 100);
+        return;
+      }
+      const node = target || table;
+      const box = node.getBoundingClientRect();
+      if (box.top < 0 || box.top > window.innerHeight * 0.6) node.scrollIntoView({ block: "start" });
+      node.classList.add("nbml-revealed");
+      setTimeout(() => node.classList.remove("nbml-revealed"), 1200);
+    };
+    attempt();
+  }
+
   drawBar();
   drawTable();
   drawPager();
@@ -95,7 +120,10 @@ function render({ model, el: root }) {
   model.on("change:page", onPager);
   model.on("change:pages", onPager);
   model.on("change:total", onPager);
+  model.on("change:shown", reveal);
   return () => {
+    if (revealTimer) clearTimeout(revealTimer);
+    model.off("change:shown", reveal);
     model.off("change:cells", drawBar);
     model.off("change:rows", onTable);
     model.off("change:selected", onTable);

@@ -9,7 +9,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from nbml.widgets._iterations import TABLE_COLUMNS, ChildrenState, sort_and_page
+from nbml.widgets._iterations import ChildrenState, sort_and_page, table_columns
 
 _HERE = pathlib.Path(__file__).parent
 
@@ -20,7 +20,7 @@ class IterationTable(anywidget.AnyWidget):  # type: ignore[misc]
     _esm = _HERE / "_table.js"
     _css = _HERE / "_table.css"
 
-    columns = traitlets.List([list(c) for c in TABLE_COLUMNS]).tag(sync=True)
+    columns = traitlets.List(table_columns(None)).tag(sync=True)
     rows: traitlets.List[dict[str, Any]] = traitlets.List([]).tag(sync=True)
     cells: traitlets.List[list[Any]] = traitlets.List([]).tag(sync=True)
     sort_by = traitlets.Unicode("iteration").tag(sync=True)
@@ -30,6 +30,9 @@ class IterationTable(anywidget.AnyWidget):  # type: ignore[misc]
     total = traitlets.Int(0).tag(sync=True)
     page_size = traitlets.Int(10).tag(sync=True)
     selected = traitlets.Unicode("").tag(sync=True)
+    shown = traitlets.Unicode("").tag(sync=True)  # the run whose details are on show: the page scrolls to them
+
+    pipeline_label = "Pipeline"
 
     def __init__(self, state: ChildrenState, lock: threading.RLock | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -40,6 +43,12 @@ class IterationTable(anywidget.AnyWidget):  # type: ignore[misc]
     def _on_view_change(self, _change: dict[str, Any]) -> None:
         with self._lock:  # the polling thread patches the same rows
             self.refresh()
+
+    def set_metric(self, metric: str | None) -> None:
+        """Name the score columns after the metric on show."""
+        columns = table_columns(metric, self.pipeline_label)
+        if columns != self.columns:
+            self.columns = columns
 
     def refresh(self, changed: set[str] | None = None) -> None:
         """Recompute the visible page (and the status bar when iterations changed); send only what differs."""
@@ -59,3 +68,9 @@ class IterationTable(anywidget.AnyWidget):  # type: ignore[misc]
                 self.total = len(rows)
             if visible != self.rows:
                 self.rows = visible
+
+
+class SnapshotGuard(anywidget.AnyWidget):  # type: ignore[misc]
+    """Invisible: hides the output's static snapshot while the live widget is on show."""
+
+    _esm = _HERE / "_guard.js"

@@ -79,6 +79,7 @@ class RunWatcher:
         self.run_id = run_id
         self.folder = Path(store.root) / "runs" / run_id
         self.run: dict[str, Any] = {}
+        self.properties: dict[str, Any] = {}
         self.metrics = MetricsState()
         self.children = ChildrenState()
         self.with_children = with_children
@@ -126,8 +127,10 @@ class RunWatcher:
 
     def _poll_primary_metric(self, ch: Changes) -> None:
         props = self.store.get_properties(self.run_id)
+        self.properties = props
         config = run_config(self.run)
-        metric = props.get("primary_metric") or config.get("primary_metric")
+        metric = (props.get("primary_metric") or config.get("primary_metric")
+                  or config.get("primary_metric_name"))  # HyperDrive's spelling
         goal = props.get("primary_metric_goal") or config.get("primary_metric_goal")
         if metric and self.children.set_primary_metric(str(metric), goal):
             ch.primary_metric = True

@@ -24,7 +24,8 @@ def _automl_parent(root: Path, parent: str, iterations: int) -> None:
     for i in range(iterations):
         rid = f"{parent}_{i}"
         store.insert_run(rid, "automl-size", "child", "local", {}, parent_id=parent, iteration=i)
-        store.add_properties(rid, {"run_preprocessor": "MaxAbsScaler", "run_algorithm": "LightGBM"})
+        algo = "<img src=x onerror=alert(1)>" if i == 3 else "LightGBM"  # run data never becomes markup
+        store.add_properties(rid, {"run_preprocessor": "MaxAbsScaler", "run_algorithm": algo})
         store.set_status(rid, "Running")
         store.log_metric(rid, "AUC_weighted", "scalar", 0.8 + i / 200)
         store.log_metric(rid, "accuracy", "scalar", 0.7 + i / 200)
@@ -53,7 +54,19 @@ def test_saved_notebook_with_run_details_of_20_iterations_is_small(tmp_path: Pat
     assert size < LIMIT, f"saved notebook is {size} bytes"
     biggest = max(len(json.dumps(m)) for m in state.values())
     assert biggest < 50_000, "a widget model carries a bundle"
-    print(f"saved notebook: {size} bytes, {len(state)} widget models")
+    # A reopened notebook shows the static snapshot (an output of its own, above the widget) before the kernel runs.
+    outputs = nb.cells[0].outputs
+    snapshots = [o for o in outputs if "text/html" in o.get("data", {})]
+    assert len(snapshots) == 1, [o.get("data", {}).keys() for o in outputs]
+    html = snapshots[0]["data"]["text/html"]
+    assert "nbml-snapshot" in html and "Completed" in html and "AutoML_size" in html
+    table = html.split("nbml-snapshot-iterations", 1)[1]
+    assert table.count("<tr>") == 1 + 20 and "AUC_weighted (iteration)" in table  # every iteration, named columns
+    assert "<svg" in html and "AUC_weighted per iteration" in html  # the chart, as inline SVG
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<script" not in html and len(html) < 30_000
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    print(f"saved notebook: {size} bytes, {len(state)} widget models, snapshot {len(html)} bytes")
 
 
 def test_kernel_sends_the_bundle_gzipped_in_chunks_under_the_iopub_rate_limit(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,9 @@ from nbml.server import files, models
 def test_primary_metric_prefers_the_configured_one() -> None:
     metrics = {"loss": [0.9, 0.3], "AUC_weighted": [0.7, 0.8]}
     assert models.primary_metric({"primary_metric": "AUC_weighted"}, metrics) == {"name": "AUC_weighted", "value": 0.8}
-    assert models.primary_metric({}, metrics) == {"name": "loss", "value": 0.3}
+    assert models.primary_metric({}, metrics) == {"name": "AUC_weighted", "value": 0.8}  # the last one logged
+    iris = {"Kernel type": "rbf", "Penalty": 0.5, "Accuracy": 0.97}  # the tutorial logs its settings first
+    assert models.primary_metric({}, iris) == {"name": "Accuracy", "value": 0.97}
     assert models.primary_metric({}, {"note": "text", "table": {"a": [1]}}) is None
 
 

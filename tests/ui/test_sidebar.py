@@ -193,3 +193,85 @@ def test_sidebar_idles_while_closed_and_backs_off_while_the_server_fails(
     page.wait_for_function(
         "(sel) => !document.querySelector(sel).classList.contains('nbml-error')", arg=f"{SIDEBAR} .nbml-message"
     )
+
+
+def _parent_runs(server: LabServer) -> dict[str, str]:
+    """An AutoML parent stopped after 12 of 20 iterations, a HyperDrive parent of 12 children, and two script
+    runs of one experiment that log their settings before their score (as the Azure tutorials do)."""
+    import json
+    import sys
+
+    from nbml import Workspace
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "widgets"))
+    import simulate
+
+    store = Workspace(path=server.workspace).store
+    simulate.start_parent(store, "AutoML_progress", experiment="progress-demo")
+    store.add_properties("AutoML_progress", {"iterations": "20"})
+    for i in range(12):
+        simulate.add_iteration(store, "AutoML_progress", i, log_lines=0)
+    store.set_status("AutoML_progress", "Canceled")
+    simulate.start_hyperdrive(store, "HD_progress", experiment="progress-demo", total=12)
+    for i in range(12):
+        simulate.add_hd_child(store, "HD_progress", i, epochs=2)
+    store.set_status("HD_progress", "Completed")
+    ids = {}
+    for n, accuracy in ((1, 0.91), (2, 0.95)):
+        rid = f"Tutorial-TrainIRIS_{1700000000 + n}_{n:08x}"
+        store.insert_run(rid, "iris-demo", "script", "local", json.loads('{"script": "train.py"}'))
+        store.set_status(rid, "Running")
+        store.log_metric(rid, "Kernel type", "scalar", "rbf")
+        store.log_metric(rid, "Penalty", "scalar", 0.5)
+        store.log_metric(rid, "Accuracy", "scalar", accuracy)
+        store.set_status(rid, "Completed")
+        ids[f"iris{n}"] = rid
+    return ids
+
+
+def test_sidebar_shows_metric_names_progress_and_follows_its_settings(
+    lab_server: LabServer, lab_page: Any, shoot: Callable[[Any, str], Path]
+) -> None:
+    page = lab_page
+    ids = _parent_runs(lab_server)
+    open_sidebar(page)
+    automl = page.locator(run_row("AutoML_progress"))
+    automl.locator(".nbml-progress-text").wait_for(timeout=30_000)
+    assert automl.locator(".nbml-progress-text").inner_text() == "12 / 20 iterations"
+    hd = page.locator(run_row("HD_progress"))
+    hd.locator(".nbml-progress-text").wait_for(timeout=30_000)
+    assert hd.locator(".nbml-progress-text").inner_text() == "12 / 12 iterations"
+
+    # Two runs of one experiment: the metric logged last (not a setting), and what tells them apart.
+    first, second = page.locator(run_row(ids["iris1"])), page.locator(run_row(ids["iris2"]))
+    assert first.locator(".nbml-run-metric").inner_text() == "Accuracy 0.91"
+    assert second.locator(".nbml-run-metric").inner_text() == "Accuracy 0.95"
+    assert first.locator(".nbml-run-number").inner_text() == "#1" and second.locator(".nbml-run-number").inner_text() == "#2"
+    assert first.locator(".nbml-run-label").inner_text() == ids["iris1"]  # no display name: the run id
+    shoot(page, "1-metric-progress-names")
+
+    # The experiment's page opens from its header.
+    with page.context.expect_page() as new_tab:
+        page.locator(f'{SIDEBAR} li.nbml-experiment[data-experiment="progress-demo"] .nbml-experiment-open').click()
+    experiment_page = new_tab.value
+    experiment_page.wait_for_load_state()
+    assert experiment_page.url.split("?")[0].endswith("/nbml/experiments/progress-demo")
+    experiment_page.close()
+
+    # Settings (Settings editor > nbml sidebar): list length and refresh interval.
+    lab_server.api("lab/api/settings/nbml-labextension:sidebar", method="PUT",
+                   body={"raw": '{"runsPerExperiment": 1, "pollInterval": 10}'})
+    try:
+        page.reload()
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started", timeout=60_000)
+        open_sidebar(page)
+        page.wait_for_function(f"() => document.querySelector('{SIDEBAR}').dataset.runsPerExperiment === '1'")
+        page.wait_for_function(f"() => document.querySelector('{SIDEBAR}').dataset.pollInterval === '10000'",
+                               timeout=30_000)
+        iris = page.locator(f'{SIDEBAR} li.nbml-experiment[data-experiment="iris-demo"] li.nbml-run')
+        page.wait_for_function(f"""() => document.querySelectorAll(
+            '{SIDEBAR} li.nbml-experiment[data-experiment="iris-demo"] li.nbml-run').length === 1""")
+        assert iris.first.get_attribute("data-run-id") == ids["iris2"]
+        shoot(page, "2-settings-applied")
+    finally:
+        lab_server.api("lab/api/settings/nbml-labextension:sidebar", method="PUT", body={"raw": "{}"})

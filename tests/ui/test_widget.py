@@ -66,7 +66,9 @@ feeder = subprocess.Popen([sys.executable, {str(SIMULATE)!r}, {str(ws)!r}, 'Auto
 remote_run = Run.get(ws, 'AutoML_ui')
 RunDetails(remote_run).show()
 """]
-    busy = "import time\nt = time.time()\nwhile time.time() - t < 12:\n    sum(i * i for i in range(10_000))\nprint('done')"
+    # A cell that blocks the kernel's event loop the way users do: waiting for the run (the widget is patched
+    # on that loop's thread, and wait_for_completion keeps patching it meanwhile).
+    busy = "try:\n    remote_run.wait_for_completion(timeout_seconds=12)\nexcept TimeoutError:\n    pass\nprint('done')"
     nb = nbformat.v4.new_notebook(
         cells=[nbformat.v4.new_code_cell(c) for c in [*cells, busy]],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
@@ -91,7 +93,7 @@ def test_live_automl_widget_rows_dropdown_and_iteration_logs(lab_server: LabServ
     rows = page.locator(".nbml-iter-table tr.nbml-row")
     status = page.locator(".nbml-parent-view .nbml-header .nbml-status")
 
-    # Rows appear and grow while the run is active (and while the next cell keeps the kernel busy).
+    # Rows appear and grow while the run is active (and while the next cell blocks the kernel's loop).
     rows.first.wait_for(timeout=180_000)
     first = page.locator(".nbml-pager .nbml-page").inner_text()
     deadline = time.monotonic() + 30
@@ -119,11 +121,32 @@ def test_live_automl_widget_rows_dropdown_and_iteration_logs(lab_server: LabServ
     assert legend == ["accuracy", "Best so far"], legend
     page.screenshot(path=str(SHOTS / "widget-02-metric-dropdown.png"), full_page=True)
 
-    # Clicking a row opens that iteration's details and logs in place; log markup shows as text.
+    # The dropdown also renames and refills the table's score columns.
+    headers = page.locator(".nbml-iter-table th").all_inner_texts()
+    assert "accuracy (iteration)" in headers and "accuracy (best)" in headers, headers
+    page.locator(".nbml-metric-choice select").select_option("AUC_weighted")
+    page.wait_for_function("() => [...document.querySelectorAll('.nbml-iter-table th')]"
+                           ".some(th => th.textContent === 'AUC_weighted (iteration)')", timeout=15_000)
+
+    # No value breaks over two lines: every summary value and table cell is one line high.
+    heights = page.evaluate("""() => [...document.querySelectorAll(
+        '.nbml-parent-view .nbml-prop-value, .nbml-iter-table td')].map(e => e.getBoundingClientRect().height)""")
+    assert heights and max(heights) < 2 * min(h for h in heights if h > 0), heights
+    assert "Arguments" not in page.locator(".nbml-parent-view .nbml-props").first.inner_text()
+
+    # Clicking a row opens that iteration's details beside the table, in view; log markup shows as text.
+    page.set_viewport_size({"width": 1400, "height": 900})
     rows.nth(2).click()
     detail = page.locator(".nbml-iteration-detail")
     log = detail.locator(".nbml-log-panel pre")
     log.wait_for(timeout=30_000)
+    detail.locator(".nbml-run-id").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)  # the reveal runs once the details are drawn
+    box = detail.bounding_box()
+    assert box is not None and box["y"] < 900 and box["y"] + min(box["height"], 200) > 0, box  # in view
+    page.screenshot(path=str(SHOTS / "widget-03a-details-in-view.png"))
+    # Not asserted here yet: the iteration's charts in the browser (tests/widgets asserts them in the kernel);
+    # on the live AutoML run they did not appear within 150 s and the cause is not found yet.
     row_id = rows.nth(2).get_attribute("data-run-id")
     assert row_id and row_id in detail.locator(".nbml-run-id").first.inner_text()
     if REAL_AUTOML:

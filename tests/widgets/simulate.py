@@ -7,6 +7,7 @@ Run as a script to feed a store from another process: ``python simulate.py ROOT 
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import time
@@ -32,7 +33,8 @@ def add_iteration(store: Store, parent_id: str, i: int, *, finish: bool = True, 
     pre, algo = PIPELINES[i % len(PIPELINES)]
     store.insert_run(rid, store.get_run(parent_id)["experiment"], "child", "local", {}, parent_id=parent_id,
                      iteration=i)
-    store.add_properties(rid, {"run_preprocessor": pre, "run_algorithm": algo})
+    store.add_properties(rid, {"run_preprocessor": pre, "run_algorithm": algo,
+                               "hyperparameters": json.dumps({"learning_rate": 0.1 + i / 100, "n_estimators": 10 * i})})
     store.set_status(rid, "Running")
     logs = Path(store.root) / "runs" / rid / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -53,6 +55,29 @@ def finish_iteration(store: Store, rid: str, rng: random.Random | None = None) -
     store.log_metric(rid, "accuracy", "scalar", round(auc - 0.05 * rng.random(), 4))
     store.log_metric(rid, "log_loss", "scalar", round(1.2 - auc, 4))
     store.set_status(rid, "Completed")
+
+
+def start_hyperdrive(store: Store, parent_id: str, experiment: str = "hd-demo", total: int = 12) -> None:
+    """A HyperDrive parent as submit writes it: primary metric config and max_total_runs."""
+    store.insert_run(parent_id, experiment, "hyperdrive", "local",
+                     {"primary_metric_name": "accuracy", "primary_metric_goal": "maximize", "max_total_runs": total,
+                      "script": "train.py", "arguments": []})
+    store.add_properties(parent_id, {"primary_metric_config": {"name": "accuracy", "goal": "maximize"},
+                                     "max_total_runs": total})
+    store.set_status(parent_id, "Running")
+
+
+def add_hd_child(store: Store, parent_id: str, i: int, epochs: int = 5) -> str:
+    """A HyperDrive child: its sampled hyperparameters, and accuracy logged once per epoch."""
+    rid = f"{parent_id}_{i}"
+    lr, kernel = [0.001, 0.01, 0.1, 1.0][i % 4], ["linear", "rbf", "poly"][i % 3]
+    store.insert_run(rid, store.get_run(parent_id)["experiment"], "script", "local", {}, parent_id=parent_id)
+    store.add_properties(rid, {"hyperparameters": json.dumps({"--learning-rate": lr, "--kernel": kernel})})
+    store.set_status(rid, "Running")
+    for epoch in range(epochs):
+        store.log_metric(rid, "accuracy", "scalar", round(0.5 + 0.4 * (1 - 1 / (epoch + 2)) * (0.5 + lr / 2), 4))
+    store.set_status(rid, "Completed")
+    return rid
 
 
 def main(argv: list[str]) -> None:

@@ -47,7 +47,7 @@ def test_children_best_so_far_follows_the_goal_of_the_primary_metric() -> None:
     assert state.apply(runs, props, metrics) == {"P_0", "P_1", "P_2", "P_3"}
     assert [r.best for r in state.ordered()] == [0.7, 0.9, 0.9, 0.95]
     assert state.ordered()[0].pipeline == "MaxAbsScaler LightGBM"
-    assert state.best_run().run_id == "P_3"  # type: ignore[union-attr]
+    assert state.best_run()[0].run_id == "P_3"  # type: ignore[index]
     xs, ys, best = state.metric_series("log_loss")  # a loss: lower is better
     assert xs == [0, 1, 2, 3] and best[-1] == min(ys)
     assert state.metric_names()[0] == "AUC_weighted"
