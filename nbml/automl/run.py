@@ -223,8 +223,6 @@ class AutoMLRun(Run):
                                            timeout_seconds=timeout_seconds)
 
     def _print_progress(self, out: TextIO, timeout_seconds: float | None = None, poll: float = 0.5) -> None:
-        from nbml.runs.follow import idle
-
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
         target = self._rec["compute_target"]
         out.write(f"Running on {'local machine' if target == 'local' else 'remote compute: ' + target}\n"
@@ -239,6 +237,8 @@ class AutoMLRun(Run):
 
     def _follow(self, out: TextIO, progress: Progress, printed: set[str], metric: str, best: float | None,
                 deadline: float | None, poll: float) -> None:
+        from nbml.runs.follow import idle
+
         while True:
             status = self.get_status()
             finished = [r for r in self._iterations(own_only=True) if r["status"] in TERMINAL and r["run_id"] not in printed]

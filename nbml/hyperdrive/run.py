@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from nbml._progress import Progress
+from nbml.runs.follow import idle
 from nbml.runs.kinds import register
 from nbml.runs.run import Run
 from nbml.runs.status import TERMINAL
@@ -90,7 +91,7 @@ class HyperDriveRun(Run):
                     progress.update(1)
                 if status in TERMINAL or (deadline is not None and time.monotonic() > deadline):
                     return
-                time.sleep(poll)
+                idle(poll)  # keeps a RunDetails widget of this kernel live while the cell waits
 
     def get_hyperparameters(self) -> dict[str, dict[str, Any]]:
         """{child run id: its hyperparameters}."""
