@@ -8,13 +8,14 @@ from typing import Any
 import psutil
 
 
-def wait_ranks(run: Any, count: int, state: str = "running", timeout: float = 90) -> dict[int, dict[str, Any]]:
-    """Poll the run's details until `count` ranks are in `state`; return the ranks' records."""
+def wait_ranks(run: Any, count: int, state: str | None = "running", timeout: float = 90) -> dict[int, dict[str, Any]]:
+    """Poll the run's details until `count` ranks are in `state` (None: in any state, i.e. started); return the
+    ranks' records."""
     deadline = time.monotonic() + timeout
     ranks: dict[int, dict[str, Any]] = {}
     while time.monotonic() < deadline:
         ranks = run.get_details()["distributed"]["ranks"]
-        if sum(1 for r in ranks.values() if r.get("state") == state) >= count:
+        if sum(1 for r in ranks.values() if state is None or r.get("state") == state) >= count:
             return ranks
         time.sleep(0.1)
     raise AssertionError(f"{run.id}: wanted {count} ranks {state}, have {ranks} (status {run.get_status()})")
