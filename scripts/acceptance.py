@@ -38,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -387,8 +388,18 @@ def list_notebooks(samples: Path, only: str | None = None) -> list[Path]:
     return [p for p in found if p in chosen or any(pre in str(p.relative_to(samples)) for pre in needed)]
 
 
+#: Two notebooks of one folder (datasets-tutorial, how-to-use-estimator) run at once with --jobs 2: one copying
+#: the folder must not read the other's notebook while it is being rewritten.
+_PREPARE = threading.Lock()
+
+
 def prepare(notebook: Path, samples: Path, work: Path) -> tuple[Path, list[str]]:
     """Copy the notebook's folder into `work` and apply the rules; returns (the copy, rules that fired)."""
+    with _PREPARE:
+        return _prepare(notebook, samples, work)
+
+
+def _prepare(notebook: Path, samples: Path, work: Path) -> tuple[Path, list[str]]:
     import nbformat
 
     rel = notebook.parent.relative_to(samples)
