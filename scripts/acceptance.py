@@ -404,16 +404,26 @@ def _prepare(notebook: Path, samples: Path, work: Path) -> tuple[Path, list[str]
 
     rel = notebook.parent.relative_to(samples)
     dest = work / rel
-    shutil.copytree(notebook.parent, dest, dirs_exist_ok=True)
+    main_copy = dest / notebook.name
+    copied: list[Path] = []
+
+    def copy(src: str, dst: str) -> str:
+        # A file a sibling notebook's run prepared already (its notebook, edited for it) stays as it is.
+        if Path(dst).exists() and Path(dst) != main_copy:
+            return dst
+        copied.append(Path(dst))
+        return str(shutil.copy2(src, dst))
+
+    shutil.copytree(notebook.parent, dest, dirs_exist_ok=True, copy_function=copy)
     fired: set[str] = set()
-    for path in dest.rglob("*"):
+    for path in copied:
         if path.suffix == ".py":
             new, names = apply_rules(path.read_text(), ("imports", "drift"))
             path.write_text(new)
             fired.update(names)
         elif path.suffix == ".ipynb":
             nb = nbformat.read(path, as_version=4)
-            main = path.name == notebook.name
+            main = path == main_copy
             for cell in nb.cells:
                 if cell.cell_type == "code":
                     cell.source, names = apply_rules(cell.source, None if main else ("imports", "drift"))
