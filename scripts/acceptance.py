@@ -39,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -524,22 +525,42 @@ def list_notebooks(samples: Path, only: str | None = None) -> list[Path]:
     return [p for p in found if p in chosen or any(pre in str(p.relative_to(samples)) for pre in needed)]
 
 
+#: Two notebooks of one folder (datasets-tutorial, how-to-use-estimator) run at once with --jobs 2: one copying
+#: the folder must not read the other's notebook while it is being rewritten.
+_PREPARE = threading.Lock()
+
+
 def prepare(notebook: Path, samples: Path, work: Path) -> tuple[Path, list[str]]:
     """Copy the notebook's folder into `work` and apply the rules; returns (the copy, rules that fired)."""
+    with _PREPARE:
+        return _prepare(notebook, samples, work)
+
+
+def _prepare(notebook: Path, samples: Path, work: Path) -> tuple[Path, list[str]]:
     import nbformat
 
     rel = notebook.parent.relative_to(samples)
     dest = work / rel
-    shutil.copytree(notebook.parent, dest, dirs_exist_ok=True)
+    main_copy = dest / notebook.name
+    copied: list[Path] = []
+
+    def copy(src: str, dst: str) -> str:
+        # A file a sibling notebook's run prepared already (its notebook, edited for it) stays as it is.
+        if Path(dst).exists() and Path(dst) != main_copy:
+            return dst
+        copied.append(Path(dst))
+        return str(shutil.copy2(src, dst))
+
+    shutil.copytree(notebook.parent, dest, dirs_exist_ok=True, copy_function=copy)
     fired: set[str] = set()
-    for path in dest.rglob("*"):
+    for path in copied:
         if path.suffix == ".py":
             new, names = apply_rules(path.read_text(), ("imports", "drift"))
             path.write_text(new)
             fired.update(names)
         elif path.suffix == ".ipynb":
             nb = nbformat.read(path, as_version=4)
-            main = path.name == notebook.name
+            main = path == main_copy
             for cell in nb.cells:
                 if cell.cell_type == "code":
                     cell.source, names = apply_rules(cell.source, None if main else ("imports", "drift"))

@@ -217,3 +217,17 @@ def test_an_unused_pkg_resources_import_is_dropped_but_a_used_one_stays(acceptan
     assert out == "from nbml.core import Run\n\ncd = 1\n" and "pkg-resources" in fired
     used = "import pkg_resources\nv = pkg_resources.get_distribution('x')\n"
     assert acceptance.apply_rules(used)[0] == used
+
+
+def test_preparing_a_sibling_notebook_keeps_the_first_ones_edits(acceptance, tmp_path):
+    import nbformat
+
+    folder = tmp_path / "samples" / "two"
+    folder.mkdir(parents=True)
+    for name in ("a.ipynb", "b.ipynb"):
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("AutoMLConfig(task='r')")]),
+                       folder / name)
+    first, _ = acceptance.prepare(folder / "a.ipynb", tmp_path / "samples", tmp_path / "work")
+    second, _ = acceptance.prepare(folder / "b.ipynb", tmp_path / "samples", tmp_path / "work")
+    for copy in (first, second):  # each keeps its own full edits (a runs while b is prepared)
+        assert "iterations=" in "".join(json.loads(copy.read_text())["cells"][0]["source"])
