@@ -165,8 +165,10 @@ class MetricsState:
             is_number(x) for x in v)}
 
 
-def properties_rows(run: Mapping[str, Any], metrics: MetricsState) -> list[tuple[str, str]]:
-    """The properties table: status, start time, duration, arguments, then each non-list metric.
+def properties_rows(run: Mapping[str, Any], metrics: MetricsState,
+                    properties: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
+    """The properties table: status, start time, duration, arguments, the job's own facts (distributed
+    layout, Spark application), then each non-list metric.
 
     Rows without a value are left out (a run not started yet has no start time; AutoML and HyperDrive
     parents have no script arguments).
@@ -180,6 +182,11 @@ def properties_rows(run: Mapping[str, Any], metrics: MetricsState) -> list[tuple
     distributed = _distributed_summary(run)
     if distributed:
         rows.append(("Distributed", distributed))
+    props = properties or {}
+    if props.get("spark_application_id"):
+        rows.append(("Spark application", str(props["spark_application_id"])))
+    if props.get("spark_ui_url"):
+        rows.append(("Spark UI", str(props["spark_ui_url"])))
     if run.get("error"):
         rows.append(("Error", str(run["error"])))
     for name, value in sorted(metrics.scalars().items()):

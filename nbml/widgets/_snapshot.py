@@ -72,7 +72,7 @@ def snapshot_html(view: RunView | ParentView) -> str:
         parts.append(_props(view.summary_rows()))
         parts.append(_iterations(view))
     else:
-        parts.append(_props(properties_rows(run, view.watcher.metrics)))
+        parts.append(_props(properties_rows(run, view.watcher.metrics, view.watcher.properties)))
         for name, values in sorted(view.watcher.metrics.series().items())[:6]:
             xs = list(range(len(values)))
             parts.append(svg_chart(name, xs, [float(v) for v in values]))

@@ -117,7 +117,7 @@ class RunView:
             return
         self.header.value = Header.from_run(run, base_url()).html()
         if ch.run or ch.metrics or run.get("status") not in ("Completed", "Failed", "Canceled"):
-            value = table_html(properties_rows(run, self.watcher.metrics))
+            value = table_html(properties_rows(run, self.watcher.metrics, self.watcher.properties))
             if value != self.props.value:
                 self.props.value = value
         if ch.metrics:

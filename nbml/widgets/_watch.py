@@ -112,6 +112,11 @@ class RunWatcher:
         if self.with_children:
             self._poll_primary_metric(ch)
             self._poll_children(ch)
+        elif ch.run or run["status"] not in TERMINAL:  # a job's own properties (a Spark application id) come late
+            props = self.store.get_properties(self.run_id)
+            if props != self.properties:
+                self.properties = props
+                ch.run = True
         self._poll_logs(ch)
         self._poll_outputs(ch)
         return ch

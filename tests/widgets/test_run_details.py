@@ -258,3 +258,21 @@ def _ws(store: Any) -> Any:
     from nbml import Workspace
 
     return Workspace(path=store.root)
+
+
+def test_a_spark_jobs_application_id_and_ui_appear_once_the_job_records_them(store: Any) -> None:
+    from nbml.widgets._model import properties_rows, table_html
+    from nbml.widgets._watch import RunWatcher
+
+    store.insert_run("spark_1", "spark-exp", "script", "myhdi", {"script": "iris.py", "arguments": []})
+    store.set_status("spark_1", "Running")
+    watcher = RunWatcher(store, "spark_1")
+    watcher.poll()
+    assert "Spark application" not in dict(properties_rows(watcher.run, watcher.metrics, watcher.properties))
+    # The driver records these once its SparkContext exists (nbml.compute._spark_main), after the run started.
+    store.add_properties("spark_1", {"spark_application_id": "local-1764500000000",
+                                     "spark_ui_url": "http://host:4040/<x>"})
+    assert watcher.poll().run
+    rows = dict(properties_rows(watcher.run, watcher.metrics, watcher.properties))
+    assert rows["Spark application"] == "local-1764500000000" and rows["Spark UI"] == "http://host:4040/<x>"
+    assert "&lt;x&gt;" in table_html(list(rows.items())) and "/<x>" not in table_html(list(rows.items()))
