@@ -71,6 +71,15 @@ class _Parent:
             await asyncio.sleep(0.05)
         return int(path.read_text())
 
+    async def until_ended(self, run_id: str, timeout: float = 60) -> dict[str, Finished[int]]:
+        """Drive the child loop (as a coordinator does: limits are enforced on each turn) until `run_id` ended."""
+        out: dict[str, Finished[int]] = {}
+        deadline = time.monotonic() + timeout
+        while run_id not in out:
+            assert time.monotonic() < deadline, f"{run_id} did not end"
+            out.update({f.run_id: f for f in await self.loop.wait(0.5)})
+        return out
+
     async def finish(self) -> dict[str, Finished[int]]:
         out = {f.run_id: f for f in await self.loop.drain()}
         return out
@@ -132,8 +141,8 @@ def test_a_killed_worker_fails_only_its_child_and_a_new_worker_takes_over(ws: Wo
             other = await p.until_running(b)
             assert victim != other
             os.kill(victim, signal.SIGKILL)  # the worker, not the child: it dies with its worker
-            ended = {f.run_id: f for f in await p.loop.wait(30)}
-            assert a in ended and ended[a].status == "Failed"
+            ended = await p.until_ended(a)
+            assert ended[a].status == "Failed"
             assert p.rec(b)["status"] == "Running"  # the other worker's child goes on
             c = p.launch(2, "ok")
             p.go.touch()
@@ -156,13 +165,13 @@ def test_a_timeout_or_a_cancel_stops_only_that_child(ws: Workspace) -> None:
             other = p.launch(1, "wait")
             slow_worker = await p.until_running(slow)
             await p.until_running(other)
-            ended = {f.run_id: f for f in await p.loop.wait(30)}
+            ended = await p.until_ended(slow)
             assert ended[slow].status == "Failed"
             assert p.rec(other)["status"] == "Running"
             cancelled = p.launch(2, "sleep")
             await p.until_running(cancelled)
             p.loop.cancel(cancelled)
-            ended.update({f.run_id: f for f in await p.loop.wait(30)})
+            ended.update(await p.until_ended(cancelled))
             assert ended[cancelled].status == "Canceled"
             assert p.rec(other)["status"] == "Running"
             after = p.launch(3, "ok")
