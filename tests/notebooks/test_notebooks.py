@@ -46,17 +46,18 @@ def nb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 # Appended to every executed notebook: waits until each RunDetails widget has seen its run end and stopped
-# polling, so the widget state nbclient saves is the final one (not whatever the widget's thread had sent
-# by the time the last cell happened to finish).
+# polling, so the widget state nbclient saves is the final one. The widgets update on the kernel's own loop,
+# which this cell blocks, so it pumps them the way wait_for_completion does.
 SETTLE_WIDGETS = """
-import gc, time
-from nbml.widgets.run_details import RunDetails
+import time
+from nbml.widgets import run_details as _rd
 _deadline = time.monotonic() + 120
 while True:
-    _busy = [d.run_id for d in gc.get_objects() if isinstance(d, RunDetails) and d.polling]
+    _busy = [d.run_id for d in list(_rd._LIVE) if d.polling]
     if not _busy:
         break
     assert time.monotonic() < _deadline, f"RunDetails still polling for {_busy}"
+    _rd.pump()
     time.sleep(0.05)
 """
 
