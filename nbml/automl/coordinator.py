@@ -221,9 +221,13 @@ class Coordinator:
         if status == COMPLETED and not ensemble and rec and rec.get("ended_at"):
             self.durations.append(float(rec["ended_at"]) - float(rec["created_at"]))
         self.results[n] = result
-        if score is not None and (self.best is None or is_better(score, self.best.score, self.metric)):
+        # Ties go to the earlier iteration, as in AutoMLRun.get_best_child, so the model explained is the one
+        # get_output() returns (a stack ensemble that falls back to the blend scores exactly as the blend).
+        if score is not None and (self.best is None or is_better(score, self.best.score, self.metric) or (
+                score == self.best.score and n < self.best.iteration)):
+            if self.best is None or is_better(score, self.best.score, self.metric):
+                self.since_improvement = 0  # only a better score counts for early stopping, not a tie
             self.best = result
-            self.since_improvement = 0
             if not replay:
                 self.store.add_properties(self.parent, {"best_child_run_id": run_id, "best_score": str(score)})
                 self.store.log_metric(self.parent, self.metric, "scalar", score, None)  # the best so far
