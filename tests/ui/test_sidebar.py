@@ -46,8 +46,9 @@ def run_row(run_id: str, status: str | None = None) -> str:
 def open_sidebar(page: Any) -> None:
     """Click the sidebar's tab in the left bar (unless JupyterLab restored it open)."""
     page.wait_for_selector('li.lm-TabBar-tab[data-id="nbml-sidebar"]')
-    if not page.locator(SIDEBAR).is_visible():
-        page.click('li.lm-TabBar-tab[data-id="nbml-sidebar"]')
+    # activateById is idempotent; a click on the tab would close the panel again if JupyterLab's layout
+    # restorer opened it between a visibility check and the click (after a reload).
+    page.evaluate("() => window.jupyterapp.shell.activateById('nbml-sidebar')")
     page.wait_for_selector(f"{SIDEBAR} .nbml-compute", state="visible")
 
 
