@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from nbml._aio import run_sync
 from nbml.compute import _ssh_secrets as secrets
 from nbml.compute.spark import check_master
-from nbml.compute.ssh_target import RemoteAttachConfiguration, RemoteCompute
+from nbml.compute.ssh_target import RemoteAttachConfiguration, RemoteCompute, check_options
 from nbml.compute.targets import ComputeTarget
 from nbml.errors import ComputeTargetException
 
@@ -93,11 +93,8 @@ class HDInsightCompute(RemoteCompute):
             ``spark_conf`` (Spark properties for every run, a dict). Any `RemoteCompute` option too
             (``trust_host_key``, ``known_hosts``, ``python``, ``run_root``...).
         """
-        fields = {f.name for f in dataclasses.fields(SparkAttachConfiguration)} - {"kind"}
-        unknown = sorted(set(options) - fields)
-        if unknown:
-            raise ComputeTargetException(f"Unknown HDInsightCompute option(s) {', '.join(unknown)}; known: "
-                                         f"{', '.join(sorted(fields - {'address', 'ssh_port', 'username'}))}.")
+        check_options(SparkAttachConfiguration, "HDInsightCompute", options,
+                      hide=frozenset({"address", "ssh_port", "username"}))
         return SparkAttachConfiguration(address=address, ssh_port=ssh_port, username=username, password=password,
                                         private_key_file=private_key_file,
                                         private_key_passphrase=private_key_passphrase, **options)

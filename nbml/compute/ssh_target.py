@@ -178,6 +178,17 @@ async def _trust(settings: SshSettings, trust: bool | str) -> str | None:
     return line
 
 
+
+def check_options(config_class: type, label: str, options: dict[str, Any], hide: frozenset[str] = frozenset()) -> None:
+    """Refuse attach options that `config_class` (a dataclass) has no field for, listing the known ones
+    (less `hide`: fields the call names as parameters anyway)."""
+    fields = {f.name for f in dataclasses.fields(config_class)} - {"kind"}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ComputeTargetException(f"Unknown {label} option(s) {', '.join(unknown)}; known: "
+                                     f"{', '.join(sorted(fields - hide))}.")
+
+
 class RemoteCompute(ComputeTarget):
     """A machine reached over SSH (``RemoteCompute.attach``); runs go to ``/tmp/nbml_run/<run_id>/`` there."""
 
@@ -205,11 +216,7 @@ class RemoteCompute(ComputeTarget):
             ``run_root`` (/tmp/nbml_run: job folders), ``keep_job_dirs`` (False: a job folder is removed once its
             outputs are back), ``copy_files`` (False: snapshot files are hard-linked from the host's cache).
         """
-        fields = {f.name for f in dataclasses.fields(RemoteAttachConfiguration)} - {"kind"}
-        unknown = sorted(set(options) - fields)
-        if unknown:
-            raise ComputeTargetException(f"Unknown RemoteCompute option(s) {', '.join(unknown)}; known: "
-                                         f"{', '.join(sorted(fields))}.")
+        check_options(RemoteAttachConfiguration, "RemoteCompute", options)
         return RemoteAttachConfiguration(address=address, ssh_port=ssh_port, username=username, password=password,
                                          private_key_file=private_key_file,
                                          private_key_passphrase=private_key_passphrase, **options)
