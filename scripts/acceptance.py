@@ -199,6 +199,9 @@ RULES: list[Rule] = [
          "`.sort_index(axis=1)`", _sub(r"\.sort_index\((\d)\)", r".sort_index(axis=\1)")),
     Rule("pkg-resources", "drift", "`import pkg_resources` that the cell never uses (setuptools removed the module "
          "in 2025) -> dropped", _drop_unused_pkg_resources),
+    Rule("pandas-ml", "drift", "`from pandas_ml import ConfusionMatrix` (pandas_ml 0.6.1 no longer imports: scikit-learn "
+         f"0.23 removed a function it imports) -> `from {SUBSTITUTE_MODULE} import ConfusionMatrix`, a stand-in on "
+         "pandas.crosstab with the same print and plot (LIBRARY_STANDINS)", lambda src: _replace_standins(src)),
     Rule("pandas-colwidth", "drift", "`pd.set_option('display.max_colwidth', -1)` (an error in pandas 2) -> None",
          _sub(r"""(['"]display\.max_colwidth['"]\s*,\s*)-1""", r"\1None")),
 ]
@@ -399,6 +402,43 @@ class NoaaIsdWeather:
 '''
 OPEN_DATASETS: dict[str, str] = {"NoaaIsdWeather": NOAA_ISD_WEATHER}
 
+#: Classes of 2019 libraries that no longer import with today's scikit-learn (drift): stand-ins written into
+#: SUBSTITUTE_MODULE like OPEN_DATASETS; key: (module the notebook imports from, class name).
+PANDAS_ML_CONFUSION_MATRIX = '''
+class ConfusionMatrix:
+    """Stand-in for pandas_ml.ConfusionMatrix (pandas_ml 0.6.1 fails to import with scikit-learn >= 0.23): the
+    counts of actual (rows) against predicted (columns) labels, printed as a table and plotted as a heat map."""
+
+    def __init__(self, y_true, y_pred, labels=None):
+        import numpy as np
+        import pandas as pd
+
+        actual = pd.Series(np.asarray(y_true), name="Actual")
+        predicted = pd.Series(np.asarray(y_pred), name="Predicted")
+        labels = sorted(set(actual) | set(predicted)) if labels is None else list(labels)
+        self._df = pd.crosstab(actual, predicted).reindex(index=labels, columns=labels, fill_value=0)
+
+    def to_dataframe(self):
+        return self._df.copy()
+
+    def __str__(self):
+        return self._df.to_string()
+
+    __repr__ = __str__
+
+    def plot(self, ax=None):
+        import matplotlib.pyplot as plt
+
+        ax = ax or plt.gca()
+        ax.imshow(self._df.to_numpy(), cmap="Blues")
+        ax.set_xticks(range(len(self._df.columns)), [str(c) for c in self._df.columns], rotation=45)
+        ax.set_yticks(range(len(self._df.index)), [str(i) for i in self._df.index])
+        ax.set_xlabel("Predicted")
+        ax.set_ylabel("Actual")
+        return ax
+'''
+LIBRARY_STANDINS: dict[tuple[str, str], str] = {("pandas_ml", "ConfusionMatrix"): PANDAS_ML_CONFUSION_MATRIX}
+
 #: Values a notebook tells the reader to replace with one an earlier cell printed -> the one this workspace
 #: has. exploring-previous-runs names 'automl-local-classification', the classification sample's experiment
 #: in its earlier versions; the sample here calls it 'automl-classification' (and runs first: PREREQUISITES).
@@ -412,6 +452,15 @@ def _replace_open_datasets(src: str) -> str:
             else m.group(0)
 
     return re.sub(r"^(\s*)from (?:azureml|nbml)\.opendatasets import ([\w, ]+)$", repl, src, flags=re.M)
+
+
+def _replace_standins(src: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        names = [n.strip() for n in m.group(3).split(",")]
+        return f"{m.group(1)}from {SUBSTITUTE_MODULE} import {m.group(3)}" \
+            if all((m.group(2), n) in LIBRARY_STANDINS for n in names) else m.group(0)
+
+    return re.sub(r"^(\s*)from (\w+) import ([\w, ]+)$", repl, src, flags=re.M)
 
 
 def _fill_placeholders(src: str) -> str:
@@ -433,11 +482,13 @@ def write_substitutes(folder: Path, sources: list[str]) -> list[str]:
         write(folder / SUBSTITUTE_DIR / name)
     classes = [name for name in OPEN_DATASETS
                if any(re.search(rf"opendatasets import [\w, ]*\b{name}\b", s) for s in sources)]
-    if classes:
-        body = "\n".join(OPEN_DATASETS[name] for name in classes)
+    standins = [key for key in LIBRARY_STANDINS
+                if any(re.search(rf"\bfrom {key[0]} import [\w, ]*\b{key[1]}\b", s) for s in sources)]
+    if classes or standins:
+        body = "\n".join([OPEN_DATASETS[name] for name in classes] + [LIBRARY_STANDINS[k] for k in standins])
         (folder / f"{SUBSTITUTE_MODULE}.py").write_text(
-            f'"""Stand-ins for Azure Open Datasets, written by nbml\'s acceptance run."""\n{body}')
-    return used + classes
+            f'"""Stand-ins for Azure Open Datasets and 2019 libraries, written by nbml\'s acceptance run."""\n{body}')
+    return used + classes + [f"{m}.{n}" for m, n in standins]
 
 
 def apply_rules(src: str, categories: tuple[str, ...] | None = None) -> tuple[str, list[str]]:
@@ -478,6 +529,7 @@ def describe() -> str:
     lines += ["", "Data substitutes:"] + [f"- {url} -> {SUBSTITUTE_DIR}/{name}" for url, (name, _w) in SUBSTITUTES.items()]
     lines += [f"- {url} -> a loopback server's /{name}" for url, (name, _w) in FETCHED.items()]
     lines += [f"- azureml.opendatasets.{name} -> {SUBSTITUTE_MODULE}.{name} (generated)" for name in OPEN_DATASETS]
+    lines += [f"- {m}.{n} -> {SUBSTITUTE_MODULE}.{n} (stand-in)" for m, n in LIBRARY_STANDINS]
     lines += [f"- placeholder {old} -> {new}" for old, new in PLACEHOLDERS.items()]
     return "\n".join(lines)
 

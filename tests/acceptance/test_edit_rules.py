@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import runpy
+from types import SimpleNamespace
 
 import pandas as pd
 
@@ -231,3 +233,18 @@ def test_preparing_a_sibling_notebook_keeps_the_first_ones_edits(acceptance, tmp
     second, _ = acceptance.prepare(folder / "b.ipynb", tmp_path / "samples", tmp_path / "work")
     for copy in (first, second):  # each keeps its own full edits (a runs while b is prepared)
         assert "iterations=" in "".join(json.loads(copy.read_text())["cells"][0]["source"])
+
+
+def test_pandas_ml_confusion_matrix_gets_a_stand_in_that_prints_the_counts(acceptance, tmp_path):
+    cell = "from pandas_ml import ConfusionMatrix\ncm = ConfusionMatrix(y_test['Primary Type'], ypred)\nprint(cm)\n"
+    out, fired = acceptance.apply_rules(cell)
+    assert out.startswith(f"from {acceptance.SUBSTITUTE_MODULE} import ConfusionMatrix\n") and "pandas-ml" in fired
+    assert acceptance.apply_rules("from pandas_ml import something_else\n")[0] == "from pandas_ml import something_else\n"
+    notebook_json = json.dumps({"cells": [{"cell_type": "code", "source": cell.splitlines(True)}]}, indent=1)
+    assert "pandas_ml.ConfusionMatrix" in acceptance.write_substitutes(tmp_path, [notebook_json])
+    module = runpy.run_path(str(tmp_path / f"{acceptance.SUBSTITUTE_MODULE}.py"))  # not the module another test imported
+    module = SimpleNamespace(**module)
+    cm = module.ConfusionMatrix(pd.Series(["a", "b", "b", "c"]), ["a", "b", "c", "c"])
+    table = cm.to_dataframe()
+    assert table.loc["b", "b"] == 1 and table.loc["b", "c"] == 1 and table.loc["c", "c"] == 1 and table.to_numpy().sum() == 4
+    assert "Predicted" in str(cm) and "Actual" in str(cm)
