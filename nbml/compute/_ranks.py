@@ -389,6 +389,7 @@ def launch(job_dir: Path) -> int:
 # -- one MPI rank: started by mpirun, keeps its log and status, runs the script ---------------------------
 
 def mpi_rank(job_dir: Path) -> int:
+    _die_with_parent()  # with its Open MPI daemon (a node lost mid-run takes its ranks along)
     spec = json.loads((job_dir / SPEC_FILE).read_text())
     rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
     local = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", "0"))
