@@ -138,7 +138,8 @@ async def start(backend: DaskBackend, job: JobSpec, python: str, job_dir: str,
         with contextlib.suppress(Exception):
             await client.run_on_scheduler(_give_gang_lock, owner=owner, name=backend.name)
     return JobHandle(target=backend.name, job_dir=job_dir,
-                     data={"key": placed[0]["key"], "nodes": placed, "submitted": time.time()})
+                     data={"key": placed[0]["key"], "nodes": placed, "submitted": time.time(),
+                           **({"mpi": True} if mpi is not None else {})})
 
 
 def _mpi_settings(job: JobSpec) -> dict[str, Any] | None:
@@ -208,6 +209,8 @@ async def poll(backend: DaskBackend, handle: JobHandle) -> JobState:
         if lost:
             return JobState("lost", reason=reason)
         code = ends[node][0] if ends[node] else 1  # type: ignore[index]
+        if handle.data.get("mpi") and node == 0:  # mpirun on node 0 reports every node's ranks: its error says
+            return JobState("exited", exit_code=code)
         return JobState("exited", exit_code=code, reason=f"(node {node} of {len(placed)} failed first)")
     if all(e is not None for e in ends):
         return JobState("exited", exit_code=0)
