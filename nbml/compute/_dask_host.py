@@ -67,8 +67,6 @@ async def serve(state_dir: Path) -> None:
         dashboard = True
     except ImportError:
         dashboard = False
-    # Always an address: with None, distributed still serves its HTTP routes on the fixed port 8787 (on every
-    # interface), so a second cluster, or anything else wanting that port, would collide with this one.
     if spec.get("ssh"):  # the user's SSH hosts, one worker each: a fixed size, no adaptive scaling
         from nbml.compute._dask_ssh import start_cluster
 
@@ -107,6 +105,8 @@ async def serve(state_dir: Path) -> None:
 async def _local_cluster(spec: dict[str, Any], state_dir: Path) -> Any:
     from distributed import LocalCluster
 
+    # Always an address: with None, distributed still serves its HTTP routes on the fixed port 8787 (on every
+    # interface), so a second cluster, or anything else wanting that port, would collide with this one.
     return await LocalCluster(
         n_workers=int(spec.get("min_nodes", 0)), threads_per_worker=int(spec.get("threads_per_node", 1)),
         processes=True, host="127.0.0.1", scheduler_port=0, dashboard_address="127.0.0.1:0",
