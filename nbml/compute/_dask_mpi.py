@@ -259,7 +259,7 @@ def agent(args: list[str]) -> int:
         _die_with_parent()
         os.execv("/bin/sh", ["/bin/sh", "-c", command])
     node = int(match.group(1))  # type: ignore[union-attr]
-    _die_with_parent()
+    _prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG: mpirun gone -> TERM, which asks the node to stop it
     channel = Path(node_dir(os.environ["NBML_JOB_DIR"], node)) / CHANNEL
     channel.mkdir(parents=True, exist_ok=True)
     rid = uuid.uuid4().hex[:12]
