@@ -16,7 +16,7 @@ from nbml._proc import pid_alive
 from nbml.compute._dask_host import LOG, SPEC, STATE, STOP, read_json, write_json
 from nbml.errors import ComputeTargetException
 
-SPEC_KEYS = ("min_nodes", "max_nodes", "idle_seconds_before_scaledown", "threads_per_node", "memory_limit")
+SPEC_KEYS = ("min_nodes", "max_nodes", "idle_seconds_before_scaledown", "threads_per_node", "memory_limit", "ssh")
 
 
 def state_dir(workspace_root: Path, name: str) -> Path:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from nbml.compute import _jobwrap
+from nbml.compute import _dask_mpi, _jobwrap
+from nbml.compute._dask_mpi import node_dir
 from nbml.compute._dask_task import LOST_FILE, run_dask_job
 from nbml.compute.base import JobHandle, JobSpec, JobState, job_argv
 from nbml.errors import ComputeTargetException
@@ -32,11 +33,6 @@ if TYPE_CHECKING:
 
 #: How long the gang waits for every pinned task to start before giving the nodes back and failing.
 START_TIMEOUT_S = 120.0
-
-
-def node_dir(job_dir: str, node: int) -> str:
-    """Where node `node`'s task keeps its wrapper state (node 0: the job folder itself)."""
-    return job_dir if node == 0 else f"{job_dir}/.nbml/nodes/{node}"
 
 
 def _free_port() -> int:
@@ -110,12 +106,20 @@ async def start(backend: DaskBackend, job: JobSpec, python: str, job_dir: str,
         ports = await client.run(_free_port, workers=[workers[0]])
         common = {"NBML_MASTER_ADDR": hosts[0], "NBML_MASTER_PORT": str(ports[workers[0]]),
                   "NBML_NODE_HOSTS": ",".join(hosts)}
+        mpi = _mpi_settings(job)
+        if mpi is not None:
+            common.update(await _mpi_environ(client, workers, hosts, python, mpi))
         key = f"nbml-job-{Path(job_dir).name}-{int(time.time() * 1000) % 10**8}"
         placed = []
         for i, address in enumerate(workers):
             folder = node_dir(job_dir, i)
             Path(folder).mkdir(parents=True, exist_ok=True)
-            argv = job_argv(job, job_dir) + ([] if i == 0 else ["--job-dir", job_dir])
+            if i == 0:
+                argv = job_argv(job, job_dir)
+            elif mpi is not None:  # mpirun on node 0 starts Open MPI's daemon here through this task
+                argv = ["-m", "nbml.compute._dask_mpi", "serve", str(i)]
+            else:
+                argv = [*job_argv(job, job_dir), "--job-dir", job_dir]
             future = client.submit(run_dask_job, folder, python, argv,
                                    {**environ, **common, "NBML_NODE_RANK": str(i)}, key=f"{key}-n{i}",
                                    workers=[address], allow_other_workers=False, pure=False)
@@ -134,7 +138,39 @@ async def start(backend: DaskBackend, job: JobSpec, python: str, job_dir: str,
         with contextlib.suppress(Exception):
             await client.run_on_scheduler(_give_gang_lock, owner=owner, name=backend.name)
     return JobHandle(target=backend.name, job_dir=job_dir,
-                     data={"key": placed[0]["key"], "nodes": placed, "submitted": time.time()})
+                     data={"key": placed[0]["key"], "nodes": placed, "submitted": time.time(),
+                           **({"mpi": True} if mpi is not None else {})})
+
+
+def _mpi_settings(job: JobSpec) -> dict[str, Any] | None:
+    """The job's distributed settings when it is an MPI job (from the rank launcher's staged spec)."""
+    import json
+
+    from nbml.compute._ranks import SPEC_FILE
+
+    raw = job.extra_files.get(SPEC_FILE)
+    if raw is None:
+        return None
+    distributed = json.loads(raw)["distributed"]
+    return distributed if distributed.get("backend") == "mpi" else None  # type: ignore[no-any-return]
+
+
+async def _mpi_environ(client: Any, workers: list[str], hosts: list[str], python: str,
+                       distributed: dict[str, Any]) -> dict[str, str]:
+    """Check that every chosen worker has Open MPI, and return the nodes' MPI settings (see _dask_mpi)."""
+    found = await client.run(_dask_mpi.probe, workers=workers)
+    for i, address in enumerate(workers):
+        info = found.get(address) or {}
+        missing = [tool for tool in (("mpirun", "orted") if i == 0 else ("orted",)) if not info.get(tool)]
+        if missing:
+            raise ComputeTargetException(
+                f"This MPI job needs Open MPI on every node, and node {i} (Dask worker {address}, host "
+                f"{info.get('host', hosts[i])}) has no {' or '.join(f'`{t}`' for t in missing)} on its PATH. Install "
+                "Open MPI on every worker (Debian: apt-get install openmpi-bin), or use PyTorchConfiguration, "
+                "which needs no MPI.")
+    loopback = all(h == "localhost" or h.startswith("127.") or h == "::1" for h in hosts)
+    interpreter = python or str(found[workers[0]]["python"])
+    return _dask_mpi.mpi_environ(len(workers), int(distributed["process_count_per_node"]), interpreter, loopback)
 
 
 async def poll(backend: DaskBackend, handle: JobHandle) -> JobState:
@@ -173,6 +209,8 @@ async def poll(backend: DaskBackend, handle: JobHandle) -> JobState:
         if lost:
             return JobState("lost", reason=reason)
         code = ends[node][0] if ends[node] else 1  # type: ignore[index]
+        if handle.data.get("mpi") and node == 0:  # mpirun on node 0 reports every node's ranks: its error says
+            return JobState("exited", exit_code=code)
         return JobState("exited", exit_code=code, reason=f"(node {node} of {len(placed)} failed first)")
     if all(e is not None for e in ends):
         return JobState("exited", exit_code=0)

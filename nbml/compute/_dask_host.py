@@ -52,7 +52,6 @@ def _adapt(cluster: Any, spec: dict[str, Any]) -> Any:
 
 async def serve(state_dir: Path) -> None:
     import dask
-    from distributed import LocalCluster
 
     # Jobs are long: a task of unknown duration asks for a worker of its own (bounded by max_nodes).
     dask.config.set({"distributed.scheduler.unknown-task-duration": "1h",
@@ -68,15 +67,13 @@ async def serve(state_dir: Path) -> None:
         dashboard = True
     except ImportError:
         dashboard = False
-    # Always an address: with None, distributed still serves its HTTP routes on the fixed port 8787 (on every
-    # interface), so a second cluster, or anything else wanting that port, would collide with this one.
-    cluster = await LocalCluster(
-        n_workers=int(spec.get("min_nodes", 0)), threads_per_worker=int(spec.get("threads_per_node", 1)),
-        processes=True, host="127.0.0.1", scheduler_port=0, dashboard_address="127.0.0.1:0",
-        memory_limit=spec.get("memory_limit") or "auto", asynchronous=True, silence_logs=logging.WARNING,
-        local_directory=str(state_dir / "dask-worker-space"),
-    )
-    _adapt(cluster, spec)
+    if spec.get("ssh"):  # the user's SSH hosts, one worker each: a fixed size, no adaptive scaling
+        from nbml.compute._dask_ssh import start_cluster
+
+        cluster = await start_cluster(spec)
+    else:
+        cluster = await _local_cluster(spec, state_dir)
+        _adapt(cluster, spec)
     spec_mtime = (state_dir / SPEC).stat().st_mtime if (state_dir / SPEC).exists() else 0.0
     started = time.time()
     try:
@@ -88,7 +85,8 @@ async def serve(state_dir: Path) -> None:
             if mtime != spec_mtime:
                 spec_mtime = mtime
                 spec = read_json(state_dir / SPEC) or spec
-                _adapt(cluster, spec)
+                if not spec.get("ssh"):
+                    _adapt(cluster, spec)
             write_json(state_dir / STATE, {
                 "pid": os.getpid(), "address": cluster.scheduler_address, "dashboard": cluster.dashboard_link
                 if dashboard else None, "started": started, "heartbeat": time.time(),
@@ -102,6 +100,19 @@ async def serve(state_dir: Path) -> None:
         await cluster.close()  # type: ignore[misc]
         (state_dir / STATE).unlink(missing_ok=True)
         (state_dir / STOP).unlink(missing_ok=True)
+
+
+async def _local_cluster(spec: dict[str, Any], state_dir: Path) -> Any:
+    from distributed import LocalCluster
+
+    # Always an address: with None, distributed still serves its HTTP routes on the fixed port 8787 (on every
+    # interface), so a second cluster, or anything else wanting that port, would collide with this one.
+    return await LocalCluster(
+        n_workers=int(spec.get("min_nodes", 0)), threads_per_worker=int(spec.get("threads_per_node", 1)),
+        processes=True, host="127.0.0.1", scheduler_port=0, dashboard_address="127.0.0.1:0",
+        memory_limit=spec.get("memory_limit") or "auto", asynchronous=True, silence_logs=logging.WARNING,
+        local_directory=str(state_dir / "dask-worker-space"),
+    )
 
 
 def main(args: list[str]) -> int:

@@ -26,6 +26,7 @@ A multi-node job (Dask) runs one launcher per node with ``NBML_NODE_RANK``, ``NB
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -389,6 +390,7 @@ def launch(job_dir: Path) -> int:
 # -- one MPI rank: started by mpirun, keeps its log and status, runs the script ---------------------------
 
 def mpi_rank(job_dir: Path) -> int:
+    _die_with_parent()  # with its Open MPI daemon (a node lost mid-run takes its ranks along)
     spec = json.loads((job_dir / SPEC_FILE).read_text())
     rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
     local = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", "0"))
@@ -398,7 +400,11 @@ def mpi_rank(job_dir: Path) -> int:
                NBML_WORLD_SIZE=os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))
     log = open(job_dir / rank_log(rank), "ab", buffering=0)  # noqa: SIM115
     try:
-        proc = subprocess.Popen([sys.executable, *_argv(spec, job_dir)], cwd=job_dir, stdout=log, stderr=subprocess.STDOUT,
+        argv = _argv(spec, job_dir)
+        if argv and not argv[0].startswith("-") and importlib.util.find_spec("mpi4py") is not None:
+            # An uncaught exception then aborts every rank (MPI_Abort) instead of leaving them in MPI_Finalize.
+            argv = ["-m", "mpi4py", *argv]
+        proc = subprocess.Popen([sys.executable, *argv], cwd=job_dir, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent)
     finally:
         log.close()
@@ -414,7 +420,7 @@ def mpi_rank(job_dir: Path) -> int:
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
     code = proc.wait()
-    if stopped:
+    if stopped and code <= 0:  # killed by the stop; a rank that exited with an error of its own failed
         append_status(job_dir, rank=rank, node=node, state="stopped", exit_code=code, reason="stopped by mpirun")
     else:
         append_status(job_dir, rank=rank, node=node, state="completed" if code == 0 else "failed", exit_code=code)

@@ -28,6 +28,8 @@ class AmlComputeProvisioningConfiguration:
     threads_per_node: int = 1
     memory_limit: str | None = None
     shared_dir: str | None = None
+    #: A cluster of the user's SSH hosts: {"hosts": [...], "private_key_file", "known_hosts", "python"}.
+    ssh: dict[str, Any] | None = None
     kind: str = dataclasses.field(default="dask", init=False)
 
     def validate(self, workspace: Workspace, name: str) -> dict[str, Any]:
@@ -35,6 +37,15 @@ class AmlComputeProvisioningConfiguration:
         _check_sizes(self.min_nodes, self.max_nodes, self.idle_seconds_before_scaledown)
         if self.threads_per_node < 1:
             raise ComputeTargetException(f"threads_per_node must be at least 1, not {self.threads_per_node}.")
+        if self.ssh and self.scheduler_address:
+            raise ComputeTargetException(
+                "Give either ssh_hosts (nbml starts Dask on your hosts) or scheduler_address (a Dask cluster that "
+                "already runs), not both.")
+        if self.ssh:
+            from nbml.compute import _dask_ssh
+
+            _dask_ssh.check_hosts(name, self.ssh["hosts"], self.ssh.get("private_key_file"),
+                                  self.ssh["known_hosts"], self.ssh["python"])
         if self.scheduler_address:
             _check_scheduler(self.scheduler_address)
         config = {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k != "kind"}
@@ -98,6 +109,9 @@ class AmlCompute(ComputeTarget):
                                    max_nodes: int = 4, idle_seconds_before_scaledown: int = 120,
                                    scheduler_address: str | None = None, threads_per_node: int = 1,
                                    memory_limit: str | None = None, shared_dir: str | None = None,
+                                   ssh_hosts: list[str] | None = None, ssh_username: str | None = None,
+                                   ssh_port: int = 22, ssh_private_key_file: str | None = None,
+                                   ssh_known_hosts: str | list[str] | None = None, remote_python: str | None = None,
                                    **kwargs: Any) -> AmlComputeProvisioningConfiguration:
         """Settings for `ComputeTarget.create(ws, name, config)`.
 
@@ -115,6 +129,19 @@ class AmlCompute(ComputeTarget):
             Each worker runs this many jobs at once (default 1), with this memory limit (e.g. ``"4GB"``).
         shared_dir
             Where job folders go; workers must see it at the same path (default: the workspace).
+        ssh_hosts
+            Build the cluster from your own machines over SSH (Dask's ``SSHCluster``): ``["node1",
+            "alice@node2:2222"]``, one worker (node) per host, the scheduler on the first. The cluster then has
+            exactly that many nodes (no autoscaling). Every host needs the same ``remote_python`` (default: this
+            interpreter's path) with nbml and Dask installed, and must see ``shared_dir`` at the same path.
+        ssh_username, ssh_port
+            Defaults for hosts that don't name their own (default: your user name, port 22).
+        ssh_private_key_file
+            The key to log in with (its absolute path is stored, never the key; an encrypted key must be in
+            ssh-agent); without it, the ssh-agent's keys.
+        ssh_known_hosts
+            known_hosts file(s) the hosts' keys are checked against (default ``~/.ssh/known_hosts``); an unknown
+            or changed key is refused.
         """
         from nbml._extras import TARGET_EXTRAS, require
 
@@ -127,8 +154,13 @@ class AmlCompute(ComputeTarget):
             kwargs.pop(ignored, None)
         if kwargs:
             raise ComputeTargetException(f"Unknown provisioning settings: {', '.join(sorted(kwargs))}.")
+        ssh = None
+        if ssh_hosts is not None:
+            ssh = _ssh_settings(ssh_hosts, ssh_username, int(ssh_port), ssh_private_key_file, ssh_known_hosts,
+                                remote_python)
+            min_nodes = max_nodes = len(ssh["hosts"])
         return AmlComputeProvisioningConfiguration(
-            vm_size=vm_size, vm_priority=vm_priority, min_nodes=int(min_nodes), max_nodes=int(max_nodes),
+            ssh=ssh, vm_size=vm_size, vm_priority=vm_priority, min_nodes=int(min_nodes), max_nodes=int(max_nodes),
             idle_seconds_before_scaledown=int(idle_seconds_before_scaledown), scheduler_address=scheduler_address,
             threads_per_node=int(threads_per_node), memory_limit=memory_limit, shared_dir=shared_dir)
 
@@ -223,6 +255,25 @@ class AmlCompute(ComputeTarget):
         """Remove the target; a cluster nbml runs itself is stopped first (nothing could reach it afterwards)."""
         self.stop()
         super().detach()
+
+
+def _ssh_settings(hosts: Any, username: str | None, port: int, key_file: str | None, known_hosts: Any,
+                  python: str | None) -> dict[str, Any]:
+    """The ``ssh`` part of a cluster's config: parsed hosts, absolute paths, no secret."""
+    import os
+    import sys
+
+    from nbml.compute._dask_ssh import parse_hosts
+
+    parsed = parse_hosts(hosts, username, port)
+    if key_file is not None:
+        key_file = os.path.abspath(os.path.expanduser(key_file))
+        if not os.path.isfile(key_file):
+            raise ComputeTargetException(f"ssh_private_key_file {key_file} does not exist.")
+    files = [known_hosts] if isinstance(known_hosts, str) else list(known_hosts or ["~/.ssh/known_hosts"])
+    files = [os.path.abspath(os.path.expanduser(f)) for f in files]
+    return {"hosts": parsed, "private_key_file": key_file, "known_hosts": files,
+            "python": python or sys.executable}
 
 
 def _gpu_count() -> int:

@@ -228,11 +228,6 @@ def check_target(distributed: dict[str, Any], target_kind: str, max_nodes: int |
         raise InvalidDistributedConfig(
             f"node_count={nodes} but {where}; use node_count={max_nodes} with more processes per node, or an "
             "AmlCompute (Dask) cluster with enough workers.")
-    if distributed["backend"] == "mpi" and nodes > 1:
-        raise DistributedTrainingNotAvailable(
-            f"MPI across several nodes (node_count={nodes}) is not available in nbml yet: Open MPI would have to "
-            "start its daemons on the other Dask workers. Use node_count=1 with more processes per node, or "
-            "PyTorchConfiguration (torch.distributed), which runs across nodes.")
     if distributed.get("communication_backend") == "nccl" and target_kind in ("local", "docker") and not has_gpu():
         raise DistributedTrainingNotAvailable(
             "communication_backend 'Nccl' needs an NVIDIA GPU, and this machine has none (no /dev/nvidia*); use "
