@@ -3,8 +3,8 @@
 Goal (issue 14): the answer in under 300 ms. Measured in process, the manager's call (in its worker thread, as
 the handler awaits it) to the JSON text the handler sends, beside baselines measured in the same run:
 
-- ``listing``: today's plain listing of the same 1,000 runs (``GET /nbml/api/runs?experiment=&limit=500``,
-  two pages), which folds every metric row of every run;
+- ``listing``: the sidebar's plain listing of the same 1,000 runs (``GET /nbml/api/runs?experiment=&limit=500``,
+  two pages), which reads each run's latest numbers from ``metric_latest`` (before: it folded every metric row);
 - ``per-run``: the same table built with one query per run for its tags, properties and latest metrics (what
   the page would cost without the two-statement read);
 - ``unchanged``: the poll that finds nothing new (``?since=<version>``).

@@ -69,16 +69,3 @@ export function shortId(runId: string): string {
   const last = parts[parts.length - 1];
   return last.length >= 4 && last !== runId ? last : runId.slice(-8);
 }
-
-/** Total iterations of a parent from its settings (AutoML: iterations, HyperDrive: max_total_runs). */
-export function plannedIterations(settings: { [key: string]: unknown }[]): number | null {
-  for (const source of settings) {
-    for (const key of ['iterations', 'max_total_runs']) {
-      const value = Number(source[key]);
-      if (source[key] !== undefined && source[key] !== null && Number.isFinite(value) && value > 0) {
-        return value;
-      }
-    }
-  }
-  return null;
-}

@@ -5,6 +5,8 @@
 export interface IPrimaryMetric {
   name: string;
   value: number | string | boolean | null;
+  /** Set on AutoML and HyperDrive parents: the child whose value this is (the best so far). */
+  best_run_id?: string | null;
 }
 
 export interface IComputeTarget {
@@ -34,6 +36,8 @@ export interface IRunSummary {
   ended_at: number | null;
   duration_seconds: number | null;
   primary_metric: IPrimaryMetric | null;
+  /** Iterations ended of the total, for AutoML and HyperDrive parents; null for other runs. */
+  progress: IProgress | null;
   error: string | null;
   /** Path of the run page relative to the server's base URL. */
   page: string;
@@ -53,13 +57,6 @@ export interface IComputeList {
 
 export interface IExperimentList {
   experiments: IExperiment[];
-}
-
-/** The parts of a run's details (`runs/<id>`) the sidebar reads for a parent's progress. */
-export interface IRunDetails extends IRunSummary {
-  config: { [key: string]: unknown };
-  properties: { [key: string]: unknown };
-  children: IRunSummary[];
 }
 
 /** Iterations ended out of the total a parent (AutoML, HyperDrive) will run. */

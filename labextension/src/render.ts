@@ -7,6 +7,9 @@ import { IComputeTarget, IExperiment, IProgress, IRunSummary } from './models';
 
 type Attrs = { [name: string]: string };
 
+/** Run ids longer than this are cut in the sidebar's label, so their tail is shown beside the start time. */
+const LONG_ID = 20;
+
 /** Create an element with attributes and children (strings become text nodes). */
 export function h(tag: string, attrs: Attrs = {}, ...children: (Node | string | null)[]): HTMLElement {
   const el = document.createElement(tag);
@@ -61,16 +64,18 @@ export function computeTable(targets: IComputeTarget[]): HTMLElement {
   );
 }
 
-function metricText(run: IRunSummary): string {
+/** "accuracy 0.91"; a parent's is its best child's: "best AUC_weighted 0.9912". */
+export function metricText(run: IRunSummary): string {
   const m = run.primary_metric;
-  return m ? `${m.name} ${formatValue(m.value)}` : '';
+  if (!m) {
+    return '';
+  }
+  return `${m.best_run_id ? 'best ' : ''}${m.name} ${formatValue(m.value)}`;
 }
 
 export interface IRunRowCallbacks {
   selected: string | null;
   onSelect: (run: IRunSummary) => void;
-  /** Progress of parent runs (AutoML, HyperDrive) by run id. */
-  progress: Map<string, IProgress>;
 }
 
 function progressBar(p: IProgress): HTMLElement {
@@ -89,7 +94,8 @@ function runRow(run: IRunSummary, number: number | null, cb: IRunRowCallbacks): 
   // Runs of one experiment share a display name: the run number, start time and id tail tell them apart.
   const label = run.display_name || run.run_id;
   const tag = number !== null ? `#${number}` : '';
-  const progress = cb.progress.get(run.run_id);
+  const progress = run.progress;
+  const metric = run.primary_metric;
   const row = h(
     'li',
     {
@@ -110,14 +116,23 @@ function runRow(run: IRunSummary, number: number | null, cb: IRunRowCallbacks): 
       'div',
       { class: 'nbml-run-line nbml-run-when' },
       h('span', { class: 'nbml-run-start' }, formatStart(run.started_at ?? run.created_at)),
-      // The id's tail, where the label is a display name that runs may share.
-      run.display_name ? h('span', { class: 'nbml-run-short-id' }, shortId(run.run_id)) : null,
+      // The id's tail: runs may share a display name, and a long run id is cut in the narrow label.
+      run.display_name || run.run_id.length > LONG_ID
+        ? h('span', { class: 'nbml-run-short-id' }, shortId(run.run_id))
+        : null,
       h('span', { class: 'nbml-run-duration' }, formatDuration(run.duration_seconds))
     ),
     h(
       'div',
       { class: 'nbml-run-line nbml-run-info' },
-      h('span', { class: 'nbml-run-metric' }, metricText(run))
+      h(
+        'span',
+        {
+          class: 'nbml-run-metric',
+          title: metric?.best_run_id ? `Best so far: run ${metric.best_run_id}` : (metric?.name ?? '')
+        },
+        metricText(run)
+      )
     ),
     progress ? progressBar(progress) : null
   );

@@ -12,22 +12,13 @@ import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { experimentPageUrl, requestAPI, runPageUrl } from './api';
-import { plannedIterations, runGetSnippet } from './format';
-import {
-  ICancelResult,
-  IComputeList,
-  IExperimentList,
-  IExperiment,
-  IProgress,
-  IRunDetails,
-  IRunSummary
-} from './models';
+import { runGetSnippet } from './format';
+import { ICancelResult, IComputeList, IExperimentList, IExperiment, IRunSummary } from './models';
 import { actionPanel, computeTable, experimentList, h } from './render';
 
 /** Defaults of the settings (schema/sidebar.json). */
 export const DEFAULT_INTERVAL_MS = 3000;
 export const DEFAULT_RUNS_PER_EXPERIMENT = 5;
-const PARENT_KINDS = new Set(['automl', 'hyperdrive']);
 
 export class NbmlSidebar extends Widget {
   constructor(options: NbmlSidebar.IOptions) {
@@ -84,12 +75,10 @@ export class NbmlSidebar extends Widget {
         requestAPI<IComputeList>('compute').then(compute =>
           this._compute.replaceChildren(computeTable(compute.targets))
         ),
-        requestAPI<IExperimentList>(`experiments?latest=${this._runsPerExperiment}`).then(async answer => {
-          this._renderRuns(answer.experiments);
-          if (await this._refreshProgress(answer.experiments)) {
-            this._renderExperiments();
-          }
-        })
+        // A parent's progress and best metric come in the same answer (one request per refresh).
+        requestAPI<IExperimentList>(`experiments?latest=${this._runsPerExperiment}`).then(answer =>
+          this._renderRuns(answer.experiments)
+        )
       ]);
       this._setMessage('');
     } catch (error) {
@@ -109,34 +98,6 @@ export class NbmlSidebar extends Widget {
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
     void this._poll.refresh();
-  }
-
-  /**
-   * Progress of the parents listed (AutoML, HyperDrive): iterations ended out of the planned total. Active
-   * parents are read at each refresh; an ended one once. Returns whether anything changed.
-   */
-  private async _refreshProgress(experiments: IExperiment[]): Promise<boolean> {
-    const parents = experiments
-      .flatMap(e => e.latest_runs)
-      .filter(r => PARENT_KINDS.has(r.kind) && (!r.is_terminal || !this._progress.has(r.run_id)));
-    const answers = await Promise.all(
-      parents.map(r => requestAPI<IRunDetails>(`runs/${encodeURIComponent(r.run_id)}`).catch(() => null))
-    );
-    let changed = false;
-    for (const details of answers) {
-      if (details === null) {
-        continue;
-      }
-      const iterations = details.children.filter(c => c.kind !== 'explain');
-      const done = iterations.filter(c => c.is_terminal).length;
-      const total = Math.max(plannedIterations([details.properties, details.config]) ?? 0, iterations.length);
-      const old = this._progress.get(details.run_id);
-      if (!old || old.done !== done || old.total !== total) {
-        this._progress.set(details.run_id, { done: Math.min(done, total), total });
-        changed = true;
-      }
-    }
-    return changed;
   }
 
   private _section(name: string, title: string, body: HTMLElement): HTMLElement {
@@ -166,7 +127,6 @@ export class NbmlSidebar extends Widget {
     this._experiments.replaceChildren(
       experimentList(this._lastExperiments, {
         collapsed: this._collapsed,
-        progress: this._progress,
         selected: this._selected?.run_id ?? null,
         onOpenExperiment: name => window.open(experimentPageUrl(name), '_blank', 'noopener'),
         onSelect: run => {
@@ -240,7 +200,6 @@ export class NbmlSidebar extends Widget {
   private _lastExperiments: IExperiment[] = [];
   private _collapsed = new Set<string>();
   private _selected: IRunSummary | null = null;
-  private _progress = new Map<string, IProgress>();
   private _runsPerExperiment: number;
 }
 

@@ -116,8 +116,7 @@ class NbmlManager:
         for record in self.store.list_experiments():
             rows = self.store.list_runs(experiment=record["name"], top_level=True, limit=latest) if latest else []
             rows = self._recovered(rows)
-            metrics = self._metrics(rows)
-            out.append(models.experiment_model(record, rows, metrics, now))
+            out.append(models.experiment_model(record, rows, self._latest(rows), now, self._parents(rows)))
         return {"experiments": out}
 
     def _recovered(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -132,6 +131,69 @@ class NbmlManager:
     def _metrics(self, rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         ids = [r["run_id"] for r in rows]
         return self.store.metrics_for_runs(ids) if ids else {}
+
+    def _latest(self, rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Each run's latest number per metric, in the order last logged (what a listing shows of its metrics).
+
+        Read from the latest-value table: a listing polled every few seconds costs the same whether a run
+        logged ten values or a hundred thousand."""
+        ids = [r["run_id"] for r in rows]
+        latest = self.store.latest_metrics(ids) if ids else {}
+        return {rid: {name: m["value"] for name, m in by_name.items()} for rid, by_name in latest.items()}
+
+    def _parents(self, rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """`models.parent_facts` of the AutoML and HyperDrive parents among `rows`: two indexed queries each."""
+        parents = [r for r in rows if r.get("kind") in models.PARENT_KINDS]
+        if not parents:
+            return {}
+        ids = [r["run_id"] for r in parents]
+        props: dict[str, dict[str, Any]] = {rid: {} for rid in ids}
+        wanted = ("best_child_run_id", "best_score", "best_metric", "iterations", "num_iterations", "max_total_runs")
+        for rid, key, value in self.store.db.tuples(
+                f"SELECT run_id, key, value FROM properties WHERE run_id IN ({','.join('?' * len(ids))})"
+                f" AND key IN ({','.join('?' * len(wanted))})", (*ids, *wanted)):
+            props[rid][key] = value
+        skip = models.NOT_ITERATIONS
+        out = {}
+        for row in parents:
+            rid, config = row["run_id"], models.run_config(row)
+            metric = models.primary_metric_name(config)
+            started, done = self.store.db.tuples(
+                f"SELECT COUNT(*), TOTAL(status IN ({','.join('?' * len(TERMINAL))})) FROM runs"
+                f" WHERE parent_id = ? AND kind NOT IN ({','.join('?' * len(skip))})",
+                (*sorted(TERMINAL), rid, *skip))[0]
+            best_id, best_value = self._best_child(row, config, metric, props[rid])
+            out[rid] = models.parent_facts(
+                done=int(done), started=int(started), planned=models.planned_iterations(config, props[rid]),
+                metric=metric, best_value=best_value, best_run_id=best_id)
+        return out
+
+    def _best_child(self, row: dict[str, Any], config: dict[str, Any], metric: str | None,
+                    props: dict[str, Any]) -> tuple[str | None, Any]:
+        """The best child and its primary metric: as its coordinator recorded it, else judged by the goal."""
+        if not metric:
+            return None, None
+        recorded = props.get("best_score", props.get("best_metric"))
+        if props.get("best_child_run_id") and recorded is not None:
+            try:
+                return str(props["best_child_run_id"]), float(recorded)
+            except ValueError:
+                pass
+        goal = config.get("primary_metric_goal")
+        if not goal:
+            goal = "maximize"
+            if row.get("kind") == "automl":
+                try:
+                    from nbml.automl.metrics import goal as automl_goal
+                except ImportError:  # the automl extra is not installed here: AutoML metrics are mostly scores
+                    pass
+                else:
+                    goal = automl_goal(metric)
+        try:
+            best = self.store.best_child(row["run_id"], metric, str(goal))
+        except ValueError:  # a goal the store does not know: no verdict rather than a wrong one
+            return None, None
+        return (best["run_id"], best["metric_value"]) if best is not None else (None, None)
 
     async def runs(
         self,
@@ -148,7 +210,9 @@ class NbmlManager:
                 experiment=experiment, status=status or None, parent_id=parent_id, top_level=top_level,
                 limit=limit + 1, offset=offset,
             ))
-            return models.run_list(rows, self._metrics(rows[:limit]), time.time(), limit=limit, offset=offset)
+            shown = rows[:limit]
+            return models.run_list(rows, self._latest(shown), time.time(), limit=limit, offset=offset,
+                                   parents=self._parents(shown))
 
         return await asyncio.to_thread(_list)
 
@@ -302,6 +366,7 @@ class NbmlManager:
             log_files=files.log_files(self.root, run_id),
             output_files=files.output_files(self.root, run_id),
             now=time.time(),
+            parent=self._parents([row]).get(run_id),
         )
 
     async def metrics(self, run_id: str, after: int | None = None) -> dict[str, Any]:
@@ -324,11 +389,11 @@ class NbmlManager:
 
     async def children(self, run_id: str) -> dict[str, Any]:
         def _children() -> dict[str, Any]:
-            self._row(run_id)
+            metric = models.primary_metric_name(models.run_config(self._row(run_id)))
             rows = self.store.children(run_id)
-            now = time.time()
-            metrics = self._metrics(rows)
-            return {"run_id": run_id, "children": [models.run_summary(r, metrics.get(r["run_id"], {}), now) for r in rows]}
+            now, metrics, parents = time.time(), self._latest(rows), self._parents(rows)
+            return {"run_id": run_id, "children": [models.run_summary(r, metrics.get(r["run_id"], {}), now,
+                                                                      parents.get(r["run_id"]), metric) for r in rows]}
 
         return await asyncio.to_thread(_children)
 

@@ -16,6 +16,13 @@ from nbml.store.metric_values import aggregate, fold
 
 #: Config keys that name the metric a run is judged by (AutoML, HyperDrive and the SDK's spellings).
 PRIMARY_METRIC_KEYS = ("primary_metric", "primary_metric_name", "primary_metric_config")
+#: Run kinds whose children are iterations (the sidebar shows their progress and best metric).
+PARENT_KINDS = ("automl", "hyperdrive")
+#: Child kinds that are not iterations of their parent (AutoML's model explanation run).
+NOT_ITERATIONS = ("automl_explain", "explain")
+#: Where a parent's planned number of iterations is written: config keys, then property names (the SDK's too).
+_PLANNED_CONFIG = (("settings", "iterations"), ("iterations",), ("max_total_runs",))
+_PLANNED_PROPERTIES = ("iterations", "num_iterations", "max_total_runs")
 
 
 def _number(value: Any) -> Any:
@@ -52,19 +59,63 @@ def _last_scalar(value: Any) -> Any:
     return None
 
 
-def primary_metric(config: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any] | None:
+def primary_metric_name(config: Mapping[str, Any]) -> str | None:
+    """The name of the metric a run is judged by, from its config (None for a plain script run)."""
+    settings = config.get("settings")
+    sources = [config, settings] if isinstance(settings, Mapping) else [config]
+    for source in sources:
+        for key in PRIMARY_METRIC_KEYS:
+            name = source.get(key)
+            if isinstance(name, Mapping):
+                name = name.get("name")
+            if name:
+                return str(name)
+    return None
+
+
+def planned_iterations(config: Mapping[str, Any], properties: Mapping[str, Any]) -> int | None:
+    """How many iterations a parent will run (AutoML's `iterations`, HyperDrive's `max_total_runs`)."""
+    candidates: list[Any] = []
+    for path in _PLANNED_CONFIG:
+        value: Any = config
+        for key in path:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        candidates.append(value)
+    candidates += [properties.get(key) for key in _PLANNED_PROPERTIES]
+    for value in candidates:
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            continue
+        if n > 0:
+            return n
+    return None
+
+
+def parent_facts(
+    *, done: int, started: int, planned: int | None, metric: str | None, best_value: Any, best_run_id: str | None
+) -> dict[str, Any]:
+    """What a listing adds to an AutoML or HyperDrive parent: its progress and its best child's primary metric.
+
+    `done` of `started` iterations have ended; the total is the planned number, or the number started when
+    that is more (or unknown). `best` is None until a child has a number for the primary metric.
+    """
+    total = max(planned or 0, started)
+    best = None
+    if metric and best_value is not None:
+        best = {"name": metric, "value": _number(best_value), "best_run_id": best_run_id}
+    return {"progress": {"done": min(done, total), "total": total}, "best": best}
+
+
+def primary_metric(config: Mapping[str, Any], metrics: Mapping[str, Any],
+                   parent_metric: str | None = None) -> dict[str, Any] | None:
     """The metric the sidebar shows for a run.
 
-    The run's configured primary metric when it has one (AutoML, HyperDrive), else the last metric
-    logged that has a number value (not the first: scripts log their settings first); its latest value either way.
+    The run's configured primary metric when it has one (AutoML, HyperDrive), else its parent's (a HyperDrive
+    child is judged by the sweep's metric), else the last metric logged that has a number value (not the
+    first: scripts log their settings first); its latest value either way.
     """
-    name: Any = None
-    for key in PRIMARY_METRIC_KEYS:
-        name = config.get(key)
-        if isinstance(name, dict):
-            name = name.get("name")
-        if name:
-            break
+    name = primary_metric_name(config) or parent_metric
     if name and name in metrics:
         return {"name": str(name), "value": _last_scalar(metrics[name])}
     for metric, value in reversed(list(metrics.items())):  # the metric logged last (a script logs its score last)
@@ -99,9 +150,18 @@ def experiment_page_path(name: str, parent_id: str | None = None) -> str:
     return path + ("?parent=" + quote(parent_id, safe="") if parent_id else "")
 
 
-def run_summary(row: Mapping[str, Any], metrics: Mapping[str, Any], now: float) -> dict[str, Any]:
-    """One run as listed by the sidebar and the runs endpoint."""
+def run_summary(
+    row: Mapping[str, Any], metrics: Mapping[str, Any], now: float, parent: Mapping[str, Any] | None = None,
+    parent_metric: str | None = None,
+) -> dict[str, Any]:
+    """One run as listed by the sidebar and the runs endpoint.
+
+    `parent`: `parent_facts` of an AutoML or HyperDrive parent, whose primary metric is then its best child's
+    (with `best_run_id`), and whose `progress` counts iterations ended of the total (None for other runs).
+    `parent_metric`: the primary metric of the run's parent, shown when the run has none of its own.
+    """
     status = str(row["status"])
+    best = parent.get("best") if parent else None
     return {
         "run_id": row["run_id"],
         "experiment": row["experiment"],
@@ -117,7 +177,8 @@ def run_summary(row: Mapping[str, Any], metrics: Mapping[str, Any], now: float) 
         "started_at": row.get("started_at"),
         "ended_at": row.get("ended_at"),
         "duration_seconds": duration(row, now),
-        "primary_metric": primary_metric(_config(row), metrics),
+        "primary_metric": best if best is not None else primary_metric(_config(row), metrics, parent_metric),
+        "progress": parent.get("progress") if parent else None,
         "error": row.get("error"),
         "page": run_page_path(str(row["run_id"])),
     }
@@ -130,11 +191,13 @@ def run_list(
     *,
     limit: int,
     offset: int,
+    parents: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A page of runs; `rows` holds up to limit + 1 records, the extra one only telling that more exist."""
     page = rows[:limit]
+    parents = parents or {}
     return {
-        "runs": [run_summary(r, metrics.get(r["run_id"], {}), now) for r in page],
+        "runs": [run_summary(r, metrics.get(r["run_id"], {}), now, parents.get(r["run_id"])) for r in page],
         "limit": limit,
         "offset": offset,
         "has_more": len(rows) > limit,
@@ -147,15 +210,17 @@ def experiment_model(
     latest: Sequence[Mapping[str, Any]],
     metrics: Mapping[str, Mapping[str, Any]],
     now: float,
+    parents: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """An experiment with its latest top-level runs."""
+    """An experiment with its latest top-level runs (`parents`: `parent_facts` by run id)."""
+    parents = parents or {}
     return {
         "name": record["name"],
         "created_at": record.get("created_at"),
         "run_count": int(record.get("run_count") or 0),
         "last_run_at": record.get("last_run_at"),
         "page": experiment_page_path(str(record["name"])),
-        "latest_runs": [run_summary(r, metrics.get(r["run_id"], {}), now) for r in latest],
+        "latest_runs": [run_summary(r, metrics.get(r["run_id"], {}), now, parents.get(r["run_id"])) for r in latest],
     }
 
 
@@ -189,9 +254,10 @@ def run_details(
     log_files: Iterable[tuple[str, int]],
     output_files: Iterable[tuple[str, int]],
     now: float,
+    parent: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything the run page and RunDetails show about one run."""
-    model = run_summary(row, metrics, now)
+    """Everything the run page and RunDetails show about one run (`parent`: see `run_summary`)."""
+    model = run_summary(row, metrics, now, parent)
     config = _config(row)
     model.update(
         {
@@ -204,7 +270,8 @@ def run_details(
                 {"status": h["status"], "at": h["at"], "detail": h.get("detail")} for h in history
             ],
             "metrics": jsonable_metrics(metrics),
-            "children": [run_summary(c, child_metrics.get(c["run_id"], {}), now) for c in children],
+            "children": [run_summary(c, child_metrics.get(c["run_id"], {}), now, parent_metric=primary_metric_name(config))
+                         for c in children],
             "log_files": file_entries(log_files),
             "output_files": file_entries(output_files),
         }

@@ -205,6 +205,7 @@ def render_run_page(model: Mapping[str, Any], logs: Mapping[str, str], base_url:
         "is_terminal": model["is_terminal"], "status": model["status"],
         "series": [m["name"] for m in metrics if m["series"]],
         "children": [c["run_id"] for c in model["children"]],
+        "child_names": {c["run_id"]: c.get("display_name") or c["run_id"] for c in model["children"]},
         "primary_metric": config.get("primary_metric_name") or config.get("primary_metric")
         or (config.get("settings") or {}).get("primary_metric"),
         "goal": config.get("primary_metric_goal"),

@@ -36,8 +36,11 @@ async def test_experiments_list_their_latest_runs(jp_fetch: Any, seeded: Seeded)
     assert exps["exp-a"]["run_count"] == 2
     assert [r["run_id"] for r in exps["exp-a"]["latest_runs"]] == [seeded.running]  # newest first
     automl = exps["exp-b"]["latest_runs"][0]
-    assert automl["primary_metric"] == {"name": "AUC_weighted", "value": 0.9}
+    # a parent shows its best child's primary metric, named, and how many of its iterations have ended
+    assert automl["primary_metric"] == {"name": "AUC_weighted", "value": 0.9, "best_run_id": seeded.children[1]}
+    assert automl["progress"] == {"done": 1, "total": 2}
     assert automl["duration_seconds"] >= 0 and not automl["is_terminal"]
+    assert exps["exp-a"]["latest_runs"][0]["progress"] is None  # a script run has no iterations
 
 
 async def test_runs_filter_by_experiment_and_status_and_page(jp_fetch: Any, seeded: Seeded) -> None:

@@ -18,6 +18,27 @@ def test_primary_metric_prefers_the_configured_one() -> None:
     assert models.primary_metric({}, {"note": "text", "table": {"a": [1]}}) is None
 
 
+def test_parents_show_progress_of_their_planned_iterations_and_their_best_child() -> None:
+    automl = {"settings": {"primary_metric": "AUC_weighted", "iterations": 20}}
+    assert models.primary_metric_name(automl) == "AUC_weighted"
+    assert models.planned_iterations(automl, {}) == 20
+    hd = {"primary_metric_name": "accuracy", "max_total_runs": 12}
+    assert models.planned_iterations(hd, {}) == 12
+    assert models.planned_iterations({}, {"num_iterations": "8"}) == 8  # the SDK's property, as text
+    assert models.planned_iterations({"iterations": "many"}, {}) is None
+    facts = models.parent_facts(done=12, started=12, planned=20, metric="AUC_weighted", best_value=0.97,
+                                best_run_id="AutoML_x_3")
+    assert facts == {"progress": {"done": 12, "total": 20},
+                     "best": {"name": "AUC_weighted", "value": 0.97, "best_run_id": "AutoML_x_3"}}
+    # more iterations started than planned (a continued run): the total is never below what ran
+    assert models.parent_facts(done=3, started=5, planned=4, metric="m", best_value=None,
+                               best_run_id=None) == {"progress": {"done": 3, "total": 5}, "best": None}
+    row = {"run_id": "p", "experiment": "e", "status": "Running", "kind": "automl", "config_json": "{}"}
+    summary = models.run_summary(row, {"AUC_weighted": 0.9}, 0.0, facts)
+    assert summary["primary_metric"]["value"] == 0.97 and summary["progress"] == {"done": 12, "total": 20}
+    assert models.run_summary(row, {"AUC_weighted": 0.9}, 0.0)["progress"] is None
+
+
 def test_duration_runs_to_now_while_active_and_stops_at_the_end() -> None:
     assert models.duration({"started_at": None, "status": "Queued"}, now=50) is None
     assert models.duration({"started_at": 10.0, "ended_at": None, "status": "Running"}, now=50) == 40

@@ -8,7 +8,9 @@ Reusable by any UI test (sidebar, widgets):
 - ``browser``: Debian's Chromium driven by the Python playwright package (never a downloaded browser).
 - ``lab_page``: a page with JupyterLab loaded and the app object at ``window.jupyterapp``;
   ``lab_command(page, id, args)`` runs a JupyterLab command in it.
-- ``shoot(page, label)``: a screenshot in ``test-output/ui/<test name>-<label>.png``.
+- ``shoot(page, label)``: a screenshot in ``test-output/ui/<test name>-<label>.png`` (the folder is
+  ``$NBML_UI_SCREENSHOTS`` when set); the server logs go there too, so a CI run keeps them as files.
+- ``LAPTOP``: the window size of a common laptop (1366 x 768) the page and sidebar tests draw at.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-quic",
 ]
-OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "ui"
+OUTPUT = Path(os.environ.get("NBML_UI_SCREENSHOTS") or Path(__file__).resolve().parents[2] / "test-output" / "ui")
+LAPTOP = {"width": 1366, "height": 768}
 START_TIMEOUT = 90.0
 
 
@@ -220,14 +223,14 @@ def lab_command(page: Any, command: str, args: dict[str, Any] | None = None) -> 
 
 
 @pytest.fixture
-def shoot(request: pytest.FixtureRequest) -> Callable[[Any, str], Path]:
-    """``shoot(page, label)`` saves a full-window screenshot under test-output/ui/."""
+def shoot(request: pytest.FixtureRequest) -> Callable[..., Path]:
+    """``shoot(page, label, full_page=False)`` saves a screenshot of the window (or the whole page) in OUTPUT."""
     test = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
 
-    def _shoot(page: Any, label: str) -> Path:
+    def _shoot(page: Any, label: str, full_page: bool = False) -> Path:
         OUTPUT.mkdir(parents=True, exist_ok=True)
         path = OUTPUT / f"{test}-{label}.png"
-        page.screenshot(path=str(path))
+        page.screenshot(path=str(path), full_page=full_page)
         return path
 
     return _shoot

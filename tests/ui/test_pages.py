@@ -15,7 +15,7 @@ import pytest
 
 from tests.server.seed_pages import PageRuns, seed
 
-from .conftest import LabServer
+from .conftest import LAPTOP, LabServer
 
 pytestmark = pytest.mark.ui
 
@@ -28,6 +28,7 @@ def runs(lab_server: LabServer) -> PageRuns:
 @pytest.fixture
 def page(lab_context: Any, lab_server: LabServer) -> Any:
     page = lab_context.new_page()
+    page.set_viewport_size(LAPTOP)  # the pages are judged at a common laptop's size
     page.set_default_timeout(120_000)  # plotly.js (4.8 MB) parses slowly on a busy 2-core machine
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -109,8 +110,13 @@ def test_experiment_page_of_a_hyperdrive_run(page: Any, lab_server: LabServer, r
     assert sum(t["n"] for t in scatter) == 12 and scatter[1]["n"] == 3  # every run's accuracy; 3 selected
     parallel = traces(page, "parallel-chart")
     assert parallel[0]["type"] == "parcoords" and parallel[0]["n"] == 3  # lr, batch, accuracy (epochs: constant)
+    labels = page.evaluate("() => document.getElementById('parallel-chart').data[0].dimensions.map(d => d.label)")
+    assert labels == ["batch", "lr (log)", "accuracy"]  # lr spans three decades: a log axis
+    lr = headers.index("lr")
+    assert all(len(v.replace("0.", "").lstrip("0")) <= 4 for v in column_texts(page, lr))  # 4 digits, no wrap
     page.locator("#compare-series").scroll_into_view_if_needed()
     shoot(page, "hyperdrive-compare")
+    shoot(page, "hyperdrive-compare-full", full_page=True)
 
 
 def test_hyperdrive_parent_run_page(page: Any, lab_server: LabServer, runs: PageRuns,
@@ -119,10 +125,15 @@ def test_hyperdrive_parent_run_page(page: Any, lab_server: LabServer, runs: Page
     assert "Best run: HD_sweep_" in page.locator("#best-run").inner_text()
     curves = traces(page, "children-curves")
     assert len(curves) == 12 and all(t["n"] == 5 for t in curves)
+    assert {t["name"] for t in curves} == {f"HD_sweep_{i}" for i in range(12)}  # named as in the table below
+    # each child is shown with the sweep's metric, not the last one it logged (loss)
+    metrics = page.eval_on_selector_all("table.children tr td:nth-child(3)", "cs => cs.map(c => c.textContent)")
+    assert len(metrics) == 12 and all(m.startswith("accuracy ") for m in metrics), metrics
     assert traces(page, "parallel")[0]["type"] == "parcoords"
     assert page.locator("table.children tr").count() == 13
     page.locator("#hyperdrive").scroll_into_view_if_needed()
     shoot(page, "hyperdrive-parent")
+    shoot(page, "hyperdrive-parent-full", full_page=True)
 
 
 def test_automl_experiment_and_iteration_charts(page: Any, lab_server: LabServer, runs: PageRuns,
@@ -133,6 +144,7 @@ def test_automl_experiment_and_iteration_charts(page: Any, lab_server: LabServer
     assert {"AUC_weighted", "C"} <= set(headers)
     shoot(page, "automl-experiment")
     open_page(page, lab_server, f"nbml/runs/{runs.automl}")
+    shoot(page, "automl-parent-full", full_page=True)
     log = page.locator("#automl-log").inner_text()
     assert "LogisticRegression" in log and "GaussianNB" in log  # one row per iteration, not one line
     assert "runTemplate" not in page.locator("table.tags").first.inner_text()  # folded under System properties
@@ -140,8 +152,10 @@ def test_automl_experiment_and_iteration_charts(page: Any, lab_server: LabServer
     page.click("#iteration-tabs button[data-chart='roc']")
     roc = traces(page, "iteration-chart")
     assert roc[0]["name"].startswith("malignant (AUC 0.99")
+    page.locator("#iteration-chart").scroll_into_view_if_needed()
     shoot(page, "iteration-roc")
     page.click("#iteration-tabs button[data-chart='confusion_matrix']")
+    page.locator("#iteration-chart").scroll_into_view_if_needed()
     heat = traces(page, "iteration-chart")
     assert heat[0]["type"] == "heatmap"
     assert tick_labels(page, "iteration-chart") == ["benign", "malignant"]
@@ -168,6 +182,7 @@ def test_run_page_image_table_and_file_preview(page: Any, lab_server: LabServer,
     assert page.locator("#preview table tr").count() == 21
     page.locator("#preview").scroll_into_view_if_needed()
     shoot(page, "csv-preview")
+    shoot(page, "run-page-full", full_page=True)
     page.click("button.preview-link[data-path='images/residuals.png']")
     page.wait_for_function("() => { const i = document.querySelector('#preview img'); return i && i.naturalWidth > 0; }")
     page.click("button.preview-link[data-path='outputs/page.html']")

@@ -29,12 +29,14 @@ window.nbml = (function () {
     return String(value).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   }
 
+  /* Numbers in a column: 4 significant digits ("0.0001121", "0.8489", "1e-9"), the full value in a title. */
   function fmt(value) {
     if (value === null || value === undefined) return "";
     if (typeof value === "number") {
       if (Number.isInteger(value)) return String(value);
       const a = Math.abs(value);
-      return a !== 0 && (a < 1e-4 || a >= 1e6) ? value.toExponential(4) : String(+value.toPrecision(6));
+      if (a !== 0 && (a < 1e-4 || a >= 1e6)) return value.toExponential(3).replace(/\.?0+e/, "e");
+      return String(+value.toPrecision(4));
     }
     return String(value);
   }
@@ -61,7 +63,9 @@ window.nbml = (function () {
     const base = { margin: { l: 55, r: 20, t: 36, b: 45 }, legend: { orientation: "h", y: -0.2 },
       font: { size: 11 } };
     const merged = Object.assign(base, layout || {});
-    merged.xaxis = Object.assign({ zeroline: false }, (layout || {}).xaxis);
+    // automargin: long category labels ("malignant", a pipeline's name) get room instead of being cut
+    merged.xaxis = Object.assign({ zeroline: false, automargin: true }, (layout || {}).xaxis);
+    merged.yaxis = Object.assign({ automargin: true }, (layout || {}).yaxis);
     return window.Plotly.react(div, data, merged, CONFIG);
   }
 
@@ -74,7 +78,7 @@ window.nbml = (function () {
     if (rows.length < 2 || params.length === 0) return false;
     const dims = params.map((p) => {
       const values = rows.map((r) => r.params[p]);
-      if (values.every((v) => typeof v === "number")) return { label: ptext(p), values };
+      if (values.every((v) => typeof v === "number")) return numericAxis(ptext(p), values);
       const cats = Array.from(new Set(values.map((v) => (v === undefined ? "(none)" : String(v))))).sort();
       return { label: ptext(p), values: values.map((v) => cats.indexOf(v === undefined ? "(none)" : String(v))),
         tickvals: cats.map((_, i) => i), ticktext: cats.map(ptext) };
@@ -85,6 +89,17 @@ window.nbml = (function () {
       line: { color: scores, colorscale: "Viridis", showscale: true, colorbar: { title: { text: ptext(metric) } } } }],
     { margin: { l: 70, r: 70, t: 60, b: 30 } });
     return true;
+  }
+
+  /* A numeric axis; one whose positive values span two decades or more (a learning rate) is drawn on a log
+     scale, ticked at the powers of ten with their values, so small values don't pile up at the bottom. */
+  function numericAxis(label, values) {
+    const lo = Math.min(...values), hi = Math.max(...values);
+    if (!(lo > 0) || hi / lo < 100) return { label, values };
+    const ticks = [];
+    for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) ticks.push(e);
+    return { label: label + " (log)", values: values.map(Math.log10), tickvals: ticks,
+      ticktext: ticks.map((e) => fmt(Math.pow(10, e))), range: [Math.log10(lo), Math.log10(hi)] };
   }
 
   /* An x axis of steps: whole-number ticks when there are few steps (no "0.5" between epochs). */

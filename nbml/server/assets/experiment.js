@@ -23,7 +23,11 @@
     const t = state.table;
     const dyn = [];
     for (const k of t.tag_keys) dyn.push({ key: "tag:" + k, label: k, group: "Tags", get: (r) => r.tags[k] });
-    for (const k of t.param_names) dyn.push({ key: "param:" + k, label: k, group: "Parameters", get: (r) => r.params[k] });
+    for (const k of t.param_names) {
+      // a parameter whose values are all numbers is a numeric column: right-aligned, header and cells alike
+      const num = t.runs.every((r) => r.params[k] === undefined || typeof r.params[k] === "number");
+      dyn.push({ key: "param:" + k, label: k, group: "Parameters", get: (r) => r.params[k], num });
+    }
     for (const k of t.metric_names) dyn.push({ key: "metric:" + k, label: k, group: "Metrics", get: (r) => r.metrics[k], num: true });
     return FIXED.concat(dyn);
   }

@@ -79,6 +79,10 @@
   }
 
   /* -- HyperDrive parent --------------------------------------------------------------------------- */
+  // plotly's D3 + Dark24 colours (distinct for up to 24 children's curves)
+  const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100",
+    "#750D86", "#EB663B", "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D"];
   async function loadHyperDrive() {
     if (D.kind !== "hyperdrive") return;
     const metric = D.primary_metric;
@@ -94,12 +98,14 @@
     for (const [runId, s] of Object.entries(series.runs)) {
       if (!s.value.length) continue;
       const x = s.step.map((st, i) => (st === null ? i : st));
-      const short = runId.startsWith(D.run_id + "_") ? "child " + runId.slice(D.run_id.length + 1) : runId;
+      // the name the children table shows (a display name, else the run id)
+      const short = (D.child_names || {})[runId] || runId;
       traces.push({ type: "scatter", mode: s.value.length > 1 ? "lines" : "markers", x, y: s.value, name: ptext(short) });
     }
     if (traces.length) {
+      // more lines than plotly's 10 colours: a palette that does not repeat for 24 children
       plot(curves, traces, { title: { text: ptext(metric + " by step, one line per child") },
-        xaxis: stepAxis(traces.flatMap((t) => t.x)) });
+        xaxis: stepAxis(traces.flatMap((t) => t.x)), colorway: traces.length > 10 ? PALETTE : undefined });
     }
     else curves.appendChild(el("p", { className: "muted" }, "No child has logged " + metric + " yet."));
     const table = await getJSON(apiBase + "/experiments/" + encodeURIComponent(D.experiment) + "/runs?parent=" + encodeURIComponent(D.run_id));
