@@ -83,11 +83,11 @@ class Coordinator:
         self.rung: list[float] = []  # the scores of the finished screens
         self.promotions: collections.deque[Proposal] = collections.deque()
         self.skipped = 0  # proposals not started because they could not finish in the time left
-        self.fidelity = self._screen_fidelity()
         timeout = self.settings.get("experiment_timeout_minutes")
         self.deadline = self.created_at + float(timeout) * 60 if timeout else None
         it_timeout = self.settings.get("iteration_timeout_minutes")
         self.iteration_timeout = float(it_timeout) * 60 if it_timeout else None
+        self.fidelity = self._screen_fidelity()
         self._manifest = load_manifest(ctx.ws_root, self.cfg["snapshot_id"])
         self._data_files = self._load_data_files()
 
