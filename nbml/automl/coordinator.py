@@ -301,7 +301,7 @@ class Coordinator:
         result = Result(n, run_id, name, status, score, ensemble, screen)
         rec = self.store.get_run(run_id)
         if status == COMPLETED and not ensemble and rec and rec.get("ended_at"):
-            took = float(rec["ended_at"]) - float(rec["created_at"])
+            took = float(rec["ended_at"]) - float(rec.get("started_at") or rec["created_at"])
             if not screen:
                 self.durations.append(took)
             if p is not None and not p.baseline:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits, make_regression
+from sklearn.datasets import load_breast_cancer, load_digits, make_regression
 from threadpoolctl import threadpool_limits
 
-from nbml.automl import estimators
+from nbml import Experiment, Workspace
+from nbml.automl import AutoMLConfig, estimators
 from nbml.automl._early import EarlyStopped
 from nbml.automl.child import run_iteration
 from nbml.automl.data import from_sources
 from nbml.automl.search import PastTrial, SearchStrategy
+from nbml.errors import UserErrorException
 
 
 def _spec(task: str, algo: str, params: dict, **extra: object) -> dict:
@@ -89,3 +91,31 @@ def test_fit_cost_counts_trees_and_rounds() -> None:
     assert estimators.with_rounds("XGBoost", {"n_estimators": 500}, [100, 120]) == {"n_estimators": 121}
     assert estimators.with_rounds("XGBoost", {"n_estimators": 50}, [100]) == {"n_estimators": 50}
     assert np.isclose(estimators.with_rounds("KNN", {"n_neighbors": 3}, [7])["n_neighbors"], 3)
+
+
+@pytest.mark.slow
+def test_a_time_limited_search_screens_proposals_and_only_a_full_fidelity_model_is_best(ws: Workspace) -> None:
+    X, y = load_breast_cancer(return_X_y=True)
+    cfg = AutoMLConfig(task="classification", X=X, y=y, n_cross_validations=6, experiment_timeout_minutes=1.25,
+                       allowed_models=["KNN", "LogisticRegression"], max_concurrent_iterations=2,
+                       enable_stack_ensemble=False)
+    run = Experiment(ws, "screens").submit(cfg)
+    run.wait_for_completion(raise_on_error=True)
+    kids = {c.id: c for c in run.get_children() if c.type == "automl_iteration"}
+    props = {rid: c.get_properties() for rid, c in kids.items()}
+    screens = [rid for rid, p in props.items() if float(p.get("fidelity") or 1) < 1]
+    assert screens, "TPE's proposals run first as low-fidelity screens"
+    first = kids[screens[0]]
+    assert props[screens[0]]["fidelity"] == "0.286"  # 2 of 6 folds, no refit: 2 of 7 fits
+    assert "[screen 29%]" in first.display_name
+    assert first.get_status() == "Completed" and "AUC_weighted" in first.get_metrics()
+    with pytest.raises(UserErrorException, match="low-fidelity screen"):
+        run.get_output(iteration=int(props[screens[0]]["iteration"]))
+    for p in props.values():  # a promoted configuration names the screen it was promoted from
+        if p.get("promoted_from"):
+            assert p["promoted_from"] in screens and p["fidelity"] == "1"
+            assert p["hyperparameters"] == props[p["promoted_from"]]["hyperparameters"]
+    best, model = run.get_output()
+    assert float(best.get_properties().get("fidelity") or 1) == 1
+    assert run.get_properties()["best_child_run_id"] not in screens
+    assert model.predict(X[:3]).shape == (3,)
