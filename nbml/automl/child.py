@@ -135,6 +135,7 @@ def run_iteration(spec: dict[str, Any], ds: Any
         return model
 
     folds, rows = _score_rows(spec, ds)
+    model: AutoMLModel | None
     if folds is None:
         model = fit(None, early=stop_early)
         pred = model.raw_predictions(ds.X_valid)

@@ -364,11 +364,11 @@ class Coordinator:
         stopping = False
         while True:
             while not self._should_stop(launched, n_search) and loop.free:
-                p = baseline or self._next(search)
+                start = baseline or self._next(search)
                 baseline = None
-                if p is None:
+                if start is None:
                     break  # nothing proposed can finish in the time left: wait for the running ones
-                self._launch(loop, p, self.next_iteration)
+                self._launch(loop, start, self.next_iteration)
                 self.next_iteration += 1
                 launched += 1
             if not len(loop):
