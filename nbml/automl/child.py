@@ -93,44 +93,73 @@ def _classes_and_range(spec: dict[str, Any], ds: Any) -> tuple[Any, float | None
     return None, float(np.ptp(ds.y.astype(float))) or 1.0
 
 
-def run_iteration(spec: dict[str, Any], ds: Any) -> tuple[Any, dict[str, float], np.ndarray, np.ndarray | None]:
-    """Fit and score one pipeline; returns (fitted model, metrics, predictions, their row indices)."""
-    from nbml.automl import data, metrics
+def run_iteration(spec: dict[str, Any], ds: Any
+                  ) -> tuple[Any, dict[str, float], np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """Fit and score one pipeline; returns (fitted model, metrics, predictions, their row indices, notes).
+
+    A spec with ``fidelity`` is a low-fidelity screen: it is scored on the first ``folds`` folds only (each
+    fold's training rows capped at ``rows``) and not refitted, so its model is None. With ``early_stopping``
+    the boosting algorithms stop each fold's fit on a validation split of its rows, and the refit on all
+    rows builds the rounds the folds chose (``notes["refit_rounds"]``).
+    """
+    from nbml.automl import data, estimators, metrics
     from nbml.automl.model import AutoMLModel, make_pipeline
 
     task = spec["task"]
     classes, y_range = _classes_and_range(spec, ds)
+    fidelity = spec.get("fidelity") or {}
+    stop_early = bool(spec.get("early_stopping")) and spec["algorithm"] in estimators.ROUNDS
+    rounds: list[int] = []
+    notes: dict[str, Any] = {}
 
-    def new() -> AutoMLModel:
-        pipe = make_pipeline(task, spec["algorithm"], spec["scaler"], spec["hyperparameters"],
-                             spec.get("featurization", True), spec.get("n_jobs", 1), spec["seed"])
+    def new(params: dict[str, Any], early: bool) -> AutoMLModel:
+        pipe = make_pipeline(task, spec["algorithm"], spec["scaler"], params, spec.get("featurization", True),
+                             spec.get("n_jobs", 1), spec["seed"], early_stopping=early)
         return AutoMLModel(task, pipe, classes)
 
-    cap = spec.get("max_train_rows")  # the baseline fits on a subsample, so that it is quick on any data
+    # the baseline fits on a subsample, so that it is quick on any data; a screen on a share of the rows
+    cap = spec.get("max_train_rows") or fidelity.get("rows")
 
-    def fit(rows: np.ndarray | None) -> AutoMLModel:
+    def fit(rows: np.ndarray | None, params: dict[str, Any] | None = None, early: bool = False) -> AutoMLModel:
+        params = spec["hyperparameters"] if params is None else params
         if rows is None:  # all rows
             if not cap or len(ds.y) <= cap:
-                return new().fit(ds.X, ds.y)
+                return new(params, early).fit(ds.X, ds.y)
             rows = np.arange(len(ds.y))
         if cap and len(rows) > cap:
             rows = np.sort(np.random.default_rng(spec["seed"]).choice(rows, int(cap), replace=False))
-        return new().fit(data.take(ds.X, rows), ds.y[rows])
+        model = new(params, early).fit(data.take(ds.X, rows), ds.y[rows])
+        used = getattr(model.pipeline.steps[-1][1], "rounds_", None)
+        if used is not None:
+            rounds.append(int(used))
+        return model
 
     folds, rows = _score_rows(spec, ds)
+    model: AutoMLModel | None
     if folds is None:
-        model = fit(None)
+        model = fit(None, early=stop_early)
         pred = model.raw_predictions(ds.X_valid)
         y_true, index = np.asarray(ds.y_valid), None
+        if fidelity:
+            model = None  # a screen (on a share of the rows) keeps no model
     else:
+        if fidelity.get("folds"):
+            folds = folds[: int(fidelity["folds"])]
+            rows = np.concatenate([te for _, te in folds])
         width = len(classes) if classes is not None else 0
         oof = np.full((len(ds.y), width) if width else len(ds.y), np.nan)
         for train, test in folds:
-            oof[test] = fit(train).raw_predictions(data.take(ds.X, test))
+            oof[test] = fit(train, early=stop_early).raw_predictions(data.take(ds.X, test))
         pred, y_true, index = oof[rows], ds.y[rows], rows
-        model = fit(None)
+        if fidelity:
+            model = None  # a screen: the coordinator refits only the configurations it promotes
+        else:
+            params = estimators.with_rounds(spec["algorithm"], spec["hyperparameters"], rounds)
+            if rounds:
+                notes["refit_rounds"] = params[estimators.ROUNDS[spec["algorithm"]]]
+            model = fit(None, params)
     scores = metrics.score(task, y_true, pred, classes, y_range)
-    return model, scores, pred, index
+    return model, scores, pred, index, notes
 
 
 def run_ensemble(spec: dict[str, Any], ds: Any) -> tuple[Any, dict[str, float], np.ndarray, np.ndarray | None]:
@@ -188,8 +217,9 @@ def _plain(values: Any) -> np.ndarray:
 def _save(model: Any, scores: dict[str, float], pred: np.ndarray, index: np.ndarray | None,
           y_true: Any = None, classes: Any = None) -> None:
     OUTPUTS.mkdir(exist_ok=True)
-    with open(OUTPUTS / MODEL_FILE, "wb") as fh:
-        pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    if model is not None:  # a low-fidelity screen has no model
+        with open(OUTPUTS / MODEL_FILE, "wb") as fh:
+            pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL)
     # y_true and classes let the run page and RunDetails draw the iteration's charts (nbml.automl.iteration_charts)
     np.savez(OUTPUTS / PREDICTIONS_FILE, pred=pred, index=np.asarray([] if index is None else index, dtype=np.int64),
              y_true=_plain(y_true), classes=_plain(classes))
@@ -220,7 +250,9 @@ def _execute(spec: dict[str, Any], run: Any) -> dict[str, Any]:
                             **({"stack_replaced_by_blend": "True"}
                                if spec["ensemble"] == "StackEnsemble" and model.meta is None else {})})
     else:
-        model, scores, pred, index = run_iteration(spec, ds)
+        model, scores, pred, index, notes = run_iteration(spec, ds)
+        if notes.get("refit_rounds"):
+            run.add_properties({"refit_rounds": str(notes["refit_rounds"])})
     y_true = np.asarray(ds.y_valid) if index is None else np.asarray(ds.y)[index]
     _save(model, scores, pred, index, y_true, _classes_and_range(spec, ds)[0])
     for name, value in scores.items():

@@ -14,6 +14,7 @@ iteration numbers go on, and ensembles and the explanation run once.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import math
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from nbml.automl.child import MODEL_FILE, PREDICTIONS_FILE, SCORES_FILE, WARM_DATA_FILE, WARM_PRELOAD
-from nbml.automl.estimators import pipeline_name
+from nbml.automl.estimators import pipeline_name, size_of
 from nbml.automl.metrics import CLASSIFICATION, goal, is_better
 from nbml.automl.search import PastTrial, Proposal, SearchStrategy
 from nbml.compute.base import EnvSpec, JobSpec
@@ -38,6 +39,9 @@ CHILD_KIND = "automl_iteration"
 EXPLAIN_KIND = "automl_explain"
 ENSEMBLE_LIBRARY = 12  # best iterations an ensemble may draw from
 BASELINE_ROWS = 5000  # the baseline fits on at most this many rows
+ETA = 3  # successive halving: a screen is promoted when it is in the best 1/ETA of the screens so far
+SCREEN_MIN_ITERATIONS = 50  # screening runs only in time-limited searches allowed at least this many iterations
+SCREEN_ROWS = 8000  # on more training rows than this, a screen fits on a quarter of them (at least this many)
 
 
 @dataclasses.dataclass
@@ -48,6 +52,7 @@ class Result:
     status: str
     score: float | None
     ensemble: bool = False
+    screen: bool = False  # a low-fidelity screen: never the best model, never an ensemble member
 
 
 def _spec(rec: dict[str, Any]) -> dict[str, Any]:
@@ -73,10 +78,16 @@ class Coordinator:
         self.since_improvement = 0
         self.exit_reached = False
         self.durations: list[float] = []  # seconds taken by completed search iterations
+        # what each algorithm's finished iterations cost: (algorithm, screen) -> [(trees or rounds, seconds)]
+        self.costs: dict[tuple[str, bool], list[tuple[float, float]]] = collections.defaultdict(list)
+        self.rung: list[float] = []  # the scores of the finished screens
+        self.promotions: collections.deque[Proposal] = collections.deque()
+        self.skipped = 0  # proposals not started because they could not finish in the time left
         timeout = self.settings.get("experiment_timeout_minutes")
         self.deadline = self.created_at + float(timeout) * 60 if timeout else None
         it_timeout = self.settings.get("iteration_timeout_minutes")
         self.iteration_timeout = float(it_timeout) * 60 if it_timeout else None
+        self.fidelity = self._screen_fidelity()
         self._manifest = load_manifest(ctx.ws_root, self.cfg["snapshot_id"])
         self._data_files = self._load_data_files()
 
@@ -183,6 +194,69 @@ class Coordinator:
         return bool(self.settings.get("enable_early_stopping") and len(self.results) >= n_algos
                     and self.since_improvement >= int(self.settings.get("early_stopping_n_iters", 10)))
 
+    def _screen_fidelity(self) -> dict[str, Any] | None:
+        """What a low-fidelity screen runs: a third of the CV folds, and on large data a quarter of the rows.
+
+        None when the search does not screen: no time limit, few iterations allowed, or nothing cheaper to run
+        (a holdout on small data)."""
+        if self.deadline is None or int(self.settings["iterations"]) < SCREEN_MIN_ITERATIONS:
+            return None
+        n_cv = int(self.cfg.get("n_cross_validations") or 0)
+        n_rows = int(self.cfg.get("n_rows") or 0)
+        folds = max(1, n_cv // ETA) if n_cv >= ETA else None
+        rows = max(SCREEN_ROWS, n_rows // 4) if n_rows > 2 * SCREEN_ROWS else None
+        if folds is None and rows is None:
+            return None
+        share = (folds / n_cv if folds else 1.0) * (min(1.0, rows / n_rows) if rows else 1.0)
+        if folds:
+            share *= n_cv / (n_cv + 1)  # a screen fits no model on all rows
+        return {"folds": folds, "rows": rows, "share": round(share, 3)}
+
+    def _estimate(self, p: Proposal) -> float | None:
+        """Seconds `p` should take, from its algorithm's finished iterations (per tree or round where the
+        algorithm builds them); None while that algorithm has none."""
+        size = size_of(p.algorithm, p.hyperparameters)
+        seen = self.costs.get((p.algorithm, p.screen))
+        scale = 1.0
+        if not seen and self.fidelity:  # the other fidelity's cost, scaled by the share of the work
+            seen = self.costs.get((p.algorithm, not p.screen))
+            scale = self.fidelity["share"] if p.screen else 1.0 / self.fidelity["share"]
+        if not seen:
+            return None
+        return scale * statistics.median(seconds / max(s, 1.0) for s, seconds in seen) * max(size, 1.0)
+
+    def _fits(self, p: Proposal) -> bool:
+        """Whether `p`, started now, should finish before the search's time is up."""
+        end = self._search_end()
+        estimate = self._estimate(p)
+        return end is None or estimate is None or time.time() + estimate < end
+
+    def _promote(self, score: float | None) -> bool:
+        """Successive halving (asynchronous): promote a screen in the best 1/ETA of the screens so far."""
+        if score is None:
+            return False
+        self.rung.append(score)
+        better = sum(1 for s in self.rung if is_better(s, score, self.metric))
+        return better < math.ceil(len(self.rung) / ETA)
+
+    def _next(self, search: SearchStrategy) -> Proposal | None:
+        """The next pipeline to start: a promoted screen first, then the search's proposals (TPE's screened
+        at low fidelity); None when what it proposes cannot finish in the time left."""
+        while self.promotions:
+            p = self.promotions.popleft()
+            if self._fits(p):
+                return p
+            search.tell(p.trial, None)  # no time left for its full-fidelity run
+        for _ in range(3):
+            p = search.ask()
+            if self.fidelity and p.record and not p.record.get("default"):
+                p.fidelity = dict(self.fidelity)
+            if self._fits(p):
+                return p
+            self.skipped += 1
+            search.tell(p.trial, None)
+        return None
+
     def _baseline(self) -> Proposal | None:
         """A regularised linear model on a row subsample: seconds on any data, so a model always exists."""
         cls = self.task == CLASSIFICATION
@@ -193,34 +267,48 @@ class Coordinator:
                 return Proposal(None, algo, "StandardScalerWrapper", params, baseline=True)
         return None
 
-    def _launch(self, loop: ChildLoop[Proposal], p: Proposal, n: int, started: float | None = None) -> None:
+    def _launch(self, loop: ChildLoop[Proposal], p: Proposal, n: int, started: float | None = None,
+                spec: dict[str, Any] | None = None) -> None:
         run_id = f"{self.parent}_{n}"
-        spec = {**self._base_spec(), "kind": "iteration", "iteration": n, "algorithm": p.algorithm,
-                "scaler": p.scaler, "hyperparameters": p.hyperparameters, "baseline": p.baseline}
-        if p.baseline:
-            spec["max_train_rows"] = BASELINE_ROWS
+        if spec is None:
+            spec = {**self._base_spec(), "kind": "iteration", "iteration": n, "algorithm": p.algorithm,
+                    "scaler": p.scaler, "hyperparameters": p.hyperparameters, "baseline": p.baseline,
+                    "early_stopping": True}
+            if p.baseline:
+                spec["max_train_rows"] = BASELINE_ROWS
+            if p.fidelity:
+                spec["fidelity"] = p.fidelity
         if started is None:  # a new iteration (else one adopted from an earlier coordinator)
             name = pipeline_name(p.scaler, p.algorithm)
-            self._record_child(run_id, n, CHILD_KIND, name, spec, {
+            share = p.fidelity["share"] if p.fidelity else 1.0
+            self._record_child(run_id, n, CHILD_KIND, name + (f" [screen {share:.0%}]" if p.fidelity else ""), spec, {
                 "iteration": str(n), "run_preprocessor": p.scaler, "run_algorithm": p.algorithm,
                 "hyperparameters": json.dumps(p.hyperparameters), "pipeline_name": name,
                 "primary_metric": self.metric, **({"baseline": "True"} if p.baseline else {}),
+                "fidelity": f"{share:g}", **({"promoted_from": p.promoted_from} if p.promoted_from else {}),
             }, p.record)
         timeout, reason = self._limit(f"Iteration {n}", started or time.time(), until=self._search_end())
         loop.launch(run_id, self._job(run_id, spec), p, timeout=timeout, timeout_reason=reason, started_at=started)
 
     def _finish(self, n: int, run_id: str, name: str, status: str, ensemble: bool = False,
-                replay: bool = False) -> Result:
+                replay: bool = False, p: Proposal | None = None) -> Result:
         """Count a finished child; `replay` (a child an earlier coordinator saw end) writes nothing new."""
         scores = self._scores(run_id) if status == COMPLETED else None
         score = scores.get(self.metric) if scores else None
         if score is not None and math.isnan(score):
             score = None
-        result = Result(n, run_id, name, status, score, ensemble)
+        screen = bool(p and p.screen)
+        result = Result(n, run_id, name, status, score, ensemble, screen)
         rec = self.store.get_run(run_id)
         if status == COMPLETED and not ensemble and rec and rec.get("ended_at"):
-            self.durations.append(float(rec["ended_at"]) - float(rec["created_at"]))
+            took = float(rec["ended_at"]) - float(rec.get("started_at") or rec["created_at"])
+            if not screen:
+                self.durations.append(took)
+            if p is not None and not p.baseline:
+                self.costs[(p.algorithm, screen)].append((size_of(p.algorithm, p.hyperparameters), took))
         self.results[n] = result
+        if screen:
+            return result  # a screen's score is on part of the data: it ranks screens, nothing else
         # Ties go to the earlier iteration, as in AutoMLRun.get_best_child, so the model explained is the one
         # get_output() returns (a stack ensemble that falls back to the blend scores exactly as the blend).
         if score is not None and (self.best is None or is_better(score, self.best.score, self.metric) or (
@@ -239,27 +327,36 @@ class Coordinator:
             self.since_improvement += 1
         return result
 
+    def _proposal(self, rec: dict[str, Any], spec: dict[str, Any], number: int | None) -> Proposal:
+        """The proposal an earlier coordinator launched as child `rec`."""
+        props = self.store.get_properties(rec["run_id"])
+        return Proposal(number, spec["algorithm"], spec["scaler"], spec["hyperparameters"],
+                        child_config(rec).get("search_trial"), baseline=bool(spec.get("baseline")),
+                        fidelity=spec.get("fidelity"), promoted_from=props.get("promoted_from"))
+
     async def search(self, loop: ChildLoop[Proposal], found: list[dict[str, Any]]) -> None:
         history: list[PastTrial] = []
         adopt: list[tuple[dict[str, Any], dict[str, Any], int | None]] = []
         for rec in found:  # iterations of an earlier coordinator of this run, in order
             spec, trial = _spec(rec), child_config(rec).get("search_trial")
+            screen = bool(spec.get("fidelity"))
             if rec["status"] in TERMINAL:
                 score = self._finish(int(rec["iteration"]), rec["run_id"], rec.get("display_name") or "",
-                                     rec["status"], replay=True).score
+                                     rec["status"], replay=True, p=self._proposal(rec, spec, None)).score
+                if screen and score is not None:
+                    self.rung.append(score)
                 if trial:
-                    history.append(PastTrial(trial, score))
+                    history.append(PastTrial(trial, score, screen=screen))
             else:
                 adopt.append((rec, spec, len(history) if trial else None))
                 if trial:
-                    history.append(PastTrial(trial, running=True))
+                    history.append(PastTrial(trial, running=True, screen=screen))
         search = SearchStrategy(self.task, self.metric, self.cfg["algorithms"], self.cfg["n_rows"],
                                 self.cfg["n_features"], seed=int(self.settings.get("seed", 0)), history=history)
         for rec, spec, index in adopt:
-            number = search.restored[index] if index is not None else None
-            p = Proposal(number, spec["algorithm"], spec["scaler"], spec["hyperparameters"],
-                         baseline=bool(spec.get("baseline")))
-            self._launch(loop, p, int(rec["iteration"]), started=float(rec.get("started_at") or rec["created_at"]))
+            p = self._proposal(rec, spec, search.restored[index] if index is not None else None)
+            self._launch(loop, p, int(rec["iteration"]), started=float(rec.get("started_at") or rec["created_at"]),
+                         spec=spec)
         n_search = max(1, int(self.settings["iterations"]) - self._n_ensembles())
         launched = len(found)
         # under a time limit, a quick model first (unless the user asked for a single iteration)
@@ -267,12 +364,17 @@ class Coordinator:
         stopping = False
         while True:
             while not self._should_stop(launched, n_search) and loop.free:
-                p = baseline or search.ask()
+                start = baseline or self._next(search)
                 baseline = None
-                self._launch(loop, p, self.next_iteration)
+                if start is None:
+                    break  # nothing proposed can finish in the time left: wait for the running ones
+                self._launch(loop, start, self.next_iteration)
                 self.next_iteration += 1
                 launched += 1
             if not len(loop):
+                if self.skipped:
+                    self.ctx.log(f"{self.skipped} proposed pipelines were not started: by the cost of their "
+                                 "algorithm's finished iterations, they could not finish in the time left")
                 return
             if not stopping and (self.exit_reached or self._cancelled() or self._remaining() - self._reserve() <= 0):
                 stopping = True
@@ -282,13 +384,19 @@ class Coordinator:
                 loop.cancel_all(expire_before=time.time() + 1.0 if out_of_time else None)
             for done in await loop.wait(0.5):
                 p = done.payload
-                result = self._finish(int(done.run_id.rsplit("_", 1)[1]), done.run_id,
-                                      pipeline_name(p.scaler, p.algorithm), done.status)
-                search.tell(p.trial, result.score)
+                n = int(done.run_id.rsplit("_", 1)[1])
+                result = self._finish(n, done.run_id, pipeline_name(p.scaler, p.algorithm), done.status, p=p)
+                if p.screen:
+                    promote = not stopping and self._promote(result.score)
+                    search.report_screen(p.trial, result.score, promote)
+                    if promote:  # the same configuration at full fidelity, before any new proposal
+                        self.promotions.append(dataclasses.replace(p, fidelity=None, promoted_from=done.run_id))
+                else:
+                    search.tell(p.trial, result.score)
 
     # -- ensembles and explanation ----------------------------------------------------------------
     def _library(self) -> list[Result]:
-        done = [r for r in self.results.values() if r.score is not None and not r.ensemble]
+        done = [r for r in self.results.values() if r.score is not None and not r.ensemble and not r.screen]
         sign = 1.0 if goal(self.metric) == "maximize" else -1.0
         done.sort(key=lambda r: -sign * float(r.score))  # type: ignore[arg-type]
         return done[:ENSEMBLE_LIBRARY]

@@ -207,18 +207,50 @@ _BUILDERS: dict[str, Callable[[bool, dict[str, Any], int, int], Any]] = {
 }
 
 
+#: the parameter that counts boosting rounds, for the algorithms whose fits stop early on a validation split
+ROUNDS = {"LightGBM": "n_estimators", "XGBoost": "n_estimators", "HistGradientBoosting": "max_iter"}
+#: a fit stops early only when the split it holds out has at least this many rows (fewer: too noisy to judge)
+EARLY_STOP_MIN_VALID = 50
+EARLY_STOP_FRACTION = 0.1
+EARLY_STOP_PATIENCE = 20
+
+
+def size_of(algo: str, params: dict[str, Any]) -> float:
+    """How many trees/rounds a configuration builds (1 for the others): its fit cost grows with it."""
+    for name in ("n_estimators", "max_iter"):
+        if name in params and algo in (*ROUNDS, "RandomForest", "ExtremeRandomTrees"):
+            return float(params[name])
+    return 1.0
+
+
+def with_rounds(algo: str, params: dict[str, Any], rounds: list[int]) -> dict[str, Any]:
+    """`params` with the rounds the folds' early stopping chose (their mean, 10 % more for the extra rows)."""
+    if algo not in ROUNDS or not rounds:
+        return dict(params)
+    name = ROUNDS[algo]
+    chosen = math.ceil(round(1.1 * sum(rounds) / len(rounds), 6))
+    return {**params, name: max(1, min(int(params[name]), chosen))}
+
+
 def pipeline_name(scaler: str, algorithm: str) -> str:
     """The PIPELINE column of the progress table, e.g. ``"MaxAbsScaler LightGBM"``."""
     return f"{scaler} {algorithm}"
 
 
-def build(algo: str, task: str, params: dict[str, Any], n_jobs: int = 1, seed: int = 0) -> Any:
-    """An unfitted estimator for `algo` with hyperparameters `params`."""
+def build(algo: str, task: str, params: dict[str, Any], n_jobs: int = 1, seed: int = 0,
+          early_stopping: bool = False) -> Any:
+    """An unfitted estimator for `algo` with hyperparameters `params`; with `early_stopping`, a boosting
+    algorithm's fit holds out a validation split and stops when it no longer improves
+    (`nbml.automl._early.EarlyStopped`)."""
     cls = task == CLASSIFICATION
     builder = _BUILDERS.get(algo)
-    if builder is not None:
-        return builder(cls, dict(params), n_jobs, seed)
-    return _sklearn(algo, cls, dict(params), n_jobs, seed)
+    est = builder(cls, dict(params), n_jobs, seed) if builder is not None else _sklearn(algo, cls, dict(params),
+                                                                                        n_jobs, seed)
+    if early_stopping and algo in ROUNDS:
+        from nbml.automl._early import EarlyStopped
+
+        return EarlyStopped(algo, est, seed)
+    return est
 
 
 def __getattr__(name: str) -> Any:

@@ -18,14 +18,17 @@ from nbml.automl.metrics import CLASSIFICATION
 
 
 def make_pipeline(
-    task: str, algorithm: str, scaler: str, params: dict[str, Any], featurize: bool, n_jobs: int = 1, seed: int = 0
+    task: str, algorithm: str, scaler: str, params: dict[str, Any], featurize: bool, n_jobs: int = 1, seed: int = 0,
+    early_stopping: bool = False,
 ) -> Pipeline:
-    """featurizer → scaler → estimator, as an unfitted sklearn Pipeline."""
+    """featurizer → scaler → estimator, as an unfitted sklearn Pipeline (`early_stopping`: see
+    `nbml.automl.estimators.build`)."""
     return Pipeline(
         [
             ("datatransformer", AutoFeaturizer(enabled=featurize)),
             ("scaler", make_scaler(scaler)),
-            ("estimator", estimators.build(algorithm, task, params, n_jobs=n_jobs, seed=seed)),
+            ("estimator", estimators.build(algorithm, task, params, n_jobs=n_jobs, seed=seed,
+                                            early_stopping=early_stopping)),
         ]
     )
 

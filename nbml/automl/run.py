@@ -83,13 +83,20 @@ class AutoMLRun(Run):
             return None
         return None if math.isnan(value) else value
 
+    def _screen(self, run_id: str) -> bool:
+        """Whether a child was a low-fidelity screen of the search (property ``fidelity`` below 1)."""
+        try:
+            return float(self._store.get_properties(run_id).get("fidelity") or 1) < 1
+        except ValueError:
+            return False
+
     def get_best_child(self, metric: str | None = None, onnx_compatible: bool = False, **_: Any) -> Run:
         """The completed iteration with the best `metric` (the primary metric by default)."""
         metric = metric or self.primary_metric
         best_rec, best = None, None
         for rec in self._iterations():
-            if rec["status"] != COMPLETED:
-                continue
+            if rec["status"] != COMPLETED or self._screen(rec["run_id"]):
+                continue  # a low-fidelity screen is scored on part of the data and has no model
             score = self._score(rec["run_id"], metric)
             if score is not None and (best is None or is_better(score, best, metric)):
                 best_rec, best = rec, score
@@ -113,6 +120,11 @@ class AutoMLRun(Run):
                 raise UserErrorException(f"AutoML run {self.id} has no iteration {iteration}.")
             if rec["status"] != COMPLETED:
                 raise UserErrorException(f"iteration {iteration} of {self.id} is {rec['status']}; it has no model.")
+            if self._screen(rec["run_id"]):
+                raise UserErrorException(
+                    f"iteration {iteration} of {self.id} was a low-fidelity screen (property fidelity="
+                    f"{self._store.get_properties(rec['run_id']).get('fidelity')}): it has no model; its "
+                    "configuration, if promoted, ran again at full fidelity (property promoted_from names it).")
             child = Run(self.experiment, rec["run_id"], rec)
         else:
             child = self.get_best_child(metric)
@@ -245,7 +257,7 @@ class AutoMLRun(Run):
             for rec in sorted(finished, key=lambda r: r["ended_at"] or 0):
                 printed.add(rec["run_id"])
                 score = self._score(rec["run_id"], metric) if rec["status"] == COMPLETED else None
-                if score is not None and (best is None or is_better(score, best, metric)):
+                if score is not None and not self._screen(rec["run_id"]) and (best is None or is_better(score, best, metric)):
                     best = score
                 shown = _fmt(score) if rec["status"] == COMPLETED else rec["status"]
                 name = (rec.get("display_name") or "")[:45]

@@ -38,6 +38,12 @@ class Proposal:
     hyperparameters: dict[str, Any]
     record: dict[str, Any] | None = None  # what rebuilds the trial in a new study (JSON)
     baseline: bool = False
+    fidelity: dict[str, Any] | None = None  # a low-fidelity screen: {"folds": k, "rows": n or None, "share": s}
+    promoted_from: str | None = None  # the screen (child run id) this full-fidelity run was promoted from
+
+    @property
+    def screen(self) -> bool:
+        return self.fidelity is not None
 
 
 @dataclasses.dataclass
@@ -47,6 +53,7 @@ class PastTrial:
     record: dict[str, Any]
     value: float | None = None
     running: bool = False
+    screen: bool = False  # a low-fidelity screen: finished, it is a pruned trial with its screen score
 
 
 def _suggest(trial: optuna.Trial, algo: str, task: str, n_rows: int) -> tuple[str, dict[str, Any]]:
@@ -98,6 +105,7 @@ class SearchStrategy:
             )
         self.study = optuna.create_study(direction=goal(metric), sampler=sampler)  # type: ignore[arg-type]
         self._pending: set[int] = set()
+        self._trials: dict[int, optuna.Trial] = {}
         self.restored: list[int] = [self._restore(past) for past in history]
         tried = {str(p.record["params"].get("algorithm")) for p in history if p.record.get("default")}
         self._defaults_left = 0
@@ -113,8 +121,11 @@ class SearchStrategy:
     def _restore(self, past: PastTrial) -> int:
         params = past.record["params"]
         dists = {k: optuna.distributions.json_to_distribution(v) for k, v in past.record["distributions"].items()}
+        intermediate: dict[int, float] = {}
         if past.running:
             state, value = optuna.trial.TrialState.RUNNING, None
+        elif past.screen and past.value is not None and past.value == past.value:
+            state, value, intermediate = optuna.trial.TrialState.PRUNED, None, {0: float(past.value)}
         elif past.value is None or past.value != past.value:
             state, value = optuna.trial.TrialState.FAIL, None
         else:
@@ -122,7 +133,7 @@ class SearchStrategy:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self.study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value,
-                                                           state=state))
+                                                           state=state, intermediate_values=intermediate))
         number = len(self.study.trials) - 1
         if past.running:
             self._pending.add(number)
@@ -136,6 +147,7 @@ class SearchStrategy:
             algo = str(trial.suggest_categorical("algorithm", self.algorithms))
             scaler, params = _suggest(trial, algo, self.task, self.n_rows)
         self._pending.add(trial.number)
+        self._trials[trial.number] = trial
         default = self._defaults_left > 0  # enqueued trials come out first, in order
         self._defaults_left = max(0, self._defaults_left - 1)
         record = {"params": dict(trial.params), "default": default,
@@ -148,10 +160,28 @@ class SearchStrategy:
         if trial is None or trial not in self._pending:
             return
         self._pending.discard(trial)
+        self._trials.pop(trial, None)
         if value is None or value != value:  # NaN
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
             self.study.tell(trial, float(value))
+
+    def report_screen(self, trial: int | None, value: float | None, promoted: bool) -> None:
+        """A screened trial's low-fidelity score: promoted, the trial stays open until its full-fidelity
+        score is told; not promoted, it ends pruned (TPE ranks pruned trials by their screen score, below
+        every completed one)."""
+        if trial is None or trial not in self._pending:
+            return
+        if value is None or value != value:
+            self.tell(trial, None)
+            return
+        handle = self._trials.get(trial)
+        if handle is None:  # a trial restored as running: a handle on it in the study
+            handle = optuna.trial.Trial(self.study, self.study.trials[trial]._trial_id)
+        handle.report(float(value), 0)
+        if not promoted:
+            self._pending.discard(trial)
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
 
     @property
     def pending(self) -> int:

@@ -48,6 +48,7 @@ class IterationRow:
     started_at: float | None = None
     ended_at: float | None = None
     duration: float | None = None
+    screen: bool = False  # an AutoML low-fidelity screen: listed, never the best
 
     def cells(self) -> dict[str, Any]:
         return {
@@ -64,9 +65,19 @@ def pipeline_name(props: Mapping[str, Any], run: Mapping[str, Any]) -> str:
     pre = props.get("run_preprocessor") or ""
     algo = props.get("run_algorithm") or ""
     name = " ".join(str(p) for p in (pre, algo) if p)
+    if name and _screen(props):
+        name += f" [screen {float(props['fidelity']):.0%}]"
     if not name and props.get("hyperparameters"):  # a HyperDrive child: its sampled values
         name = ", ".join(f"{k} {v}" for k, v in sorted(_json_object(props["hyperparameters"]).items()))
     return name or str(run.get("display_name") or "")
+
+
+def _screen(props: Mapping[str, Any]) -> bool:
+    """An AutoML low-fidelity screen (property ``fidelity`` below 1): scored on part of the data, no model."""
+    try:
+        return float(props.get("fidelity") or 1) < 1
+    except (TypeError, ValueError):
+        return False
 
 
 class ChildrenState:
@@ -144,6 +155,7 @@ class ChildrenState:
                 run_id=rid, iteration=iteration, pipeline=pipeline_name(p, run),
                 status=str(run.get("status")), metric=self._score(self.metrics.get(rid, {})),
                 started_at=run.get("started_at"), ended_at=run.get("ended_at"), duration=run_duration(run),
+                screen=_screen(p),
             )
             old = self.rows.get(rid)
             if old is None:
@@ -151,6 +163,8 @@ class ChildrenState:
             if old != row:
                 if old is not None and not row.pipeline:
                     row.pipeline = old.pipeline
+                if old is not None and rid not in props:
+                    row.screen = old.screen
                 self.rows[rid] = row
                 self._ordered = None
                 changed.add(rid)
@@ -171,7 +185,7 @@ class ChildrenState:
                 self._best_stale = True
                 return
             score = self._score(self.metrics.get(rid, {}), self.primary_metric)
-            if row.status == COMPLETED and row.iteration is not None and score is not None and (
+            if row.status == COMPLETED and row.iteration is not None and score is not None and not row.screen and (
                     self._best is None or better(score, self._best[1])):
                 self._best = (row, score)
 
@@ -209,7 +223,7 @@ class ChildrenState:
         changed, best = set(), None
         better = (lambda a, b: a > b) if self.metric_goal == "maximize" else (lambda a, b: a < b)
         for row in self.ordered():
-            if row.metric is not None and row.status == COMPLETED and (best is None or better(row.metric, best)):
+            if row.metric is not None and row.status == COMPLETED and not row.screen and (best is None or better(row.metric, best)):
                 best = row.metric
             if row.best != best:
                 row.best = best
@@ -220,7 +234,7 @@ class ChildrenState:
         """The completed iteration with the best primary metric, and that score."""
         if self._best_stale:
             scored = [(r, self._score(self.metrics.get(r.run_id, {}), self.primary_metric)) for r in self.ordered()
-                      if r.status == COMPLETED and r.iteration is not None]
+                      if r.status == COMPLETED and r.iteration is not None and not r.screen]
             done = [(r, s) for r, s in scored if s is not None]
             self._best = (max if self.goal == "maximize" else min)(done, key=lambda p: p[1]) if done else None
             self._best_stale = False

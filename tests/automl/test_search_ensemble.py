@@ -49,7 +49,7 @@ def test_every_estimator_default_fits_and_scores(task: str, algo: str) -> None:
             "hyperparameters": estimators.default_config(algo, task, 150, X.shape[1]),
             "validation": {"n_cross_validations": 3}}
     with threadpool_limits(limits=1):  # as in an iteration's process: one thread
-        model, scores, pred, index = run_iteration(spec, ds)
+        model, scores, pred, index, _ = run_iteration(spec, ds)
     assert set(scores) == set(metrics.ALL_METRICS[task])
     assert len(pred) == len(index) == 150
     assert model.predict(X[:5]).shape == (5,)

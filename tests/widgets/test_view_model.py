@@ -56,6 +56,18 @@ def test_children_best_so_far_follows_the_goal_of_the_primary_metric() -> None:
     assert changed == {"P_4"}
 
 
+def test_an_automl_screen_is_listed_but_never_the_best() -> None:
+    state = it.ChildrenState("AUC_weighted")
+    props = {"P_0": {"run_preprocessor": "MaxAbsScaler", "run_algorithm": "KNN", "fidelity": "1"},
+             "P_1": {"run_preprocessor": "MaxAbsScaler", "run_algorithm": "KNN", "fidelity": "0.286"}}
+    state.apply([_child(0), _child(1)], props, {"P_0": {"AUC_weighted": 0.9}, "P_1": {"AUC_weighted": 0.99}})
+    assert state.ordered()[1].pipeline == "MaxAbsScaler KNN [screen 29%]"
+    assert [r.best for r in state.ordered()] == [0.9, 0.9]
+    assert state.best_run()[0].run_id == "P_0"  # type: ignore[index]
+    state.apply([_child(1)], {}, {})  # a later change without its properties keeps it a screen
+    assert state.best_run()[0].run_id == "P_0"  # type: ignore[index]
+
+
 def test_minimised_primary_metric_and_unfinished_iterations() -> None:
     state = it.ChildrenState("normalized_root_mean_squared_error")
     assert state.goal == "minimize"

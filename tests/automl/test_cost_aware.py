@@ -1,0 +1,121 @@
+"""Cost-aware search: boosting fits stop early inside each fold, screens run at low fidelity and keep no
+model, and screened trials that are not promoted end pruned in the study."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_digits, make_regression
+from threadpoolctl import threadpool_limits
+
+from nbml import Experiment, Workspace
+from nbml.automl import AutoMLConfig, estimators
+from nbml.automl._early import EarlyStopped
+from nbml.automl.child import run_iteration
+from nbml.automl.data import from_sources
+from nbml.automl.search import PastTrial, SearchStrategy
+from nbml.errors import UserErrorException
+
+
+def _spec(task: str, algo: str, params: dict, **extra: object) -> dict:
+    return {"task": task, "algorithm": algo, "scaler": "MaxAbsScaler", "featurization": False, "seed": 0,
+            "hyperparameters": params, "validation": {"n_cross_validations": 3}, **extra}
+
+
+@pytest.mark.parametrize("algo", ["LightGBM", "XGBoost", "HistGradientBoosting"])
+def test_boosting_stops_early_in_the_folds_and_refits_with_the_rounds_they_chose(algo: str) -> None:
+    X, y = make_regression(n_samples=1200, n_features=8, noise=30.0, random_state=0)
+    ds = from_sources(X=X, y=y)
+    rounds = estimators.ROUNDS[algo]
+    params = {**estimators.default_config(algo, "regression", 1200, 8), rounds: 1000, "learning_rate": 0.3}
+    with threadpool_limits(limits=1):
+        model, scores, _, _, notes = run_iteration(_spec("regression", algo, params, early_stopping=True), ds)
+    # 1000 rounds at a high learning rate on noisy data: the validation split stops it long before
+    assert 1 <= notes["refit_rounds"] < 500
+    final = model.pipeline.steps[-1][1]
+    assert not isinstance(final, EarlyStopped)  # the model kept is a plain booster on all rows
+    assert final.get_params()[rounds] == notes["refit_rounds"]
+    assert scores["r2_score"] > 0.5
+
+
+def test_a_small_fold_fits_without_a_validation_split() -> None:
+    X, y = load_digits(return_X_y=True)
+    ds = from_sources(X=X[:300], y=y[:300])  # 200 training rows per fold: 20 would be held out, too few
+    params = {**estimators.default_config("LightGBM", "classification", 300, 64), "n_estimators": 60}
+    with threadpool_limits(limits=1):
+        model, _, _, _, notes = run_iteration(_spec("classification", "LightGBM", params, early_stopping=True), ds)
+    assert "refit_rounds" not in notes
+    assert model.pipeline.steps[-1][1].get_params()["n_estimators"] == 60
+
+
+def test_a_screen_scores_a_share_of_the_folds_and_keeps_no_model() -> None:
+    X, y = load_digits(return_X_y=True)
+    ds = from_sources(X=X, y=y)
+    params = estimators.default_config("RandomForest", "classification", len(y), 64)
+    spec = _spec("classification", "RandomForest", {**params, "n_estimators": 20},
+                 fidelity={"folds": 1, "rows": None, "share": 0.25})
+    with threadpool_limits(limits=1):
+        model, scores, pred, index, _ = run_iteration(spec, ds)
+    assert model is None
+    assert len(index) == len(pred) == pytest.approx(len(y) / 3, abs=2)  # one of the three folds
+    assert scores["AUC_weighted"] > 0.9
+
+
+def test_screened_trials_end_pruned_unless_promoted_and_survive_a_new_coordinator() -> None:
+    algos = ["LightGBM", "RandomForest"]
+    s = SearchStrategy("classification", "AUC_weighted", algos, 500, 10)
+    defaults = [s.ask() for _ in algos]
+    for p in defaults:
+        s.tell(p.trial, 0.9)
+    kept, dropped = s.ask(), s.ask()
+    s.report_screen(kept.trial, 0.95, promoted=True)
+    s.report_screen(dropped.trial, 0.7, promoted=False)
+    assert s.pending == 1  # the promoted one waits for its full-fidelity score
+    s.tell(kept.trial, 0.93)
+    states = {t.number: (t.state.name, t.intermediate_values) for t in s.study.trials}
+    assert states[kept.trial] == ("COMPLETE", {0: 0.95})
+    assert states[dropped.trial] == ("PRUNED", {0: 0.7})
+    # a coordinator that takes over rebuilds a finished screen as pruned, and a running one can still be pruned
+    later = SearchStrategy("classification", "AUC_weighted", algos, 500, 10, history=[
+        PastTrial(dropped.record, 0.7, screen=True), PastTrial(kept.record, running=True, screen=True)])
+    later.report_screen(later.restored[1], 0.6, promoted=False)
+    assert [t.state.name for t in later.study.trials[:2]] == ["PRUNED", "PRUNED"]
+    assert later.pending == 0
+    assert later.ask().algorithm in algos
+
+
+def test_fit_cost_counts_trees_and_rounds() -> None:
+    assert estimators.size_of("LightGBM", {"n_estimators": 300}) == 300
+    assert estimators.size_of("HistGradientBoosting", {"max_iter": 40}) == 40
+    assert estimators.size_of("KNN", {"n_neighbors": 5}) == 1
+    assert estimators.with_rounds("XGBoost", {"n_estimators": 500}, [100, 120]) == {"n_estimators": 121}
+    assert estimators.with_rounds("XGBoost", {"n_estimators": 50}, [100]) == {"n_estimators": 50}
+    assert np.isclose(estimators.with_rounds("KNN", {"n_neighbors": 3}, [7])["n_neighbors"], 3)
+
+
+@pytest.mark.slow
+def test_a_time_limited_search_screens_proposals_and_only_a_full_fidelity_model_is_best(ws: Workspace) -> None:
+    X, y = load_breast_cancer(return_X_y=True)
+    cfg = AutoMLConfig(task="classification", X=X, y=y, n_cross_validations=6, experiment_timeout_minutes=1.25,
+                       allowed_models=["KNN", "LogisticRegression"], max_concurrent_iterations=2,
+                       enable_stack_ensemble=False)
+    run = Experiment(ws, "screens").submit(cfg)
+    run.wait_for_completion(raise_on_error=True)
+    kids = {c.id: c for c in run.get_children() if c.type == "automl_iteration"}
+    props = {rid: c.get_properties() for rid, c in kids.items()}
+    screens = [rid for rid, p in props.items() if float(p.get("fidelity") or 1) < 1]
+    assert screens, "TPE's proposals run first as low-fidelity screens"
+    first = kids[screens[0]]
+    assert props[screens[0]]["fidelity"] == "0.286"  # 2 of 6 folds, no refit: 2 of 7 fits
+    assert "[screen 29%]" in first.display_name
+    assert first.get_status() == "Completed" and "AUC_weighted" in first.get_metrics()
+    with pytest.raises(UserErrorException, match="low-fidelity screen"):
+        run.get_output(iteration=int(props[screens[0]]["iteration"]))
+    for p in props.values():  # a promoted configuration names the screen it was promoted from
+        if p.get("promoted_from"):
+            assert p["promoted_from"] in screens and p["fidelity"] == "1"
+            assert p["hyperparameters"] == props[p["promoted_from"]]["hyperparameters"]
+    best, model = run.get_output()
+    assert float(best.get_properties().get("fidelity") or 1) == 1
+    assert run.get_properties()["best_child_run_id"] not in screens
+    assert model.predict(X[:3]).shape == (3,)
