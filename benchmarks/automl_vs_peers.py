@@ -167,6 +167,14 @@ def score(kind: str, y_true: np.ndarray, pred: np.ndarray, classes: list[str]) -
     return float(roc_auc_score(onehot, pred, average="weighted", multi_class="ovr"))
 
 
+def prior(y_train: Any, kind: str, classes: list[str], n: int) -> np.ndarray:
+    """What a system that produced no model is scored as: the training mean, or the class frequencies."""
+    if kind == "regression":
+        return np.full(n, float(np.mean(y_train)))
+    freq = np.array([float(np.mean(np.asarray(y_train) == c)) for c in classes])
+    return np.tile(freq, (n, 1))
+
+
 def write_split(folder: Path, X: Any, y: Any, kind: str, train: np.ndarray, test: np.ndarray) -> None:
     """What a peer reads: train.csv (with the label as column ``__label__``), test.csv and meta.json."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -389,9 +397,12 @@ def main(argv: list[str] | None = None, default_systems: str = "nbml,flaml,autog
                                 res = run_nbml(ws, name, X, y, kind, train, test, classes, budget, seed)
                             else:
                                 res = run_peer(system, pythons[system], folder, budget, seed)
-                        except Exception as exc:
-                            print(f"{budget:>5g}s {name:<16} split {seed} {system:<9} FAILED: {exc}", flush=True)
-                            continue
+                        except Exception as exc:  # no model: scored as the training prior, so it counts
+                            first = str(exc).strip().splitlines()
+                            print(f"{budget:>5g}s {name:<16} split {seed} {system:<9} FAILED, scored as the "
+                                  f"training prior: {' / '.join(first[-2:])[:300]}", flush=True)
+                            res = {"pred": prior(y.iloc[train], kind, classes, len(test)), "iterations": 0,
+                                   "best": "none (failed)", "wall": float("nan")}
                         s = score(kind, y_test, np.asarray(res["pred"], dtype=float), classes)
                         rows.append({"dataset": name, "kind": kind, "seed": seed, "system": system, "score": s,
                                      "loss": 1.0 - s, "iterations": res["iterations"]})
