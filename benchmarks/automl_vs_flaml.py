@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from automl_vs_peers import main  # noqa: E402
+from automl_vs_peers import main
 
 if __name__ == "__main__":
     sys.exit(main(default_systems="nbml,flaml"))

@@ -139,10 +139,7 @@ def load(name: str) -> tuple[Any, Any, str]:
         if not isinstance(X[col].dtype, pd.CategoricalDtype) and not pd.api.types.is_numeric_dtype(X[col]):
             X[col] = X[col].astype("category")
     y = pd.Series(y).reset_index(drop=True)
-    if kind != "regression":
-        y = y.astype(str)
-    else:
-        y = y.astype(float)
+    y = y.astype(str) if kind != "regression" else y.astype(float)
     return X, y, kind
 
 

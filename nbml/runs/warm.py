@@ -107,6 +107,7 @@ class WarmBackend(ComputeBackend):
                  setup_files: dict[str, bytes] | None = None) -> None:
         super().__init__(inner.name, inner.config, inner.workspace_root)
         self.kind = inner.kind  # type: ignore[misc]
+        self.local_files = inner.local_files  # type: ignore[misc]
         self.ctx, self.inner = ctx, inner
         self.size = max(1, int(size))
         capacity = getattr(inner, "capacity", None)
@@ -129,6 +130,7 @@ class WarmBackend(ComputeBackend):
         self._links: dict[str, asyncio.StreamWriter] = {}
         self._ends: dict[str, tuple[int, str | None]] = {}
         self._waiters: dict[str, asyncio.Event] = {}
+        self._removing: set[str] = set()  # children's folders handed to their worker to remove
 
     # -- the link --------------------------------------------------------------------------------------
     async def _listen(self) -> str | None:
@@ -401,6 +403,10 @@ class WarmBackend(ComputeBackend):
                 w.busy = None
         self._ends.pop(handle.job_dir, None)
         self._waiters.pop(handle.job_dir, None)
+        w = self._worker_of(handle)
+        if w.alive and not w.retiring and await self._send(w, {"remove": handle.job_dir}):
+            self._removing.add(handle.job_dir)  # its worker removes it between tasks (close() makes sure)
+            return
         await asyncio.to_thread(shutil.rmtree, handle.job_dir, True)
 
     async def status(self) -> dict[str, Any]:
@@ -423,6 +429,9 @@ class WarmBackend(ComputeBackend):
         if self._sockdir is not None:
             await asyncio.to_thread(shutil.rmtree, self._sockdir, True)
             self._sockdir = None
+        left, self._removing = list(self._removing), set()
+        if left:  # what a worker that ended early didn't get to
+            await asyncio.to_thread(_remove_all, left)
         await self.inner.close()
 
 
@@ -464,6 +473,12 @@ def _touch(path: Path) -> None:
 def _child_done(job_dir: str) -> bool:
     """Whether the child in `job_dir` has an exit code (or its folder is gone: cleaned up)."""
     return _jobwrap.read_exit(Path(job_dir)) is not None or not Path(job_dir).is_dir()
+
+
+def _remove_all(folders: list[str]) -> None:
+    for folder in folders:
+        if os.path.isdir(folder):
+            shutil.rmtree(folder, True)
 
 
 def _touch_all(paths: list[Path]) -> None:

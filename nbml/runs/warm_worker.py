@@ -20,7 +20,8 @@ renewing ``.nbml/lease`` (the supervisor died; the adopting one starts its own w
 The link: when ``warm.json`` names a Unix socket (``"socket"``, in a folder only this user can open, with a
 ``"token"`` the worker presents first), the worker connects to its supervisor and the two talk in JSON lines,
 so nothing waits on a polling interval: the supervisor sends ``{"task": ...}``, ``{"cancel": job_dir}`` and
-``{"stop": true}``; the worker answers ``{"exit": job_dir, "code": ..., "reason": ...}`` right after it wrote
+``{"stop": true}`` and ``{"remove": job_dir}`` (a finished child's folder, released once copied back; the
+worker removes it between tasks); the worker answers ``{"exit": job_dir, "code": ..., "reason": ...}`` right after it wrote
 the exit code file (the files stay the record a later supervisor reads). While it waits for a task or for
 its child, the worker sleeps in ``select`` on the socket and on the child's pidfd. Without a link (it could
 not connect, or the supervisor went away) it works from the files alone, as above.
@@ -35,6 +36,7 @@ import json
 import os
 import runpy
 import selectors
+import shutil
 import signal
 import socket
 import sys
@@ -136,6 +138,7 @@ class Link:
         self._buf = b""
         self.tasks: collections.deque[dict[str, Any]] = collections.deque()
         self.cancels: set[str] = set()
+        self.removals: collections.deque[str] = collections.deque()
         self.stop = False
         self.open = True
 
@@ -187,6 +190,8 @@ class Link:
                 self.tasks.append(msg["task"])
             elif "cancel" in msg:
                 self.cancels.add(str(msg["cancel"]))
+            elif "remove" in msg:
+                self.removals.append(str(msg["remove"]))
             elif msg.get("stop"):
                 self.stop = True
 
@@ -310,9 +315,15 @@ def serve(folder: Path) -> int:
     pause, done, idle_since = 0.001, 0, time.monotonic()
     while True:
         if (link is not None and link.stop) or (folder / STOP_FILE).exists():
+            while link is not None and link.removals:
+                shutil.rmtree(link.removals.popleft(), ignore_errors=True)
             print(f"warm worker {os.getpid()} stopped after {done} tasks", flush=True)
             return 0
         task: dict[str, Any] | None = link.tasks.popleft() if link is not None and link.tasks else None
+        if task is None and link is not None and link.removals:
+            # a finished child's folder, released by the supervisor: removed here, off its event loop's core
+            shutil.rmtree(link.removals.popleft(), ignore_errors=True)
+            continue
         if task is None:
             claimed = _claim(inbox)
             if claimed is not None:
