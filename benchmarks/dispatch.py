@@ -194,6 +194,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    # benchmarks/ holds a distributed.py: off the path, or the Dask cluster's processes import it for dask's own
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    sys.path.insert(0, str(here.parent))
     os.environ.setdefault("NBML_HEARTBEAT_SECONDS", "5")
     main()
