@@ -113,6 +113,9 @@ class ComputeBackend(abc.ABC):
     """Base class of the per-kind backends in nbml.compute.{local,ssh,docker,dask}."""
 
     kind: ClassVar[str]
+    #: Whether a job's folder (``JobHandle.job_dir``) is a path this process reads directly (local, Dask's
+    #: shared folder): the executor then mirrors events, logs and outputs in one file-thread call per pass.
+    local_files: ClassVar[bool] = False
 
     def __init__(self, name: str, config: dict[str, Any], workspace_root: Path) -> None:
         self.name = name

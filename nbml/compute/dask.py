@@ -37,6 +37,7 @@ class DaskBackend(ComputeBackend):
     """Runs jobs as Dask tasks; see the module docstring."""
 
     kind = "dask"
+    local_files = True
 
     def __init__(self, name: str, config: dict[str, Any], workspace_root: Path) -> None:
         super().__init__(name, config, workspace_root)

@@ -48,6 +48,7 @@ def runtime_dir(job_dir: Path) -> str:
 
 class LocalBackend(ComputeBackend):
     kind = "local"
+    local_files = True
 
     def __init__(self, name: str, config: dict, workspace_root: Path) -> None:  # type: ignore[type-arg]
         super().__init__(name, config, workspace_root)

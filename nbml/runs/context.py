@@ -28,6 +28,16 @@ T = TypeVar("T")
 STORE_DEADLINE = float(os.environ.get("NBML_STORE_DEADLINE_SECONDS", "120"))
 
 
+def _settle(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, value, exc in results:
+        if future.cancelled():
+            continue
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
+
+
 class SupervisorContext:
     """Shared by the script driver and the AutoML/HyperDrive coordinators that run inside a supervisor."""
 
@@ -42,6 +52,9 @@ class SupervisorContext:
         #: False runs store calls on the event loop itself (the old path; benchmarks/supervisor_stall.py).
         self.offload = True
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        # calls made while the writer thread hasn't started the last batch join it: one hand-over for them all
+        self._batch: list[tuple[Callable[[], Any], asyncio.Future[Any]]] | None = None
+        self._batch_lock = threading.Lock()
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a store call off the event loop, on the context's writer thread, within STORE_DEADLINE."""
@@ -50,7 +63,13 @@ class SupervisorContext:
             return call()
         if self._writer is None:
             self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nbml-store")
-        future = asyncio.get_running_loop().run_in_executor(self._writer, call)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._batch_lock:
+            if self._batch is None:
+                self._batch = []
+                self._writer.submit(self._run_batch, loop)
+            self._batch.append((call, future))
         try:
             return await asyncio.wait_for(future, STORE_DEADLINE)
         except TimeoutError:
@@ -61,6 +80,23 @@ class SupervisorContext:
         except Exception:
             self.log_exception(f"store call {getattr(fn, '__name__', fn)} failed")
             raise
+
+    def _run_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the writer thread: run the waiting calls in order, then hand all their results back at once."""
+        with self._batch_lock:
+            batch, self._batch = self._batch or [], None
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        for call, future in batch:
+            try:
+                results.append((future, call(), None))
+            except Exception as exc:  # handed to the caller, as run_in_executor would
+                results.append((future, None, exc))
+            except BaseException as exc:  # (a future can't carry these)
+                results.append((future, None, RuntimeError(f"the store call was interrupted: {exc!r}")))
+        try:
+            loop.call_soon_threadsafe(_settle, results)
+        except RuntimeError:  # the loop is closed: nobody waits for these any more
+            pass
 
     async def io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run file work (log appends, copies) on a worker thread."""

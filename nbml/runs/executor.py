@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nbml.compute import _staging
 from nbml.compute._ranks import failure_message as rank_failure
 from nbml.compute.base import DRIVER_LOG, EVENTS_FILE, ComputeBackend, JobHandle, JobSpec, JobState
 from nbml.errors import EnvironmentBuildError
@@ -23,6 +24,8 @@ from nbml.runs.retry import DEFAULT_UNREACHABLE_TIMEOUT, JobFailed, retrying
 from nbml.runs.status import CANCELED, COMPLETED, FAILED, FINALIZING, PREPARING, RUNNING, STARTING, TERMINAL
 
 CHUNK = 4 << 20
+#: What is copied back when a job ends (job folder prefix, and what is cut from its paths in the run folder).
+OUTPUT_PREFIXES = (("outputs", ""), (".nbml/uploads", ".nbml/uploads/"), ("logs", ""))
 #: A run property set just before a job is started: a supervisor that finds it but no handle knows a job
 #: may have started that it can't find.
 JOB_STARTING = "nbml.job_starting"
@@ -91,14 +94,74 @@ class _Mirror:
                     break
 
     async def pump(self, force_listing: bool = False) -> int:
+        if self.backend.local_files:
+            return await self._pump_local(force_listing)
         n = await self.events()
         await self.logs(force_listing)
         return n
 
     async def outputs(self) -> None:
-        for prefix, strip in (("outputs", ""), (".nbml/uploads", ".nbml/uploads/"), ("logs", "")):
+        if self.backend.local_files:
+            await self.ctx.io(self._outputs_local)
+            return
+        for prefix, strip in OUTPUT_PREFIXES:
             for rel, _size in await self.backend.list_files(self.handle, prefix):
                 await self.backend.fetch(self.handle, rel, self.run_dir / rel[len(strip):])
+
+    # -- a job folder this process reads directly: one file-thread call per pass, one store call per batch ----
+    async def _pump_local(self, force_listing: bool) -> int:
+        if self._offset is None:
+            rec = await self.ctx.db(self.ctx.store.get_run, self.run_id)
+            self._offset = int(rec["events_offset"]) if rec else 0
+        now = time.monotonic()
+        listing = force_listing or now - self._last_listing > 2.0
+        if listing:
+            self._last_listing = now
+        total = 0
+        while True:
+            batch, used, more = await self.ctx.io(self._read_local, self._offset, listing)
+            listing = False
+            for rel in ev.value_files(batch):
+                try:
+                    await self.backend.fetch(self.handle, f".nbml/uploads/{rel}", self.run_dir / rel)
+                except Exception as exc:
+                    self.ctx.log(f"run {self.run_id}: could not copy the metric value file {rel} yet: {exc}")
+            if used:
+                await self.ctx.db(self.ctx.store.ingest, self.run_id, batch, self._offset + used)
+                self._offset += used
+                total += len(batch)
+            if not more:
+                return total
+
+    def _read_local(self, offset: int, listing: bool) -> tuple[list[tuple[int, dict[str, Any]]], int, bool]:
+        """(events parsed from `offset`, bytes used, whether more may follow), the new log bytes appended."""
+        root = Path(self.handle.job_dir)
+        data = _staging.read_bytes(root / EVENTS_FILE, offset, CHUNK, root)
+        batch, used = ev.parse(data, offset, self._bad_line) if data else ([], 0)
+        if data and used == 0 and len(data) >= CHUNK:
+            used = len(data)
+            self._bad_line(offset, data[:200])
+        if listing:
+            for prefix in ("logs", "nbml-logs"):
+                self.log_files.update(rel for rel, _size in _staging.list_tree(root, prefix))
+        for rel in sorted(self.log_files):
+            dest = self.run_dir / rel
+            at = _size_of(dest)
+            while True:
+                chunk = _staging.read_bytes(root / rel, at, CHUNK, root)
+                if not chunk:
+                    break
+                _append(dest, chunk)
+                at += len(chunk)
+                if len(chunk) < CHUNK:
+                    break
+        return batch, used, len(data) >= CHUNK
+
+    def _outputs_local(self) -> None:
+        root = Path(self.handle.job_dir)
+        for prefix, strip in OUTPUT_PREFIXES:
+            for rel, _size in _staging.list_tree(root, prefix):
+                _staging.copy_out(root, rel, self.run_dir / rel[len(strip):])
 
 
 def _size_of(path: Path) -> int:
@@ -147,7 +210,7 @@ async def execute(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Co
     handle: JobHandle | None = None
     mirror: _Mirror | None = None
     final, error = FAILED, None
-    rec = await ctx.db(store.get_run, run_id)
+    rec, props, cancel_flag = await ctx.db(_opening, store, run_id)  # one store call for the three reads
     stored = json.loads(rec["handle_json"]) if rec is not None and rec.get("handle_json") else None
     if stored:
         handle = JobHandle.from_dict(stored)
@@ -155,31 +218,29 @@ async def execute(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Co
                                      unreachable)
         return final
     try:
-        props = await ctx.db(store.get_properties, run_id)
         if props.get(JOB_STARTING):
             raise JobFailed(
                 "The run's supervisor stopped while it was starting the job (at "
                 f"{props[JOB_STARTING]}), before it recorded the job's handle; the new supervisor found no "
                 "handle, so it can't tell whether the job runs or find its results. Submit the run again.")
-        if await ctx.cancelled(run_id):
+        if ctx.cancel_all.is_set() or cancel_flag:
             final = CANCELED
             return final
         await ctx.db(store.set_status, run_id, PREPARING)
         prep_log = _prep_logger(ctx, run_id)
         python = await retrying(ctx, run_id, "preparing the environment", lambda: backend.prepare(job.env, prep_log),
                                  unreachable)
-        if await ctx.cancelled(run_id):
+        if ctx.cancel_all.is_set() or await ctx.db(_cancelled_else_status, store, run_id, STARTING):
             final = CANCELED
             return final
-        await ctx.db(store.set_status, run_id, STARTING)
         job_dir = await retrying(ctx, run_id, "uploading the snapshot", lambda: backend.stage(job, prep_log),
                                   unreachable)
         await ctx.db(store.add_properties, run_id, {JOB_STARTING: time.strftime("%Y-%m-%d %H:%M:%S")})
         handle = await retrying(ctx, run_id, "starting the job", lambda: backend.start(job, python, job_dir),
                                  unreachable)
-        await ctx.db(store.set_handle, run_id, handle.to_dict())
-        await ctx.db(store.set_status, run_id, RUNNING)
+        await ctx.db(_handle_and_running, store, run_id, handle.to_dict())
         mirror = _Mirror(ctx, run_id, backend, handle)
+        mirror._offset = int(rec["events_offset"]) if rec else 0  # read above: nothing ingests before the start
         final, error = await _watch(ctx, run_id, job, backend, handle, mirror, unreachable, time.monotonic())
     except JobFailed as exc:
         final, error = FAILED, str(exc)
@@ -223,8 +284,7 @@ async def _end(ctx: SupervisorContext, run_id: str, backend: ComputeBackend, han
     """Finalize (copy back, real exit status), record the terminal state, then release the job's folder."""
     if handle is not None and mirror is not None:
         final, error = await _finalize(ctx, run_id, backend, handle, mirror, final, error, unreachable)
-    await ctx.db(ctx.store.set_status, run_id, final, error=error)
-    await ctx.db(_close_children, ctx, run_id, final)
+    await ctx.db(_terminal, ctx, run_id, final, error)
     ctx.active.discard(run_id)
     if handle is not None:
         try:
@@ -232,6 +292,29 @@ async def _end(ctx: SupervisorContext, run_id: str, backend: ComputeBackend, han
         except Exception:
             ctx.log_exception(f"cleanup of {run_id} failed")
     return final, error
+
+
+def _opening(store: Any, run_id: str) -> tuple[dict[str, Any] | None, dict[str, Any], bool]:
+    """What `execute` reads first: the run, its properties, whether it was cancelled."""
+    return store.get_run(run_id), store.get_properties(run_id), store.cancel_requested(run_id)
+
+
+def _cancelled_else_status(store: Any, run_id: str, status: str) -> bool:
+    """Whether the run was cancelled; if not, move it to `status` (one store call)."""
+    if store.cancel_requested(run_id):
+        return True
+    store.set_status(run_id, status)
+    return False
+
+
+def _handle_and_running(store: Any, run_id: str, handle: dict[str, Any]) -> None:
+    store.set_handle(run_id, handle)
+    store.set_status(run_id, RUNNING)
+
+
+def _terminal(ctx: SupervisorContext, run_id: str, final: str, error: str | None) -> None:
+    ctx.store.set_status(run_id, final, error=error)
+    _close_children(ctx, run_id, final)
 
 
 def _prep_logger(ctx: SupervisorContext, run_id: str) -> Callable[[str], None]:

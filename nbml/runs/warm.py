@@ -18,16 +18,24 @@ where a cold job's wrapper would, so polling, finalizing and copy-back are the s
   the adopting supervisor stops the old workers it finds recorded in the parent's properties.
 - Targets whose job folders aren't on this machine's filesystem (ssh, docker) fall back to cold children;
   `warm_backend` says so in the supervisor's log.
+- Each worker that can reach this process connects back over a Unix socket (in a folder only this user can
+  open, with a token from its config): tasks, cancels and stops go to it as JSON lines and its children's ends
+  come back the same way, so a child is started and seen to end without any polling interval. The files stay
+  the record (and the path for a worker that couldn't connect, or one an adopting supervisor inherits).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import hmac
 import itertools
 import json
 import os
+import secrets
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -99,6 +107,7 @@ class WarmBackend(ComputeBackend):
                  setup_files: dict[str, bytes] | None = None) -> None:
         super().__init__(inner.name, inner.config, inner.workspace_root)
         self.kind = inner.kind  # type: ignore[misc]
+        self.local_files = inner.local_files  # type: ignore[misc]
         self.ctx, self.inner = ctx, inner
         self.size = max(1, int(size))
         capacity = getattr(inner, "capacity", None)
@@ -114,6 +123,67 @@ class WarmBackend(ComputeBackend):
         self._seq = itertools.count()
         self._numbers = itertools.count(self._first_number())
         self._old = self._recorded_workers()
+        # the link (see the module docstring): workers' connections by worker id, children's ends by job folder
+        self._server: asyncio.AbstractServer | None = None
+        self._sockdir: str | None = None
+        self._token = secrets.token_hex(16)
+        self._links: dict[str, asyncio.StreamWriter] = {}
+        self._ends: dict[str, tuple[int, str | None]] = {}
+        self._waiters: dict[str, asyncio.Event] = {}
+        self._removing: set[str] = set()  # children's folders handed to their worker to remove
+
+    # -- the link --------------------------------------------------------------------------------------
+    async def _listen(self) -> str | None:
+        """The socket path workers connect to (started on first use), or None where there can't be one."""
+        if self._server is None:
+            try:
+                self._sockdir = await asyncio.to_thread(tempfile.mkdtemp, prefix="nbml-warm-")  # mode 0700
+                self._server = await asyncio.start_unix_server(self._serve, path=os.path.join(self._sockdir, "s"))
+            except (OSError, NotImplementedError) as exc:
+                self.ctx.log(f"{self.ctx.run_id}: warm workers get no link ({exc}); they read task files")
+                return None
+        assert self._sockdir is not None
+        return os.path.join(self._sockdir, "s")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        wid = None
+        try:
+            hello = json.loads(await asyncio.wait_for(reader.readline(), 30))
+            if not hmac.compare_digest(str(hello.get("token")), self._token):
+                return
+            wid = str(hello.get("hello"))
+            self._links[wid] = writer
+            while line := await reader.readline():
+                msg = json.loads(line)
+                if "exit" in msg:
+                    job_dir = str(msg["exit"])
+                    self._ends[job_dir] = (int(msg["code"]), msg.get("reason"))
+                    for w in self.workers:
+                        if w.busy == job_dir:
+                            w.busy = None
+                    if job_dir in self._waiters:
+                        self._waiters[job_dir].set()
+        except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            if wid is not None and self._links.get(wid) is writer:
+                del self._links[wid]
+            writer.close()
+
+    async def _send(self, w: _Worker, msg: dict[str, Any]) -> bool:
+        """Send `msg` over `w`'s link; False when it has none (the caller uses the files)."""
+        writer = self._links.get(w.id)
+        if writer is None or writer.is_closing():
+            return False
+        try:
+            writer.write(json.dumps(msg).encode() + b"\n")
+            await writer.drain()
+        except (OSError, ConnectionError):
+            return False
+        return True
+
+    def _ended(self, job_dir: str) -> tuple[int, str | None] | None:
+        return self._ends.get(job_dir)
 
     # -- the pool -----------------------------------------------------------------------------------
     def _recorded(self) -> list[dict[str, Any]]:
@@ -172,8 +242,8 @@ class WarmBackend(ComputeBackend):
         key = self._key(job, python)
         while True:
             for w in list(self.workers):
-                if w.busy and (_jobwrap.read_exit(Path(w.busy)) is not None or not Path(w.busy).is_dir()):
-                    w.busy = None  # its child ended (and may be cleaned up already)
+                if w.busy and w.id not in self._links and await asyncio.to_thread(_child_done, w.busy):
+                    w.busy = None  # its child ended (and may be cleaned up already); a linked worker says so
                 if not await self._alive(w):
                     self.workers.remove(w)
                     await self._dispose(w)
@@ -191,7 +261,8 @@ class WarmBackend(ComputeBackend):
 
     async def _start_worker(self, job: JobSpec, python: str, key: str) -> _Worker:
         wid = f"{self.ctx.run_id}_warm{next(self._numbers)}"
-        cfg = {"preload": self.preload, "setup": self.setup, "lease_seconds": LEASE_SECONDS}
+        cfg = {"preload": self.preload, "setup": self.setup, "lease_seconds": LEASE_SECONDS, "id": wid,
+               "socket": await self._listen(), "token": self._token}
         spec = JobSpec(run_id=wid, argv=["-m", "nbml.runs.warm_worker"], env=job.env,
                        files={k: v for k, v in job.files.items() if k in self.shared}, blob_dir=job.blob_dir,
                        environ={**job.environ, "PYTHONUNBUFFERED": "1"},
@@ -209,6 +280,7 @@ class WarmBackend(ComputeBackend):
     async def _retire(self, w: _Worker, wait: float = 10.0) -> None:
         """Ask a worker to stop after its current child, wait for it, then release its folder."""
         w.retiring = True
+        await self._send(w, {"stop": True})
         await asyncio.to_thread(_touch, Path(w.handle.job_dir) / ww.STOP_FILE)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and await self._alive(w, fresh=True):
@@ -249,8 +321,10 @@ class WarmBackend(ComputeBackend):
         async with self._lock:
             w = await self._acquire(job, python)
             w.busy = job_dir
-            name = f"{next(self._seq):09d}-{os.getpid()}"
-            await asyncio.to_thread(_write_task, Path(w.handle.job_dir) / ww.INBOX, name, task)
+            self._ends.pop(job_dir, None)
+            if not await self._send(w, {"task": task}):
+                name = f"{next(self._seq):09d}-{os.getpid()}"
+                await asyncio.to_thread(_write_task, Path(w.handle.job_dir) / ww.INBOX, name, task)
         return JobHandle(target=self.name, job_dir=job_dir,
                          data={"warm": {"worker_id": w.id, "worker": w.handle.to_dict()}})
 
@@ -267,19 +341,29 @@ class WarmBackend(ComputeBackend):
         if "warm" not in handle.data:
             return await self.inner.poll(handle)
         folder = Path(handle.job_dir)
-        deadline = time.monotonic() + POLL_WAIT
-        while True:  # a short child ends within milliseconds: answer then, not after the executor's sleep
-            ended = _jobwrap.read_exit(folder)
-            if ended is not None:
-                return JobState("exited", ended[0], ended[1])
-            if time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(0.003)
         w = self._worker_of(handle)
+        # a short child ends within milliseconds: answer then, not after the executor's sleep
+        if w.id in self._links and handle.job_dir not in self._ends:  # its worker says when: wait for that
+            waiter = self._waiters.setdefault(handle.job_dir, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.wait(), POLL_WAIT)
+        ended = self._ends.get(handle.job_dir)
+        if ended is not None:
+            return JobState("exited", ended[0], ended[1])
+        if w.id not in self._links:  # no link (or it broke): the exit code file, looked at every few ms
+            deadline = time.monotonic() + POLL_WAIT
+            while True:
+                ended = await asyncio.to_thread(_jobwrap.read_exit, folder)
+                if ended is not None:
+                    return JobState("exited", ended[0], ended[1])
+                if time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(0.003)
         await self._renew_idle()
         if await self._alive(w):
             return JobState("running")
-        ended = _jobwrap.read_exit(folder)  # it may have ended just before its worker
+        ended = self._ends.get(handle.job_dir) or await asyncio.to_thread(_jobwrap.read_exit, folder)
+        # it may have ended just before its worker
         if ended is not None:
             return JobState("exited", ended[0], ended[1])
         return JobState("lost", reason=f"the warm worker {w.id} running it ended before it did (killed or out of "
@@ -295,8 +379,9 @@ class WarmBackend(ComputeBackend):
             await asyncio.to_thread(_jobwrap.write_exit, folder, -15, "canceled before it started")
             return
         await asyncio.to_thread(_touch, folder / _jobwrap.CANCEL_FILE)
+        await self._send(w, {"cancel": handle.job_dir})
         deadline = time.monotonic() + grace_seconds + 5
-        while _jobwrap.read_exit(folder) is None:
+        while handle.job_dir not in self._ends and await asyncio.to_thread(_jobwrap.read_exit, folder) is None:
             if not await self._alive(w, fresh=True):
                 break
             if time.monotonic() > deadline:  # the worker doesn't answer: it goes, and the child with it
@@ -305,7 +390,8 @@ class WarmBackend(ComputeBackend):
                 w.alive = False
                 break
             await asyncio.sleep(0.02)
-        if _jobwrap.read_exit(folder) is None:  # its worker is gone: record the end it couldn't
+        if handle.job_dir not in self._ends and await asyncio.to_thread(_jobwrap.read_exit, folder) is None:
+            # its worker is gone: record the end it couldn't
             await asyncio.to_thread(_jobwrap.write_exit, folder, -15, "canceled")
 
     async def cleanup(self, handle: JobHandle) -> None:
@@ -315,6 +401,12 @@ class WarmBackend(ComputeBackend):
         for w in self.workers:
             if w.busy == handle.job_dir:
                 w.busy = None
+        self._ends.pop(handle.job_dir, None)
+        self._waiters.pop(handle.job_dir, None)
+        w = self._worker_of(handle)
+        if w.alive and not w.retiring and await self._send(w, {"remove": handle.job_dir}):
+            self._removing.add(handle.job_dir)  # its worker removes it between tasks (close() makes sure)
+            return
         await asyncio.to_thread(shutil.rmtree, handle.job_dir, True)
 
     async def status(self) -> dict[str, Any]:
@@ -326,6 +418,20 @@ class WarmBackend(ComputeBackend):
         await asyncio.gather(*(self._retire(w) for w in workers), return_exceptions=True)
         if workers:
             await self.ctx.db(self._record)  # none left to stop
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._links.values()):
+                writer.close()
+            self._links.clear()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+            self._server = None
+        if self._sockdir is not None:
+            await asyncio.to_thread(shutil.rmtree, self._sockdir, True)
+            self._sockdir = None
+        left, self._removing = list(self._removing), set()
+        if left:  # what a worker that ended early didn't get to
+            await asyncio.to_thread(_remove_all, left)
         await self.inner.close()
 
 
@@ -362,6 +468,17 @@ def _touch(path: Path) -> None:
         path.touch()
     except OSError:
         pass
+
+
+def _child_done(job_dir: str) -> bool:
+    """Whether the child in `job_dir` has an exit code (or its folder is gone: cleaned up)."""
+    return _jobwrap.read_exit(Path(job_dir)) is not None or not Path(job_dir).is_dir()
+
+
+def _remove_all(folders: list[str]) -> None:
+    for folder in folders:
+        if os.path.isdir(folder):
+            shutil.rmtree(folder, True)
 
 
 def _touch_all(paths: list[Path]) -> None:

@@ -16,16 +16,29 @@ when ``.nbml/cancel`` appears in the child's folder, and writes the child's ``.n
 
 The worker ends when ``.nbml/stop`` appears in its folder, or when it is idle and its supervisor stopped
 renewing ``.nbml/lease`` (the supervisor died; the adopting one starts its own workers).
+
+The link: when ``warm.json`` names a Unix socket (``"socket"``, in a folder only this user can open, with a
+``"token"`` the worker presents first), the worker connects to its supervisor and the two talk in JSON lines,
+so nothing waits on a polling interval: the supervisor sends ``{"task": ...}``, ``{"cancel": job_dir}`` and
+``{"stop": true}`` and ``{"remove": job_dir}`` (a finished child's folder, released once copied back; the
+worker removes it between tasks); the worker answers ``{"exit": job_dir, "code": ..., "reason": ...}`` right after it wrote
+the exit code file (the files stay the record a later supervisor reads). While it waits for a task or for
+its child, the worker sleeps in ``select`` on the socket and on the child's pidfd. Without a link (it could
+not connect, or the supervisor went away) it works from the files alone, as above.
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import importlib
 import json
 import os
 import runpy
+import selectors
+import shutil
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -116,7 +129,121 @@ def _kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
         pass
 
 
-def run_task(task: dict[str, Any]) -> int:
+class Link:
+    """The worker's connection to its supervisor: JSON lines both ways (see the module docstring)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sock.setblocking(False)
+        self._buf = b""
+        self.tasks: collections.deque[dict[str, Any]] = collections.deque()
+        self.cancels: set[str] = set()
+        self.removals: collections.deque[str] = collections.deque()
+        self.stop = False
+        self.open = True
+
+    @classmethod
+    def connect(cls, cfg: dict[str, Any]) -> Link | None:
+        if not cfg.get("socket"):
+            return None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(5.0)
+            sock.connect(str(cfg["socket"]))
+            sock.sendall(json.dumps({"hello": cfg.get("id"), "token": cfg.get("token"),
+                                     "pid": os.getpid()}).encode() + b"\n")
+        except OSError as exc:  # another machine's worker (Dask), or the supervisor is gone: the files serve
+            print(f"no link to the supervisor ({exc}); taking tasks from the inbox folder", flush=True)
+            sock.close()
+            return None
+        return cls(sock)
+
+    def send(self, msg: dict[str, Any]) -> None:
+        if not self.open:
+            return
+        try:
+            self.sock.setblocking(True)
+            self.sock.sendall(json.dumps(msg).encode() + b"\n")
+            self.sock.setblocking(False)
+        except OSError:
+            self.close()
+
+    def receive(self) -> None:
+        """Read what has arrived (call when the socket is readable)."""
+        try:
+            data = self.sock.recv(1 << 16)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the supervisor closed it (or died): the files alone from now on
+            self.close()
+            return
+        self._buf += data
+        *lines, self._buf = self._buf.split(b"\n")
+        for line in lines:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if "task" in msg:
+                self.tasks.append(msg["task"])
+            elif "cancel" in msg:
+                self.cancels.add(str(msg["cancel"]))
+            elif "remove" in msg:
+                self.removals.append(str(msg["remove"]))
+            elif msg.get("stop"):
+                self.stop = True
+
+    def close(self) -> None:
+        if self.open:
+            self.open = False
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+
+def _wait_child(pid: int, job_dir: Path, link: Link | None) -> tuple[int, str | None]:
+    """Wait for the forked child, stopping its group on a cancel (a message or the cancel file)."""
+    reason: str | None = None
+    cancel = job_dir / CANCEL_FILE
+    kill_at = 0.0
+    sel = selectors.DefaultSelector()
+    try:
+        pidfd = os.pidfd_open(pid)
+        sel.register(pidfd, selectors.EVENT_READ, "child")
+    except (AttributeError, OSError):  # no pidfd (old kernel): wake up every few milliseconds instead
+        pidfd = -1
+    if link is not None and link.open:
+        sel.register(link.sock, selectors.EVENT_READ, "link")
+    pause = 0.001
+    try:
+        while True:
+            got, status = os.waitpid(pid, os.WNOHANG)
+            if got:
+                return os.waitstatus_to_exitcode(status), reason
+            if reason is None and (str(job_dir) in (link.cancels if link else ()) or cancel.exists()):
+                reason = "canceled"
+                _kill_group(pid, signal.SIGTERM)
+                kill_at = time.monotonic() + GRACE_SECONDS
+            elif reason is not None and time.monotonic() > kill_at:
+                _kill_group(pid)
+            # the cancel file is looked at every 50 ms at most; the link's cancel and the child's end wake it at once
+            timeout = 0.05 if pidfd >= 0 else pause
+            for key, _ in sel.select(timeout):
+                if key.data == "link" and link is not None:
+                    link.receive()
+                    if not link.open:
+                        sel.unregister(key.fileobj)
+            pause = min(pause * 1.5, 0.02)
+    finally:
+        sel.close()
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+def run_task(task: dict[str, Any], link: Link | None = None) -> int:
     """Fork, run the task in the child, wait for it (honouring a cancel) and record how it ended."""
     job_dir = Path(task["job_dir"])
     (job_dir / ".nbml").mkdir(parents=True, exist_ok=True)
@@ -124,26 +251,18 @@ def run_task(task: dict[str, Any]) -> int:
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child never returns (its coverage is the task's)
+        if link is not None:
+            link.sock.close()  # the child has no business with the worker's link
         _child(task)
     (job_dir / PID_FILE).write_text(str(pid))
-    reason: str | None = None
-    cancel = job_dir / CANCEL_FILE
-    pause, kill_at = 0.001, 0.0
-    while True:
-        got, status = os.waitpid(pid, os.WNOHANG)
-        if got:
-            break
-        if reason is None and cancel.exists():
-            reason = "canceled"
-            _kill_group(pid, signal.SIGTERM)
-            kill_at = time.monotonic() + GRACE_SECONDS
-        elif reason is not None and time.monotonic() > kill_at:
-            _kill_group(pid)
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.02)
-    _kill_group(pid)  # anything the task left running in its group ends with it
-    code = os.waitstatus_to_exitcode(status)
+    try:
+        code, reason = _wait_child(pid, job_dir, link)
+    finally:
+        _kill_group(pid)  # anything the task left running in its group ends with it
     write_exit(job_dir, code, reason)
+    if link is not None:
+        link.cancels.discard(str(job_dir))
+        link.send({"exit": str(job_dir), "code": code, "reason": reason})  # after the file: it is the record
     return code
 
 
@@ -162,10 +281,20 @@ def _claim(inbox: Path) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
+def select_readable(sock: socket.socket, timeout: float) -> tuple[list[Any], list[Any], list[Any]]:
+    import select
+
+    try:
+        return select.select([sock], [], [], timeout)
+    except (OSError, ValueError):
+        return [], [], []
+
+
 def serve(folder: Path) -> int:
     cfg = json.loads((folder / CONFIG_FILE).read_text())
     os.environ[WORKER_DIR_VAR] = str(folder)
     print(f"warm worker {os.getpid()} starting in {folder}", flush=True)
+    link = Link.connect(cfg)  # first, so the supervisor knows it while the imports below take their time
     for name in cfg.get("preload") or []:
         try:
             importlib.import_module(name)
@@ -182,14 +311,28 @@ def serve(folder: Path) -> int:
     lease_s = float(cfg.get("lease_seconds") or 60)
     inbox = folder / INBOX
     inbox.mkdir(exist_ok=True)
-    print(f"warm worker {os.getpid()} ready", flush=True)
+    print(f"warm worker {os.getpid()} ready{' (linked to its supervisor)' if link else ''}", flush=True)
     pause, done, idle_since = 0.001, 0, time.monotonic()
     while True:
-        if (folder / STOP_FILE).exists():
+        if (link is not None and link.stop) or (folder / STOP_FILE).exists():
+            while link is not None and link.removals:
+                shutil.rmtree(link.removals.popleft(), ignore_errors=True)
             print(f"warm worker {os.getpid()} stopped after {done} tasks", flush=True)
             return 0
-        claimed = _claim(inbox)
-        if claimed is None:
+        task: dict[str, Any] | None = link.tasks.popleft() if link is not None and link.tasks else None
+        if task is None and link is not None and link.removals:
+            # a finished child's folder, released by the supervisor: removed here, off its event loop's core
+            shutil.rmtree(link.removals.popleft(), ignore_errors=True)
+            continue
+        if task is None:
+            claimed = _claim(inbox)
+            if claimed is not None:
+                path, task = claimed
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    continue  # taken back by the supervisor (a cancel before it started)
+        if task is None:
             try:
                 stale = time.time() - (folder / LEASE_FILE).stat().st_mtime > lease_s
             except FileNotFoundError:
@@ -198,17 +341,17 @@ def serve(folder: Path) -> int:
                 print(f"warm worker {os.getpid()}: its supervisor stopped renewing the lease; exiting after "
                       f"{done} tasks", flush=True)
                 return 0
+            if link is not None and link.open:  # tasks come over the link: sleep until one does
+                ready, _, _ = select_readable(link.sock, 0.1)
+                if ready:
+                    link.receive()
+                continue
             time.sleep(pause)
             # ready within ~10 ms while children keep coming, then checking less often when idle
             pause = min(pause * 1.3, 0.01 if time.monotonic() - idle_since < 5 else 0.1)
             continue
-        path, task = claimed
         try:
-            path.unlink()
-        except FileNotFoundError:
-            continue  # taken back by the supervisor (a cancel before it started)
-        try:
-            code = run_task(task)
+            code = run_task(task, link)
         except OSError as exc:  # its folder is gone (canceled and cleaned up): nothing to run or record
             print(f"{task.get('run_id')}: not run: {exc}", flush=True)
             continue

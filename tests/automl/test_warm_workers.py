@@ -186,3 +186,58 @@ def test_a_timeout_or_a_cancel_stops_only_that_child(ws: Workspace) -> None:
         assert "hello from child 2" in p.log(cancelled)
 
     asyncio.run(main())
+
+
+def test_children_go_over_the_link_and_their_folders_are_released(ws: Workspace) -> None:
+    async def main() -> None:
+        p = _Parent(ws, "warm_link")
+        try:
+            ids = [p.launch(n) for n in range(2)]
+            await p.finish()
+            ids += [p.launch(n) for n in range(2, 4)]
+            await p.finish()
+            sockdir = p.backend._sockdir
+            assert sockdir is not None and os.path.exists(os.path.join(sockdir, "s"))
+            assert (os.stat(sockdir).st_mode & 0o777) == 0o700  # only this user can reach the workers' socket
+            worker_logs = [(Path(w.handle.job_dir) / "nbml-logs" / "driver_log.txt").read_text()
+                           for w in p.backend.workers]
+            assert worker_logs and all("linked to its supervisor" in text for text in worker_logs)
+        finally:
+            await p.close()
+        for run_id in ids:
+            assert p.rec(run_id)["status"] == "Completed", p.rec(run_id)["error"]
+            assert ws.store.get_metrics(run_id)["n"] in (int(run_id.rsplit("_", 1)[1]),
+                                                         [int(run_id.rsplit("_", 1)[1])])
+            assert (ws.path / "runs" / run_id / "outputs" / "worker.txt").exists()  # copied back before release
+            assert not (ws.path / "jobs" / run_id).exists()  # the job folder is released
+        assert not os.path.exists(sockdir)
+
+    asyncio.run(main())
+
+
+def test_a_worker_that_cannot_connect_takes_its_children_from_files(ws: Workspace, monkeypatch: Any) -> None:
+    nowhere = os.path.join(tempfile.mkdtemp(), "no-socket-here")  # a real failed connect (no such socket)
+
+    async def no_link(self: WarmBackend) -> str:
+        return nowhere
+
+    monkeypatch.setattr(WarmBackend, "_listen", no_link)
+
+    async def main() -> None:
+        p = _Parent(ws, "warm_nolink")
+        try:
+            ok = p.launch(0)
+            waiting = p.launch(1, "sleep")
+            await p.until_running(waiting)
+            p.loop.cancel(waiting)
+            ended = await p.until_ended(waiting)
+            ended.update(await p.finish())
+            assert ended[ok].status == "Completed" and ended[waiting].status == "Canceled"
+            worker_logs = [(Path(w.handle.job_dir) / "nbml-logs" / "driver_log.txt").read_text()
+                           for w in p.backend.workers]
+            assert any("no link to the supervisor" in text for text in worker_logs)
+        finally:
+            await p.close()
+        assert ws.store.get_metrics(ok)["n"] in (0, [0])
+
+    asyncio.run(main())
