@@ -5,10 +5,12 @@ Pure: rows, best-so-far, the status bar's cells, per-metric series, sorting and 
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import functools
 import json
 import math
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -254,6 +256,23 @@ class ChildrenState:
             best_ys.append(best)
         return xs, ys, best_ys
 
+    def status_bar(self, names: list[list[str]] | None = None) -> StatusBar:
+        """The status bar as packed arrays; `names` ([status, colour] pairs) is extended with new statuses."""
+        names = list(names or [])
+        index = {status: i for i, (status, _colour) in enumerate(names)}
+        rows = self.iterations()
+        codes = []
+        nan = math.nan
+        for row in rows:
+            code = index.get(row.status)
+            if code is None:
+                code = index[row.status] = len(names)
+                names.append([row.status, status_colour(row.status)])
+            codes.append(code)
+        scores = [nan if r.metric is None or r.status != COMPLETED else r.metric for r in rows]
+        return StatusBar(iterations=_packed("i", [r.iteration for r in rows]), statuses=_packed("B", codes),
+                         scores=_packed("d", scores), names=names, run_ids=[r.run_id for r in rows])
+
     def status_cells(self) -> list[list[Any]]:
         """One cell per iteration for the status bar: [iteration, status, colour, title]."""
         rows = self.iterations()
@@ -271,6 +290,30 @@ class ChildrenState:
                 title += f", {self.metric} {row.metric:.4g}"
             cells.append([row.iteration, row.status, colour, title])
         return cells
+
+
+@dataclasses.dataclass
+class StatusBar:
+    """The status bar's data as packed arrays (one entry per iteration, in iteration order): the widget sends
+    them as three binary buffers of a few KB, and the browser shades and titles the cells itself. A list of
+    1,000 ``[iteration, status, colour, title, run id]`` cells cost more to build, compare and serialise than
+    all the rest of an update."""
+
+    iterations: bytes  # int32, little-endian
+    statuses: bytes  # uint8: index into `names`
+    scores: bytes  # float64, little-endian; NaN: no score (yet)
+    names: list[list[str]]  # [status, colour] per index
+    run_ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.run_ids)
+
+
+def _packed(kind: str, values: Sequence[Any]) -> bytes:
+    packed = array.array(kind, values)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return packed.tobytes()
 
 
 def _json_object(value: Any) -> dict[str, Any]:
