@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nbml.runs.status import COMPLETED, TERMINAL
-from nbml.widgets._model import format_duration, format_time, goal_for, is_number, run_duration, status_colour
+from nbml.widgets._model import format_duration, format_time_short, goal_for, is_number, run_duration, status_colour
 
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("iteration", "Iteration"),
@@ -57,7 +57,7 @@ class IterationRow:
             "metric": None if self.metric is None else round(self.metric, 6),
             "best": None if self.best is None else round(self.best, 6),
             "status": self.status, "duration": format_duration(self.duration),
-            "started": format_time(self.started_at), "run_id": self.run_id,
+            "started": format_time_short(self.started_at), "run_id": self.run_id,
             "_colour": status_colour(self.status),
         }
 

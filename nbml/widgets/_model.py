@@ -55,6 +55,16 @@ def format_time(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
+def format_time_short(ts: float | None, now: float | None = None) -> str:
+    """The time of day for a time today, else the date and minute: a table column stays narrow."""
+    if not ts:
+        return ""
+    local, today = time.localtime(ts), time.localtime(now if now is not None else time.time())
+    if local[:3] == today[:3]:
+        return time.strftime("%H:%M:%S", local)
+    return time.strftime("%Y-%m-%d %H:%M", local)
+
+
 def run_duration(run: Mapping[str, Any], now: float | None = None) -> float | None:
     start = run.get("started_at")
     if not start:

@@ -95,6 +95,7 @@ function render({ model, el: root }) {
       tr.dataset.runId = row.run_id;
       for (const [key] of columns) {
         const td = el("td", "nbml-col-" + key, row[key]);
+        if (key === "pipeline" || key === "run_id") td.title = row[key] ?? "";  // cut to fit: whole in the tooltip
         if (key === "status") td.style.color = row._colour;
         tr.append(td);
       }
