@@ -16,7 +16,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nbml.runs.status import COMPLETED, TERMINAL
-from nbml.widgets._model import format_duration, format_time_short, goal_for, is_number, run_duration, status_colour
+from nbml.widgets._model import (
+    format_duration,
+    format_time_short,
+    goal_for,
+    is_number,
+    run_duration,
+    status_colour,
+)
 
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("iteration", "Iteration"),

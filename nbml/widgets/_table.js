@@ -94,8 +94,14 @@ function render({ model, el: root }) {
       const tr = el("tr", "nbml-row" + (row.run_id === selected ? " nbml-selected" : ""));
       tr.dataset.runId = row.run_id;
       for (const [key] of columns) {
-        const td = el("td", "nbml-col-" + key, row[key]);
-        if (key === "pipeline" || key === "run_id") td.title = row[key] ?? "";  // cut to fit: whole in the tooltip
+        let td;
+        if (key === "pipeline" || key === "run_id") {  // may be cut to fit (a table cell ignores max-width)
+          td = el("td", "nbml-col-" + key);
+          td.append(el("span", "nbml-cut", row[key]));
+          td.title = row[key] ?? "";
+        } else {
+          td = el("td", "nbml-col-" + key, row[key]);
+        }
         if (key === "status") td.style.color = row._colour;
         tr.append(td);
       }

@@ -158,8 +158,8 @@ class RunView:
         for title, fig in figures:
             layout = dict(fig.get("layout") or {})
             # The legend (one entry per class) sits right of the plot: below it, it ran into the x axis's
-            # title and past the bottom of the figure.
-            layout.update({"width": 500, "height": 340, "template": "plotly_white",
+            # title and past the bottom of the figure. Two charts fit side by side in a usual output area.
+            layout.update({"width": 440, "height": 340, "template": "plotly_white",
                            "margin": {"l": 55, "r": 10, "t": 40, "b": 45},
                            "legend": {"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top",
                                       "font": {"size": 10}}})

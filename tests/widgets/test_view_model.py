@@ -151,3 +151,12 @@ def test_a_click_on_a_status_bar_cell_selects_its_run_and_a_second_click_clears_
     table._on_message(table, {"type": "select-cell", "index": 7}, [])  # a stale index: nothing
     assert table.selected == ""
     table.close()
+
+
+def test_the_started_column_shows_the_time_of_day_for_today() -> None:
+    import time
+
+    now = time.mktime((2026, 11, 30, 15, 0, 0, 0, 0, -1))
+    assert m.format_time_short(now - 3600, now) == "14:00:00"
+    assert m.format_time_short(now - 2 * 86400, now) == "2026-11-28 15:00"
+    assert m.format_time_short(None, now) == ""
