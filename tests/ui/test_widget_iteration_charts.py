@@ -133,6 +133,9 @@ def test_iteration_rows_open_their_model_charts_in_view(lab_server: LabServer, l
     assert box is not None and 0 <= box["y"] < 900 * 0.6, box  # scrolled to: its top is in the upper part
     page.screenshot(path=str(SHOTS / "widget-charts-02-details-in-view.png"))
 
+    # plotly draws into the widget's own element: the chart's class is on the plot itself (an earlier check
+    # looked for a plot *inside* `.nbml-iteration-chart`, never found one, and took the charts for missing).
+    assert page.locator(".nbml-iteration-detail .nbml-iteration-chart.js-plotly-plot").count() == 6
     titles = charts.locator(".gtitle").all_text_contents()
     assert titles == ["ROC curve", "Precision-recall curve", "Calibration curve", "Lift curve",
                       "Cumulative gains curve", "Confusion matrix"], titles
