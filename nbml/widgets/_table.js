@@ -97,7 +97,9 @@ function render({ model, el: root }) {
         let td;
         if (key === "pipeline" || key === "run_id") {  // may be cut to fit (a table cell ignores max-width)
           td = el("td", "nbml-col-" + key);
-          td.append(el("span", "nbml-cut", row[key]));
+          // Sibling runs share their start (the parent's id): a long id shows its end, which tells them apart.
+          const text = String(row[key] ?? "");
+          td.append(el("span", "nbml-cut", key === "run_id" && text.length > 20 ? "\u2026" + text.slice(-18) : text));
           td.title = row[key] ?? "";
         } else {
           td = el("td", "nbml-col-" + key, row[key]);

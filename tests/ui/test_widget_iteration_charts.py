@@ -109,6 +109,14 @@ def test_iteration_rows_open_their_model_charts_in_view(lab_server: LabServer, l
     heights = page.evaluate("() => [...document.querySelectorAll('.nbml-iter-table td')]"
                             ".map(e => e.getBoundingClientRect().height)")
     assert heights and max(heights) < 2 * min(h for h in heights if h > 0), heights
+    # Run ids are long and alike (the parent's id, then the iteration): each shows its distinct end.
+    ids = page.locator(".nbml-iter-table td.nbml-col-run_id").all_inner_texts()
+    full = [rows.nth(i).get_attribute("data-run-id") or "" for i in range(rows.count())]
+    assert len(set(ids)) == len(ids) == len(full), ids
+    assert all(f.endswith(i.lstrip("\u2026")) for i, f in zip(ids, full, strict=True)), (ids, full)
+    cut = page.locator(".nbml-iter-table td.nbml-col-run_id .nbml-cut").evaluate_all(
+        "els => els.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)")
+    assert cut == [], f"run ids cut short on screen: {cut}"
     page.locator(".nbml-parent-view").first.scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "widget-charts-01-table.png"))
 
