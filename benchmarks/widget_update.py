@@ -3,7 +3,11 @@
 Each update is one store event (a new iteration finishes, with its metrics) followed by one widget poll.
 The poll runs inside a real IPython kernel (widgets have live comms, so every patch is serialized and
 sent). Baseline, measured in the same run: a naive update that re-reads every child and its metrics and
-rebuilds the whole table, as a widget without incremental reads would.
+rebuilds the whole table, as a widget without incremental reads would; the ratio naive/incremental is printed.
+
+What an update sends at 1,000 iterations: the status bar as three packed arrays (int32 iterations, uint8 status
+indexes, float64 scores: about 13 KB of binary buffers, no JSON), one page of the table (10 rows) when it
+changed, and the metric chart's two series as float64 buffers through ``plotly_restyle``.
 
 Run: ``python benchmarks/widget_update.py`` (about a minute).
 """
@@ -20,6 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 UPDATES = 30
+GOAL_MS = 20.0
 
 
 def measure(iterations: int) -> dict[str, float]:
@@ -62,7 +67,7 @@ def measure(iterations: int) -> dict[str, float]:
         state.apply(children, props, store.metrics_for_runs(ids))
         naive_table._state = state
         naive_table.rows = []  # a full redraw resends everything
-        naive_table.cells = []
+        naive_table.bar_iterations = naive_table.bar_status = naive_table.bar_scores = b""
         naive_table.refresh()
         naive += time.process_time() - t0
     details.stop()
@@ -101,6 +106,8 @@ def main() -> None:
         print(f"{n:>10}  {r['incremental_ms']:>14.2f}  {r['naive_ms']:>9.2f}  {r['naive_ms'] / r['incremental_ms']:>17.1f}x")
     small, big = results["10"], results["1000"]
     print(f"incremental cost at 1,000 vs 10 iterations: {big['incremental_ms'] / small['incremental_ms']:.1f}x")
+    print(f"goal at 1,000 iterations: under {GOAL_MS:.0f} ms per update: "
+          f"{'met' if big['incremental_ms'] < GOAL_MS else 'NOT met'} ({big['incremental_ms']:.1f} ms)")
 
 
 if __name__ == "__main__":

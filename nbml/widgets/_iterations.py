@@ -5,16 +5,25 @@ Pure: rows, best-so-far, the status bar's cells, per-metric series, sorting and 
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import functools
 import json
 import math
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nbml.runs.status import COMPLETED, TERMINAL
-from nbml.widgets._model import format_duration, format_time, goal_for, is_number, run_duration, status_colour
+from nbml.widgets._model import (
+    format_duration,
+    format_time_short,
+    goal_for,
+    is_number,
+    run_duration,
+    status_colour,
+)
 
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("iteration", "Iteration"),
@@ -56,7 +65,7 @@ class IterationRow:
             "metric": None if self.metric is None else round(self.metric, 6),
             "best": None if self.best is None else round(self.best, 6),
             "status": self.status, "duration": format_duration(self.duration),
-            "started": format_time(self.started_at), "run_id": self.run_id,
+            "started": format_time_short(self.started_at), "run_id": self.run_id,
             "_colour": status_colour(self.status),
         }
 
@@ -268,6 +277,23 @@ class ChildrenState:
             best_ys.append(best)
         return xs, ys, best_ys
 
+    def status_bar(self, names: list[list[str]] | None = None) -> StatusBar:
+        """The status bar as packed arrays; `names` ([status, colour] pairs) is extended with new statuses."""
+        names = list(names or [])
+        index = {status: i for i, (status, _colour) in enumerate(names)}
+        rows = self.iterations()
+        codes = []
+        nan = math.nan
+        for row in rows:
+            code = index.get(row.status)
+            if code is None:
+                code = index[row.status] = len(names)
+                names.append([row.status, status_colour(row.status)])
+            codes.append(code)
+        scores = [nan if r.metric is None or r.status != COMPLETED else r.metric for r in rows]
+        return StatusBar(iterations=_packed("i", [r.iteration for r in rows]), statuses=_packed("B", codes),
+                         scores=_packed("d", scores), names=names, run_ids=[r.run_id for r in rows])
+
     def status_cells(self) -> list[list[Any]]:
         """One cell per iteration for the status bar: [iteration, status, colour, title]."""
         rows = self.iterations()
@@ -285,6 +311,30 @@ class ChildrenState:
                 title += f", {self.metric} {row.metric:.4g}"
             cells.append([row.iteration, row.status, colour, title])
         return cells
+
+
+@dataclasses.dataclass
+class StatusBar:
+    """The status bar's data as packed arrays (one entry per iteration, in iteration order): the widget sends
+    them as three binary buffers of a few KB, and the browser shades and titles the cells itself. A list of
+    1,000 ``[iteration, status, colour, title, run id]`` cells cost more to build, compare and serialise than
+    all the rest of an update."""
+
+    iterations: bytes  # int32, little-endian
+    statuses: bytes  # uint8: index into `names`
+    scores: bytes  # float64, little-endian; NaN: no score (yet)
+    names: list[list[str]]  # [status, colour] per index
+    run_ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.run_ids)
+
+
+def _packed(kind: str, values: Sequence[Any]) -> bytes:
+    packed = array.array(kind, values)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return packed.tobytes()
 
 
 def _json_object(value: Any) -> dict[str, Any]:

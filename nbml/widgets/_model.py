@@ -55,6 +55,16 @@ def format_time(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
+def format_time_short(ts: float | None, now: float | None = None) -> str:
+    """The time of day for a time today, else the date and minute: a table column stays narrow."""
+    if not ts:
+        return ""
+    local, today = time.localtime(ts), time.localtime(now if now is not None else time.time())
+    if local[:3] == today[:3]:
+        return time.strftime("%H:%M:%S", local)
+    return time.strftime("%Y-%m-%d %H:%M", local)
+
+
 def run_duration(run: Mapping[str, Any], now: float | None = None) -> float | None:
     start = run.get("started_at")
     if not start:
@@ -209,19 +219,27 @@ def _distributed_summary(run: Mapping[str, Any]) -> str:
             f"{d['process_count_per_node']} process{'es' if d['process_count_per_node'] != 1 else ''}")
 
 
+SHORT_VALUE = 24  # characters: a number, a date and time, a duration
+
+
 def table_html(rows: Iterable[tuple[str, str]], css_class: str = "nbml-props") -> str:
     """Name/value pairs in compact columns that wrap with the width of the output area.
 
-    A value never breaks inside itself (a number split over two lines reads as two numbers): one too long
-    for its column ends in an ellipsis, with the whole value in its tooltip.
+    A value never breaks inside itself (a number split over two lines reads as two numbers). A short value
+    (a number, a time) is never cut either: a long name gives way to it, ending in an ellipsis; a long value
+    (a pipeline, a path) ends in an ellipsis itself. Cut text has the whole of it in its tooltip.
     """
-    cells = "".join(
-        "<div class='nbml-prop' style='display:flex;gap:1em;justify-content:space-between;padding:1px 0;"
-        "border-bottom:1px solid var(--jp-border-color2,#e0e0e0);min-width:0'>"
-        f"<b style='white-space:nowrap'>{esc(k)}</b><span class='nbml-prop-value' title='{esc(v)}' "
-        "style='text-align:right;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;min-width:0'>"
-        f"{esc(v)}</span></div>"
-        for k, v in rows if v != "")
+    def cell(k: str, v: str) -> str:
+        short = len(v) <= SHORT_VALUE
+        name_style = "white-space:nowrap" + (";overflow:hidden;text-overflow:ellipsis;min-width:0" if short else "")
+        value_style = "text-align:right;white-space:nowrap;" + (
+            "flex-shrink:0" if short else "overflow:hidden;text-overflow:ellipsis;min-width:0")
+        return ("<div class='nbml-prop' style='display:flex;gap:1em;justify-content:space-between;padding:1px 0;"
+                "border-bottom:1px solid var(--jp-border-color2,#e0e0e0);min-width:0'>"
+                f"<b class='nbml-prop-name' title='{esc(k)}' style='{name_style}'>{esc(k)}</b>"
+                f"<span class='nbml-prop-value' title='{esc(v)}' style='{value_style}'>{esc(v)}</span></div>")
+
+    cells = "".join(cell(k, v) for k, v in rows if v != "")
     return (f'<div class="{esc(css_class)}" style="display:grid;grid-template-columns:repeat(auto-fill,'
             f'minmax(24em,1fr));column-gap:2em;font-size:92%;margin:4px 0">{cells}</div>')
 

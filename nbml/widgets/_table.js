@@ -20,16 +20,50 @@ function render({ model, el: root }) {
     model.save_changes();
   }
 
+  // The status bar arrives packed (int32 iterations, uint8 status indexes, float64 scores): the cells' shade
+  // (light to deep green from the worst to the best score) and their titles are worked out here.
+  function bytesOf(value) {
+    if (!value) return new ArrayBuffer(0);
+    if (value instanceof ArrayBuffer) return value;
+    if (ArrayBuffer.isView(value)) return value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength);
+    return new ArrayBuffer(0);
+  }
+
+  function shade(frac) {
+    const level = Math.round(Math.min(Math.max(frac, 0), 1) * 50) / 50;
+    const light = [200, 230, 201];
+    const dark = [27, 94, 32];
+    return "#" + light.map((a, i) => Math.round(a + (dark[i] - a) * level).toString(16).padStart(2, "0")).join("");
+  }
+
   function drawBar() {
-    const cells = model.get("cells") || [];
+    const iterations = new Int32Array(bytesOf(model.get("bar_iterations")));
+    const status = new Uint8Array(bytesOf(model.get("bar_status")));
+    const scores = new Float64Array(bytesOf(model.get("bar_scores")));
+    const names = model.get("bar_statuses") || [];
+    const metric = model.get("bar_metric");
+    const minimize = model.get("bar_goal") === "minimize";
+    const count = Math.min(iterations.length, status.length, scores.length);
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (let i = 0; i < count; i++) {
+      if (!Number.isNaN(scores[i])) { lo = Math.min(lo, scores[i]); hi = Math.max(hi, scores[i]); }
+    }
     const frag = document.createDocumentFragment();
-    for (const [iteration, status, colour, title, runId] of cells) {
+    for (let i = 0; i < count; i++) {
+      const [name, colour] = names[status[i]] || ["", "#9e9e9e"];
       const cell = el("span", "nbml-cell");
+      let title = `Iteration ${iterations[i]}: ${name}`;
       cell.style.background = colour;
+      if (!Number.isNaN(scores[i])) {
+        const frac = hi === lo ? 1 : (scores[i] - lo) / (hi - lo);
+        cell.style.background = shade(minimize ? 1 - frac : frac);
+        title += `, ${metric} ${Number(scores[i].toPrecision(4))}`;
+      }
       cell.title = title;
-      cell.dataset.iteration = String(iteration);
-      cell.dataset.status = status;
-      cell.addEventListener("click", () => select(runId));
+      cell.dataset.iteration = String(iterations[i]);
+      cell.dataset.status = name;
+      cell.addEventListener("click", () => model.send({ type: "select-cell", index: i }));
       frag.append(cell);
     }
     bar.replaceChildren(frag);
@@ -60,7 +94,16 @@ function render({ model, el: root }) {
       const tr = el("tr", "nbml-row" + (row.run_id === selected ? " nbml-selected" : ""));
       tr.dataset.runId = row.run_id;
       for (const [key] of columns) {
-        const td = el("td", "nbml-col-" + key, row[key]);
+        let td;
+        if (key === "pipeline" || key === "run_id") {  // may be cut to fit (a table cell ignores max-width)
+          td = el("td", "nbml-col-" + key);
+          // Sibling runs share their start (the parent's id): a long id shows its end, which tells them apart.
+          const text = String(row[key] ?? "");
+          td.append(el("span", "nbml-cut", key === "run_id" && text.length > 20 ? "\u2026" + text.slice(-18) : text));
+          td.title = row[key] ?? "";
+        } else {
+          td = el("td", "nbml-col-" + key, row[key]);
+        }
         if (key === "status") td.style.color = row._colour;
         tr.append(td);
       }
@@ -113,7 +156,16 @@ function render({ model, el: root }) {
   drawPager();
   const onTable = () => drawTable();
   const onPager = () => drawPager();
-  model.on("change:cells", drawBar);
+  // One update changes several of the bar's attributes at once: draw once for them all.
+  let barQueued = false;
+  const queueBar = () => {
+    if (barQueued) return;
+    barQueued = true;
+    queueMicrotask(() => { barQueued = false; drawBar(); });
+  };
+  const barEvents = ["bar_iterations", "bar_status", "bar_scores", "bar_statuses", "bar_metric", "bar_goal"]
+    .map((name) => "change:" + name);
+  for (const name of barEvents) model.on(name, queueBar);
   model.on("change:rows", onTable);
   model.on("change:selected", onTable);
   model.on("change:columns", onTable);
@@ -124,7 +176,7 @@ function render({ model, el: root }) {
   return () => {
     if (revealTimer) clearTimeout(revealTimer);
     model.off("change:shown", reveal);
-    model.off("change:cells", drawBar);
+    for (const name of barEvents) model.off(name, queueBar);
     model.off("change:rows", onTable);
     model.off("change:selected", onTable);
     model.off("change:columns", onTable);

@@ -22,7 +22,14 @@ class IterationTable(anywidget.AnyWidget):  # type: ignore[misc]
 
     columns = traitlets.List(table_columns(None)).tag(sync=True)
     rows: traitlets.List[dict[str, Any]] = traitlets.List([]).tag(sync=True)
-    cells: traitlets.List[list[Any]] = traitlets.List([]).tag(sync=True)
+    # The status bar, packed (see StatusBar): int32 iterations, uint8 status indexes into `bar_statuses`
+    # ([status, colour] pairs), float64 scores (NaN: none). `bar_metric`/`bar_goal` title and shade the cells.
+    bar_iterations = traitlets.Bytes(b"").tag(sync=True)
+    bar_status = traitlets.Bytes(b"").tag(sync=True)
+    bar_scores = traitlets.Bytes(b"").tag(sync=True)
+    bar_statuses: traitlets.List[list[str]] = traitlets.List([]).tag(sync=True)
+    bar_metric = traitlets.Unicode("").tag(sync=True)
+    bar_goal = traitlets.Unicode("maximize").tag(sync=True)
     sort_by = traitlets.Unicode("iteration").tag(sync=True)
     descending = traitlets.Bool(False).tag(sync=True)
     page = traitlets.Int(0).tag(sync=True)
@@ -38,7 +45,22 @@ class IterationTable(anywidget.AnyWidget):  # type: ignore[misc]
         super().__init__(**kwargs)
         self._state = state
         self._lock = lock or threading.RLock()
+        self._bar_run_ids: list[str] = []
         self.observe(self._on_view_change, names=["sort_by", "descending", "page", "page_size"])
+        self.on_msg(self._on_message)
+
+    @property
+    def bar_count(self) -> int:
+        """How many cells the status bar shows."""
+        return len(self._bar_run_ids)
+
+    def _on_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        # A click on a status bar cell: the browser knows its position, the run ids stay here.
+        if isinstance(content, dict) and content.get("type") == "select-cell":
+            index = content.get("index")
+            if isinstance(index, int) and 0 <= index < len(self._bar_run_ids):
+                run_id = self._bar_run_ids[index]
+                self.selected = "" if self.selected == run_id else run_id
 
     def _on_view_change(self, _change: dict[str, Any]) -> None:
         with self._lock:  # the polling thread patches the same rows
@@ -54,12 +76,17 @@ class IterationTable(anywidget.AnyWidget):  # type: ignore[misc]
         """Recompute the visible page (and the status bar when iterations changed); send only what differs."""
         rows = self._state.ordered()
         visible, pages = sort_and_page(rows, self.sort_by, self.descending, self.page, self.page_size)
-        if changed is None or changed:
-            cells = [[*c, r.run_id] for c, r in zip(self._state.status_cells(), self._state.iterations(),
-                                                     strict=True)]
-            if cells != self.cells:
-                self.cells = cells
         with self.hold_sync():
+            if changed is None or changed:
+                bar = self._state.status_bar(self.bar_statuses)
+                self._bar_run_ids = bar.run_ids
+                if bar.names != self.bar_statuses:
+                    self.bar_statuses = bar.names
+                for name, value in (("bar_iterations", bar.iterations), ("bar_status", bar.statuses),
+                                    ("bar_scores", bar.scores), ("bar_metric", self._state.metric or ""),
+                                    ("bar_goal", self._state.metric_goal)):
+                    if getattr(self, name) != value:
+                        setattr(self, name, value)
             if pages != self.pages:
                 self.pages = pages
             if self.page > pages - 1:

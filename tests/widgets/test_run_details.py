@@ -101,7 +101,7 @@ def test_updates_run_on_the_loops_thread_also_during_a_blocking_wait_for_complet
     assert {name for name, _ in seen} == {threading.main_thread().name}, seen
     assert table.total == 12 and len({n for _, n in seen}) >= 4, seen  # rows arrived while the wait blocked
     assert [r["iteration"] for r in table.rows] == list(range(10)) and table.pages == 2
-    assert len(table.cells) == 12
+    assert table.bar_count == 12 and len(table.bar_scores) == 12 * 8
     xs, ys = list(details.view.chart.data[0].x), list(details.view.chart.data[0].y)
     assert xs == list(range(12)) and len(ys) == 12
     assert list(details.view.chart.data[1].y) == [max(ys[: i + 1]) for i in range(12)]

@@ -118,3 +118,57 @@ def test_a_run_without_iteration_number_is_listed_but_not_a_point_of_the_search(
     assert len(state.status_cells()) == 1
     assert state.metric_series("AUC_weighted")[0] == [0]
     assert state.explained_by == {"P_0": "P_explain"}
+
+
+def test_status_bar_packs_one_entry_per_iteration() -> None:
+    import array
+    import math
+
+    state = it.ChildrenState("AUC_weighted")
+    state.apply([_child(0), _child(1, "Running"), _child(2), _child(3, "Failed")], {},
+                {"P_0": {"AUC_weighted": 0.7}, "P_2": {"AUC_weighted": 0.9}})
+    bar = state.status_bar()
+    iterations, codes, scores = array.array("i"), array.array("B"), array.array("d")
+    iterations.frombytes(bar.iterations)
+    codes.frombytes(bar.statuses)
+    scores.frombytes(bar.scores)
+    assert list(iterations) == [0, 1, 2, 3] and bar.run_ids == ["P_0", "P_1", "P_2", "P_3"]
+    assert [bar.names[c][0] for c in codes] == ["Completed", "Running", "Completed", "Failed"]
+    assert bar.names[codes[1]][1] == m.status_colour("Running")
+    assert scores[0] == 0.7 and scores[2] == 0.9 and math.isnan(scores[1]) and math.isnan(scores[3])
+    # Known statuses keep their index from one update to the next (the browser's list only grows).
+    again = state.status_bar(bar.names)
+    assert again.names == bar.names and again.statuses == bar.statuses
+
+
+def test_a_short_value_is_never_cut_a_long_name_gives_way() -> None:
+    html = m.table_html([("average_precision_score_weighted", "0.988516"), ("Best pipeline", "x" * 60)])
+    number, pipeline = html.split("<div class='nbml-prop'")[1:]
+    assert "flex-shrink:0" in number.split("nbml-prop-value")[1] and "text-overflow" in number.split("nbml-prop-value")[0]
+    assert "text-overflow:ellipsis" in pipeline.split("nbml-prop-value")[1]
+
+
+def test_a_click_on_a_status_bar_cell_selects_its_run_and_a_second_click_clears_it() -> None:
+    from nbml.widgets._table import IterationTable
+
+    state = it.ChildrenState("AUC_weighted")
+    state.apply([_child(0), _child(1)], {}, {"P_0": {"AUC_weighted": 0.7}, "P_1": {"AUC_weighted": 0.8}})
+    table = IterationTable(state)
+    table.refresh()
+    assert table.bar_count == 2
+    table._on_message(table, {"type": "select-cell", "index": 1}, [])
+    assert table.selected == "P_1"
+    table._on_message(table, {"type": "select-cell", "index": 1}, [])
+    assert table.selected == ""
+    table._on_message(table, {"type": "select-cell", "index": 7}, [])  # a stale index: nothing
+    assert table.selected == ""
+    table.close()
+
+
+def test_the_started_column_shows_the_time_of_day_for_today() -> None:
+    import time
+
+    now = time.mktime((2026, 11, 30, 15, 0, 0, 0, 0, -1))
+    assert m.format_time_short(now - 3600, now) == "14:00:00"
+    assert m.format_time_short(now - 2 * 86400, now) == "2026-11-28 15:00"
+    assert m.format_time_short(None, now) == ""
