@@ -250,6 +250,7 @@ class ParentView:
             data=[go.Scatter(mode="markers"), go.Scatter(mode="lines", line={"shape": "hv"})],
             layout={"height": 320, "template": "plotly_white", "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
                     "xaxis": {"title": {"text": "Iteration"}}})
+        self._unit_ticks = False
         self.detail_box = w.VBox(layout=w.Layout(flex="1 1 480px", min_width="0"))
         self.detail_box.add_class("nbml-iteration-detail")
         self.detail: RunView | None = None
@@ -370,6 +371,11 @@ class ParentView:
         if renamed:
             self.chart.plotly_restyle({"name": [name, "Best so far"]}, trace_indexes=[0, 1])
             self.chart.plotly_relayout({"title.text": f"{name} per iteration", "yaxis.title.text": name})
+        # Iterations are whole numbers: over a short span plotly's own ticks would read 0.5, 1.5.
+        unit_ticks = bool(xs) and max(xs) - min(xs) < 10
+        if unit_ticks != self._unit_ticks:
+            self._unit_ticks = unit_ticks
+            self.chart.plotly_relayout({"xaxis.dtick": 1 if unit_ticks else None})
 
     def _on_select(self, change: dict[str, Any]) -> None:
         rid = change["new"]

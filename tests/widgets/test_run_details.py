@@ -104,6 +104,7 @@ def test_updates_run_on_the_loops_thread_also_during_a_blocking_wait_for_complet
     assert table.bar_count == 12 and len(table.bar_scores) == 12 * 8
     xs, ys = list(details.view.chart.data[0].x), list(details.view.chart.data[0].y)
     assert xs == list(range(12)) and len(ys) == 12
+    assert details.view.chart.layout.xaxis.dtick is None  # a wider span: plotly's own (whole) ticks
     assert list(details.view.chart.data[1].y) == [max(ys[: i + 1]) for i in range(12)]
     assert not any(t.name.startswith("nbml-RunDetails") for t in threading.enumerate())
 
@@ -162,6 +163,7 @@ def test_clicking_a_row_shows_that_iterations_logs_metrics_and_explanation(store
     # The dropdown drives the chart and the table's score columns.
     view.metric_choice.value = "accuracy"
     assert view.chart.data[0].name == "accuracy"
+    assert view.chart.layout.xaxis.dtick == 1  # a few iterations: whole-number ticks, never "0.5"
     assert [c[1] for c in view.table.columns[2:4]] == ["accuracy (iteration)", "accuracy (best)"]
     accuracy = {r.run_id: view.watcher.children.metrics[r.run_id]["accuracy"] for r in view.watcher.children.iterations()}
     assert {r["run_id"]: r["metric"] for r in view.table.rows if r["metric"] is not None} == accuracy
