@@ -287,7 +287,11 @@ class Coordinator:
                 "primary_metric": self.metric, **({"baseline": "True"} if p.baseline else {}),
                 "fidelity": f"{share:g}", **({"promoted_from": p.promoted_from} if p.promoted_from else {}),
             }, p.record)
-        timeout, reason = self._limit(f"Iteration {n}", started or time.time(), until=self._search_end())
+        # The quick baseline may outlive the search when nothing else has finished (see _spare), never longer
+        # than twice the experiment's time
+        until = self._search_end() if not p.baseline or self.deadline is None \
+            else self.deadline + max(60.0, self.deadline - self.created_at)
+        timeout, reason = self._limit(f"Iteration {n}", started or time.time(), until=until)
         loop.launch(run_id, self._job(run_id, spec), p, timeout=timeout, timeout_reason=reason, started_at=started)
 
     def _finish(self, n: int, run_id: str, name: str, status: str, ensemble: bool = False,
@@ -381,7 +385,8 @@ class Coordinator:
                 # out of time (or done): end the iterations still running; out of time, those the experiment's
                 # limit stops end Failed naming it, as when their own limit comes first
                 out_of_time = not (self.exit_reached or self._cancelled())
-                loop.cancel_all(expire_before=time.time() + 1.0 if out_of_time else None)
+                loop.cancel_all(expire_before=time.time() + 1.0 if out_of_time else None,
+                                spare=self._spare if out_of_time else None)
             for done in await loop.wait(0.5):
                 p = done.payload
                 n = int(done.run_id.rsplit("_", 1)[1])
@@ -393,6 +398,16 @@ class Coordinator:
                         self.promotions.append(dataclasses.replace(p, fidelity=None, promoted_from=done.run_id))
                 else:
                     search.tell(p.trial, result.score)
+
+    def _spare(self, p: Proposal) -> bool:
+        """Out of time with no model yet (a loaded machine, slow data loading): the running baseline goes on
+        until it ends, so the run still has a model; a user who asked for a time limit gets a model a little
+        late rather than none. Every other iteration stops at the limit."""
+        if not p.baseline or any(r.score is not None for r in self.results.values() if not r.screen):
+            return False
+        self.ctx.log("experiment_timeout_minutes ran out before any iteration finished: the baseline model "
+                     "goes on until it ends, so the run has a model")
+        return True
 
     # -- ensembles and explanation ----------------------------------------------------------------
     def _library(self) -> list[Result]:

@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import json
 import time
+from collections.abc import Callable, Collection
 from typing import Any, Generic, TypeVar
 
 from nbml.compute.base import ComputeBackend, JobSpec
@@ -128,18 +129,21 @@ class ChildLoop(Generic[P]):
             self._cancelled.add(run_id)
             self.ctx.store.request_cancel(run_id)
 
-    def cancel_all(self, *, expire_before: float | None = None) -> None:
-        """Stop every running child. Those whose time limit falls before `expire_before` (the parent ran out of
-        time) end Failed with their limit's error, as if it had come, not Canceled."""
+    def cancel_all(self, *, expire_before: float | None = None, spare: Callable[[P], bool] | None = None) -> None:
+        """Stop every running child but those `spare` keeps (by payload). Those whose time limit falls before
+        `expire_before` (the parent ran out of time) end Failed with their limit's error, as if it had come,
+        not Canceled."""
+        kept = {run_id for run_id, payload in self._tasks.values() if spare is not None and spare(payload)}
         if expire_before is not None:
-            self._enforce_limits(expire_before)
+            self._enforce_limits(expire_before, keep=kept)
         for run_id, _ in self.running:
-            self.cancel(run_id)
+            if run_id not in kept:
+                self.cancel(run_id)
 
-    def _enforce_limits(self, now: float | None = None) -> None:
+    def _enforce_limits(self, now: float | None = None, keep: Collection[str] = ()) -> None:
         now = time.time() if now is None else now
         for run_id, (deadline, reason) in list(self._deadlines.items()):
-            if now >= deadline and run_id not in self._timed_out:
+            if now >= deadline and run_id not in self._timed_out and run_id not in keep:
                 self._timed_out.add(run_id)
                 self.ctx.log(f"{run_id}: {reason}")
                 # both before the loop runs again, so the executor can't end the child Canceled in between

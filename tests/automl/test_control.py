@@ -96,3 +96,23 @@ def test_frame_with_missing_values_and_strings_stops_at_the_exit_score(ws: Works
     assert (best_so_far[-1] if isinstance(best_so_far, list) else best_so_far) == best.get_metrics()["r2_score"]
     new = pd.DataFrame({"size": [10.0, np.nan], "city": ["Braga", None], "note": ["id-x", None]})
     assert np.isfinite(model.predict(new)).all()
+
+
+def test_out_of_time_before_any_model_the_baseline_still_finishes(ws: Workspace, project: Callable[..., Path]) -> None:
+    """Every iteration takes longer than the experiment's time (here: slow data loading; in life, a loaded
+    machine): the quick baseline goes on past the limit so the run ends with a model, the others stop."""
+    folder = project(**{"get_data.py": SLOW_GET_DATA.replace("time.sleep(60)", "time.sleep(12)")})
+    cfg = AutoMLConfig(task="classification", path=str(folder), data_script=str(folder / "get_data.py"),
+                       iterations=20, max_concurrent_iterations=2, experiment_timeout_minutes=0.1,
+                       enable_voting_ensemble=False, enable_stack_ensemble=False)
+    run = Experiment(ws, "control").submit(cfg)
+    run.wait_for_completion(raise_on_error=False, timeout_seconds=120)
+    rec = run._refresh()
+    assert rec["status"] == "Completed", rec["error"]
+    best, model = run.get_output()
+    assert best.get_properties().get("baseline") == "True" and best.get_status() == "Completed"
+    assert model.predict(np.zeros((2, 4))).shape == (2,)
+    others = [c for c in run.get_children() if c.id != best.id]
+    assert others and all(c.get_status() == "Failed" for c in others)
+    for child in others:
+        assert "experiment_timeout_minutes=0.1 ran out" in child._refresh()["error"]
