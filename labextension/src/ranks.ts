@@ -64,7 +64,15 @@ export function rankPanel(d: IDistributed | null | undefined): HTMLElement | nul
       h(
         'thead',
         {},
-        h('tr', {}, h('th', {}, 'Rank'), h('th', {}, 'Node'), h('th', {}, 'State'), h('th', {}, 'Exit'), h('th', {}, 'Last error'))
+        h(
+          'tr',
+          {},
+          h('th', {}, 'Rank'),
+          h('th', {}, 'Node'),
+          h('th', {}, 'State'),
+          h('th', {}, 'Exit'),
+          h('th', {}, 'Last error')
+        )
       ),
       h('tbody', {}, ...rows)
     )

@@ -54,7 +54,8 @@ def _rank_cells(page: Any, row: str) -> list[str]:
 def test_run_page_shows_each_rank_and_any_ranks_log(lab_server: LabServer, lab_context: Any, failed_run: str,
                                                      shoot: Callable[[Any, str], Path]) -> None:
     page = lab_context.new_page()
-    page.goto(f"{lab_server.url}nbml/runs/{failed_run}?token={lab_server.token}")
+    page.goto(f"{lab_server.url}nbml/runs/{failed_run}?token={lab_server.token}", wait_until="domcontentloaded",
+              timeout=90_000)
     section = page.locator("#ranks")
     section.wait_for(state="visible")
     assert page.locator("#rank-nodes").inner_text() == "1 node"
