@@ -2,7 +2,7 @@
 
 One real run on the local target: two PyTorch-style ranks, rank 1 fails with a ValueError, which stops
 rank 0. Each view must show the node and process counts and each rank's state, exit code and last error.
-Screenshots in test-output/ui/.
+Screenshots in test-output/ui/. The widget's test (a kernel in the page) is in the slow tier.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ def test_sidebar_shows_the_selected_runs_ranks(lab_server: LabServer, lab_page: 
     shoot(lab_page, "sidebar-ranks")
 
 
+@pytest.mark.slow  # a kernel in the page: the heaviest of the three
 def test_run_details_widget_shows_the_ranks(lab_server: LabServer, lab_page: Any, failed_run: str,
                                             shoot: Callable[[Any, str], Path]) -> None:
     cell = (f"from nbml import Run, RunDetails, Workspace\nws = Workspace(path={str(lab_server.workspace)!r})\n"
