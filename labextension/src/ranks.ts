@@ -34,17 +34,26 @@ export function rankPanel(d: IDistributed | null | undefined): HTMLElement | nul
     return null;
   }
   const comm = d.communication_backend ? ` (${d.communication_backend})` : '';
-  const rows = d.ranks.map(r =>
+  // Four narrow columns fit the sidebar; a failed rank's error gets a row of its own under it.
+  const rows = d.ranks.flatMap(r => [
     h(
       'tr',
-      { class: 'nbml-rank', 'data-rank': String(r.rank), 'data-state': r.state, title: r.error || r.log },
+      { class: 'nbml-rank', 'data-rank': String(r.rank), 'data-state': r.state, title: r.log },
       h('td', {}, String(r.rank)),
-      h('td', {}, r.host ? `${r.node} (${r.host})` : String(r.node)),
+      h('td', { title: r.host }, String(r.node)),
       h('td', {}, h('span', { class: `nbml-rank-state nbml-rank-${r.state}` }, r.state)),
-      h('td', {}, r.exit_code === null || r.exit_code === undefined ? '' : String(r.exit_code)),
-      h('td', { class: 'nbml-rank-error' }, r.error)
-    )
-  );
+      h('td', {}, r.exit_code === null || r.exit_code === undefined ? '' : String(r.exit_code))
+    ),
+    ...(r.error
+      ? [
+          h(
+            'tr',
+            { class: 'nbml-rank-error-row', 'data-rank': String(r.rank) },
+            h('td', { class: 'nbml-rank-error', colspan: '4', title: r.error }, r.error)
+          )
+        ]
+      : [])
+  ]);
   return h(
     'div',
     { class: 'nbml-ranks' },
@@ -64,15 +73,7 @@ export function rankPanel(d: IDistributed | null | undefined): HTMLElement | nul
       h(
         'thead',
         {},
-        h(
-          'tr',
-          {},
-          h('th', {}, 'Rank'),
-          h('th', {}, 'Node'),
-          h('th', {}, 'State'),
-          h('th', {}, 'Exit'),
-          h('th', {}, 'Last error')
-        )
+        h('tr', {}, h('th', {}, 'Rank'), h('th', {}, 'Node'), h('th', {}, 'State'), h('th', {}, 'Exit'))
       ),
       h('tbody', {}, ...rows)
     )

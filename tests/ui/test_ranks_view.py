@@ -88,7 +88,7 @@ def test_sidebar_shows_the_selected_runs_ranks(lab_server: LabServer, lab_page: 
     assert lab_page.locator(f"{SIDEBAR} .nbml-ranks-nodes").inner_text() == "1 node"
     assert lab_page.locator(f"{SIDEBAR} .nbml-ranks-processes").inner_text() == "2 processes"
     lab_page.locator(f'{SIDEBAR} tr.nbml-rank[data-rank="1"][data-state="failed"]').wait_for(state="visible")
-    assert lab_page.locator(f'{SIDEBAR} tr.nbml-rank[data-rank="1"] .nbml-rank-error').inner_text() == \
+    assert lab_page.locator(f'{SIDEBAR} tr.nbml-rank-error-row[data-rank="1"] .nbml-rank-error').inner_text() == \
         "ValueError: rank 1 ran out of <data>"
     assert lab_page.locator(f'{SIDEBAR} tr.nbml-rank[data-rank="0"]').get_attribute("data-state") == "stopped"
     shoot(lab_page, "sidebar-ranks")
