@@ -20,7 +20,8 @@ def _version() -> str:
         return "0+unknown"
 
 
-__version__ = _version()
+# __version__ is read on first use (__getattr__ below): importlib.metadata costs a fifth of a second, paid by
+# every process that imports nbml (each training script, each rank of a distributed job) otherwise.
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
@@ -75,6 +76,9 @@ _SUBPACKAGES = ("automl", "core", "data", "exceptions", "opendatasets", "telemet
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()["__version__"] = version = _version()
+        return version
     if name in _SUBPACKAGES:
         return importlib.import_module(f"nbml.{name}")  # the import sets the attribute; later lookups skip this
     module = _EXPORTS.get(name)

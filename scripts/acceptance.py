@@ -26,7 +26,7 @@ The edit rules are mechanical (a pattern, no understanding of the notebook); eac
              fixed here to keep the count about nbml.
 
 Side files of a notebook's folder (``*.py`` scripts, notebooks run as entry scripts) get the ``imports`` and
-``drift`` rules only.
+``drift`` rules, and the few rules marked ``side`` (a script's own download or GPU call).
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ from pathlib import Path
 AUTOML_CAP = 5
 MAX_NODES = 2
 SUBSTITUTE_MODULE = "nbml_substitutes"
+#: The torchvision MNIST stand-in, written beside a script that imports it (TORCHVISION_MNIST).
+MNIST_MODULE = "nbml_mnist"
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class Rule:
     category: str
     what: str
     apply: Callable[[str], str]
+    #: Also applied to the notebook's side files (scripts it submits), not only to its code cells.
+    side: bool = False
 
 
 def _sub(pattern: str, repl: str | Callable[[re.Match[str]], str], flags: int = re.MULTILINE) -> Callable[[str], str]:
@@ -158,6 +162,50 @@ def _wait_after_widget(src: str) -> str:
     return src
 
 
+def _no_gpu() -> bool:
+    """This machine has no NVIDIA GPU (the acceptance run's case; the GPU rules then fire)."""
+    import glob
+
+    return not glob.glob("/dev/nvidia[0-9]*")
+
+
+def _nccl_to_gloo(src: str) -> str:
+    """No GPU here: NCCL (GPU-only) -> Gloo, the backend torch.distributed has on CPUs."""
+    if not _no_gpu() or not re.search(r"\bNccl\b|(['\"])nccl\1", src):
+        return src
+    return re.sub(r"(['\"])nccl\1", r"\1gloo\1", re.sub(r"\bNccl\b", "Gloo", src))
+
+
+def _cuda_to_cpu(src: str) -> str:
+    """No GPU here: a script's `.cuda()` (which raises without one) -> `.cpu()`."""
+    return re.sub(r"\.cuda\(\)", ".cpu()", src) if _no_gpu() else src
+
+
+def _torchvision_mnist(src: str) -> str:
+    """torchvision (not installable beside the CPU torch here; MNIST is a download) -> MNIST_MODULE."""
+    src = re.sub(r"^(\s*)from torchvision import ((?:datasets|transforms)(?:\s*,\s*(?:datasets|transforms))*)\s*$",
+                 rf"\1from {MNIST_MODULE} import \2", src, flags=re.M)
+    for m in list(re.finditer(r"^[ \t]*import torchvision\.\w+ as (\w+)[ \t]*\n?", src, re.M)):
+        if not re.search(rf"\b{m.group(1)}\b", src.replace(m.group(0), "", 1)):  # imported, never used
+            src = src.replace(m.group(0), "", 1)
+    return src
+
+
+#: Side scripts (file names) of the notebook being prepared that import MNIST_MODULE (set by _prepare).
+_MNIST_IMPORTERS: set[str] = set()
+
+
+def _copy_mnist_module(src: str) -> str:
+    """A cell copying a script that imports the stand-in into the submitted folder copies the stand-in too."""
+    def repl(m: re.Match[str]) -> str:
+        if m.group(3) not in _MNIST_IMPORTERS:
+            return m.group(0)
+        return f"{m.group(0)}\n{m.group(1)}{m.group(2)}({MNIST_MODULE + '.py'!r}, {m.group(4)})"
+
+    return re.sub(r"^([ \t]*)(shutil\.copy2?|shutil\.copyfile)\((?:'|\")([\w.-]+\.py)(?:'|\")\s*,\s*([^()\n]+?)\)[ \t]*$",
+                  repl, src, flags=re.M)
+
+
 def _drop_unused_pkg_resources(src: str) -> str:
     rx = re.compile(r"^[ \t]*import pkg_resources[ \t]*\n?", re.M)
     if len(re.findall(r"\bpkg_resources\b", src)) != len(rx.findall(src)):
@@ -184,6 +232,15 @@ RULES: list[Rule] = [
     Rule("open-datasets", "data", "`from azureml.opendatasets import NoaaIsdWeather` (Azure Open Datasets, a download) "
          f"-> `from {SUBSTITUTE_MODULE} import NoaaIsdWeather`, a generated table of the same columns (OPEN_DATASETS)",
          lambda src: _replace_open_datasets(src)),
+    Rule("torchvision-mnist", "data", "`from torchvision import datasets, transforms` (MNIST is a download, and "
+         f"torchvision cannot be installed beside the CPU torch) -> `from {MNIST_MODULE} import ...`, scikit-learn's "
+         "digits as 28x28 MNIST; a torchvision import the script never uses -> dropped", _torchvision_mnist, side=True),
+    Rule("mnist-travels", "data", f"a cell copying a script that imports {MNIST_MODULE} into the folder it submits "
+         f"(`shutil.copy('x.py', folder)`) -> also copies {MNIST_MODULE}.py there", _copy_mnist_module),
+    Rule("nccl-on-cpu", "compute", "no GPU on this machine: `Nccl` -> `Gloo`, `'nccl'` -> `'gloo'` (NCCL runs on "
+         "NVIDIA GPUs only)", _nccl_to_gloo),
+    Rule("cuda-on-cpu", "compute", "no GPU on this machine: a script's `.cuda()` -> `.cpu()`", _cuda_to_cpu,
+         side=True),
     Rule("placeholders", "placeholder", "a value the notebook says to replace with one from an earlier cell's output "
          "(`# Replace this with ...`) -> the one this workspace has (PLACEHOLDERS)", lambda src: _fill_placeholders(src)),
     Rule("hub-images", "data", "a Docker Hub image of HUB_IMAGES -> the engine's local base image "
@@ -202,6 +259,9 @@ RULES: list[Rule] = [
     Rule("pandas-ml", "drift", "`from pandas_ml import ConfusionMatrix` (pandas_ml 0.6.1 no longer imports: scikit-learn "
          f"0.23 removed a function it imports) -> `from {SUBSTITUTE_MODULE} import ConfusionMatrix`, a stand-in on "
          "pandas.crosstab with the same print and plot (LIBRARY_STANDINS)", lambda src: _replace_standins(src)),
+    Rule("torch-view-of-slice", "drift", "`x[:k].view(-1)` -> `x[:k].reshape(-1)` (elementwise ops of today's torch "
+         "keep a transposed input's strides, so `view` of a slice of their result raises; `reshape` gives the same "
+         "values)", _sub(r"(\b\w+\[:\w+\])\.view\(-1\)", r"\1.reshape(-1)")),
     Rule("pandas-colwidth", "drift", "`pd.set_option('display.max_colwidth', -1)` (an error in pandas 2) -> None",
          _sub(r"""(['"]display\.max_colwidth['"]\s*,\s*)-1""", r"\1None")),
 ]
@@ -283,6 +343,69 @@ for step in range(args.max_steps):
         print(f"Accuracy at step {step}: {acc}", flush=True)
 train.close()
 test.close()
+'''
+
+
+_MNIST_STANDIN = '''"""Stand-in for torchvision's MNIST (written by nbml's acceptance run: MNIST is a download, and torchvision
+cannot be installed beside the CPU torch the run uses). scikit-learn's 8x8 digits (1,797 images, 10 classes),
+each scaled 3x and padded to MNIST's 28x28 grey uint8, behind the part of torchvision's API the sample uses:
+datasets.MNIST(root, train, download, transform) and transforms.Compose/ToTensor/Normalize."""
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+
+
+class MNIST(torch.utils.data.Dataset):
+    def __init__(self, root, train=True, transform=None, target_transform=None, download=False):
+        digits = load_digits()
+        images = np.kron(digits.images, np.ones((3, 3)))  # 8x8 -> 24x24
+        images = np.pad(images, ((0, 0), (2, 2), (2, 2)))  # -> 28x28, MNIST's border
+        images = (images * (255.0 / 16.0)).round().astype(np.uint8)
+        cut = int(len(images) * 0.8)
+        part = slice(0, cut) if train else slice(cut, None)
+        self.data, self.targets = torch.from_numpy(images[part]), torch.from_numpy(digits.target[part]).long()
+        self.transform, self.target_transform = transform, target_transform
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, index):
+        img, target = self.data[index].numpy(), int(self.targets[index])
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
+
+
+class Compose:
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+
+    def __call__(self, img):
+        for t in self.transforms:
+            img = t(img)
+        return img
+
+
+class ToTensor:
+    def __call__(self, img):  # HxW uint8 -> 1xHxW float in [0, 1], as torchvision's
+        return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).unsqueeze(0)
+
+
+class Normalize:
+    def __init__(self, mean, std):
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    def __call__(self, tensor):
+        return (tensor - self.mean) / self.std
+
+
+datasets = SimpleNamespace(MNIST=MNIST)
+transforms = SimpleNamespace(Compose=Compose, ToTensor=ToTensor, Normalize=Normalize)
 '''
 
 
@@ -491,10 +614,16 @@ def write_substitutes(folder: Path, sources: list[str]) -> list[str]:
     return used + classes + [f"{m}.{n}" for m, n in standins]
 
 
-def apply_rules(src: str, categories: tuple[str, ...] | None = None) -> tuple[str, list[str]]:
-    """`src` after every rule (of `categories`, default all); returns (new source, names of rules that changed it)."""
+SIDE_CATEGORIES = ("imports", "drift")
+
+
+def apply_rules(src: str, categories: tuple[str, ...] | None = None, side: bool = False) -> tuple[str, list[str]]:
+    """`src` after every rule (of `categories`, default all; `side`: a side file's rules, SIDE_CATEGORIES and
+    the rules marked side); returns (new source, names of rules that changed it)."""
     fired = []
     for rule in RULES:
+        if side and not (rule.side or rule.category in SIDE_CATEGORIES):
+            continue
         if categories is not None and rule.category not in categories:
             continue
         new = rule.apply(src)
@@ -530,6 +659,7 @@ def describe() -> str:
     lines += [f"- {url} -> a loopback server's /{name}" for url, (name, _w) in FETCHED.items()]
     lines += [f"- azureml.opendatasets.{name} -> {SUBSTITUTE_MODULE}.{name} (generated)" for name in OPEN_DATASETS]
     lines += [f"- {m}.{n} -> {SUBSTITUTE_MODULE}.{n} (stand-in)" for m, n in LIBRARY_STANDINS]
+    lines += [f"- torchvision.datasets.MNIST -> {MNIST_MODULE}.datasets.MNIST (scikit-learn's digits at 28x28)"]
     lines += [f"- placeholder {old} -> {new}" for old, new in PLACEHOLDERS.items()]
     return "\n".join(lines)
 
@@ -605,17 +735,21 @@ def _prepare(notebook: Path, samples: Path, work: Path) -> tuple[Path, list[str]
 
     shutil.copytree(notebook.parent, dest, dirs_exist_ok=True, copy_function=copy)
     fired: set[str] = set()
-    for path in copied:
+    _MNIST_IMPORTERS.clear()
+    for path in sorted(copied, key=lambda p: p.suffix != ".py"):  # scripts first: cells copy what they import
         if path.suffix == ".py":
-            new, names = apply_rules(path.read_text(), ("imports", "drift"))
+            new, names = apply_rules(path.read_text(), side=True)
             path.write_text(new)
             fired.update(names)
+            if re.search(rf"^\s*from {MNIST_MODULE} import", new, re.M):
+                _MNIST_IMPORTERS.add(path.name)
+                (path.parent / f"{MNIST_MODULE}.py").write_text(_MNIST_STANDIN)
         elif path.suffix == ".ipynb":
             nb = nbformat.read(path, as_version=4)
             main = path == main_copy
             for cell in nb.cells:
                 if cell.cell_type == "code":
-                    cell.source, names = apply_rules(cell.source, None if main else ("imports", "drift"))
+                    cell.source, names = apply_rules(cell.source, side=not main)
                     fired.update(names)
             nbformat.write(nb, path)
     write_substitutes(dest, [notebook.read_text()])

@@ -14,6 +14,7 @@ import { Widget } from '@lumino/widgets';
 import { experimentPageUrl, requestAPI, runPageUrl } from './api';
 import { runGetSnippet } from './format';
 import { ICancelResult, IComputeList, IExperimentList, IExperiment, IRunSummary } from './models';
+import { IDistributed, rankPanel } from './ranks';
 import { actionPanel, computeTable, experimentList, h } from './render';
 
 /** Defaults of the settings (schema/sidebar.json). */
@@ -37,7 +38,7 @@ export class NbmlSidebar extends Widget {
       this._message,
       this._section('compute', 'Compute targets', this._compute),
       this._section('experiments', 'Experiments', this._experiments),
-      this._section('actions', 'Actions', this._actions)
+      this._section('actions', 'Actions', h('div', {}, this._actions, this._ranks))
     );
     this._renderActions();
 
@@ -76,9 +77,10 @@ export class NbmlSidebar extends Widget {
           this._compute.replaceChildren(computeTable(compute.targets))
         ),
         // A parent's progress and best metric come in the same answer (one request per refresh).
-        requestAPI<IExperimentList>(`experiments?latest=${this._runsPerExperiment}`).then(answer =>
-          this._renderRuns(answer.experiments)
-        )
+        requestAPI<IExperimentList>(`experiments?latest=${this._runsPerExperiment}`).then(async answer => {
+          this._renderRuns(answer.experiments);
+          await this._refreshRanks();
+        })
       ]);
       this._setMessage('');
     } catch (error) {
@@ -133,6 +135,7 @@ export class NbmlSidebar extends Widget {
           this._selected = run;
           this._renderExperiments();
           this._renderActions();
+          void this._refreshRanks();
         },
         onToggle: name => {
           if (!this._collapsed.delete(name)) {
@@ -157,6 +160,31 @@ export class NbmlSidebar extends Widget {
         insert: run => void this._insert(run)
       })
     );
+  }
+
+  /**
+   * The selected run's ranks when it is distributed (read again at each refresh while it is active).
+   */
+  private async _refreshRanks(): Promise<void> {
+    const run = this._selected;
+    if (run === null) {
+      this._ranksOf = null;
+      this._ranks.replaceChildren();
+      return;
+    }
+    if (this._ranksOf === run.run_id && this._ranksFinal) {
+      return;
+    }
+    const details = await requestAPI<IRunSummary & { distributed?: IDistributed | null }>(
+      `runs/${encodeURIComponent(run.run_id)}`
+    ).catch(() => null);
+    if (details === null || this._selected?.run_id !== run.run_id) {
+      return;
+    }
+    this._ranksOf = run.run_id;
+    this._ranksFinal = details.is_terminal;
+    const panel = rankPanel(details.distributed);
+    this._ranks.replaceChildren(...(panel ? [panel] : []));
   }
 
   private async _cancel(run: IRunSummary): Promise<void> {
@@ -197,6 +225,9 @@ export class NbmlSidebar extends Widget {
   private _compute = h('div', { class: 'nbml-body' });
   private _experiments = h('div', { class: 'nbml-body' });
   private _actions = h('div', { class: 'nbml-body' });
+  private _ranks = h('div', { class: 'nbml-body nbml-ranks-panel' });
+  private _ranksOf: string | null = null;
+  private _ranksFinal = false;
   private _lastExperiments: IExperiment[] = [];
   private _collapsed = new Set<string>();
   private _selected: IRunSummary | null = null;

@@ -74,6 +74,32 @@ async def _idle_workers(client: Any) -> tuple[list[str], int]:
     return list(result[0]), int(result[1])
 
 
+class _Demand:
+    """While a gang waits, nbml's cluster host keeps at least `nodes` workers (see _dask_host.DEMAND): an
+    adaptive cluster scaled to zero would otherwise never start the workers the gang waits for."""
+
+    def __init__(self, backend: DaskBackend, owner: str, nodes: int) -> None:
+        from nbml.compute import _dask_cluster
+        from nbml.compute._dask_host import DEMAND
+
+        self.path = (_dask_cluster.state_dir(backend.workspace_root, backend.name) / DEMAND / owner
+                     if backend.owned else None)
+        self.nodes, self.written = nodes, 0.0
+
+    def refresh(self) -> None:
+        if self.path is None or time.monotonic() - self.written < 2.0:
+            return
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(str(self.nodes))
+            self.written = time.monotonic()
+
+    def drop(self) -> None:
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
+
+
 async def start(backend: DaskBackend, job: JobSpec, python: str, job_dir: str,
                 environ: dict[str, str]) -> JobHandle:
     """Take `job.node_count` idle workers at once and start the launcher on each; see the module docstring."""
@@ -86,12 +112,14 @@ async def start(backend: DaskBackend, job: JobSpec, python: str, job_dir: str,
         if backend._cancel_requested(job.run_id):
             break
         await asyncio.sleep(0.3)
+    demand = _Demand(backend, owner, nodes)
     try:
         waited_since = time.monotonic()
         while True:
             idle, total = await _idle_workers(client)
             if len(idle) >= nodes:
                 break
+            demand.refresh()
             if backend._cancel_requested(job.run_id):
                 _jobwrap.write_exit(Path(job_dir), -15, "canceled before it started")
                 return JobHandle(target=backend.name, job_dir=job_dir, data={"key": "", "nodes": [],
@@ -135,6 +163,7 @@ async def start(backend: DaskBackend, job: JobSpec, python: str, job_dir: str,
                     "cluster may be overloaded or a worker left it.")
             await asyncio.sleep(0.05)
     finally:
+        demand.drop()
         with contextlib.suppress(Exception):
             await client.run_on_scheduler(_give_gang_lock, owner=owner, name=backend.name)
     return JobHandle(target=backend.name, job_dir=job_dir,

@@ -28,6 +28,12 @@ STATE = "state.json"
 STOP = "stop"
 LOG = "host.log"
 ADAPT_INTERVAL_S = 1.0
+#: Folder of gang demands: a multi-node job waiting for N idle workers writes N in a file of its own here and
+#: rewrites it while it waits; the host keeps at least that many workers (adaptive scaling alone never starts
+#: one: the gang submits nothing until every node is idle). A demand not rewritten for DEMAND_TTL_S (its
+#: supervisor died) no longer counts.
+DEMAND = "demand"
+DEMAND_TTL_S = 15.0
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -48,6 +54,22 @@ def _adapt(cluster: Any, spec: dict[str, Any]) -> Any:
     return cluster.adapt(minimum=int(spec["min_nodes"]), maximum=int(spec["max_nodes"]),
                          interval=f"{ADAPT_INTERVAL_S}s", wait_count=max(1, math.ceil(idle / ADAPT_INTERVAL_S)),
                          target_duration="5s")
+
+
+def gang_demand(state_dir: Path) -> int:
+    """The most nodes any live gang demand asks for (0 when none)."""
+    most, now = 0, time.time()
+    try:
+        entries = list((state_dir / DEMAND).iterdir())
+    except FileNotFoundError:
+        return 0
+    for path in entries:
+        try:
+            if now - path.stat().st_mtime <= DEMAND_TTL_S:
+                most = max(most, int(path.read_text() or 0))
+        except (OSError, ValueError):
+            continue
+    return most
 
 
 async def serve(state_dir: Path) -> None:
@@ -74,6 +96,7 @@ async def serve(state_dir: Path) -> None:
     else:
         cluster = await _local_cluster(spec, state_dir)
         _adapt(cluster, spec)
+    demand = 0
     spec_mtime = (state_dir / SPEC).stat().st_mtime if (state_dir / SPEC).exists() else 0.0
     started = time.time()
     try:
@@ -82,11 +105,12 @@ async def serve(state_dir: Path) -> None:
                 mtime = (state_dir / SPEC).stat().st_mtime
             except FileNotFoundError:
                 mtime = spec_mtime
-            if mtime != spec_mtime:
-                spec_mtime = mtime
+            wanted = min(gang_demand(state_dir), int(spec.get("max_nodes", 0)))
+            if mtime != spec_mtime or wanted != demand:
+                spec_mtime, demand = mtime, wanted
                 spec = read_json(state_dir / SPEC) or spec
                 if not spec.get("ssh"):
-                    _adapt(cluster, spec)
+                    _adapt(cluster, {**spec, "min_nodes": max(int(spec.get("min_nodes", 0)), demand)})
             write_json(state_dir / STATE, {
                 "pid": os.getpid(), "address": cluster.scheduler_address, "dashboard": cluster.dashboard_link
                 if dashboard else None, "started": started, "heartbeat": time.time(),

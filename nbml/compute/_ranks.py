@@ -60,6 +60,11 @@ def run_properties(distributed: dict[str, Any]) -> dict[str, str]:
     return props
 
 
+def is_distributed(argv: list[str], extra_files: dict[str, bytes], node_count: int = 1) -> bool:
+    """Whether a job (its argv and extra files, as job_files made them) is a distributed one."""
+    return node_count > 1 or SPEC_FILE in extra_files or argv[:2] == ["-m", "nbml.compute._ranks"]
+
+
 def job_files(distributed: dict[str, Any], argv: list[str]) -> tuple[list[str], dict[str, bytes]]:
     """(argv, extra files) that make a job run `argv` (script and arguments) as a distributed job."""
     spec = {"distributed": distributed, "argv": argv}
@@ -109,6 +114,36 @@ def last_error(text: str) -> str:
                 return "\n".join(lines[: i + 1])[-4000:]
         return "\n".join(lines)[-4000:]
     return "\n".join(text.strip().splitlines()[-15:])[-4000:]
+
+
+def rank_view(folder: Path, distributed: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the widget, the sidebar and the run page show of a distributed run (None for one process).
+
+    ``{"backend", "communication_backend", "node_count", "process_count", "process_count_per_node",
+    "ranks": [{"rank", "node", "host", "state", "exit_code", "error", "log"}], "failure"}``: every rank of the
+    job, ``pending`` until its launcher has started it; ``error`` is the last line of a failed rank's last
+    error (its exception), ``log`` the run-relative path of its output.
+    """
+    if not distributed:
+        return None
+    status = read_status(folder)
+    per_node = int(distributed.get("process_count_per_node") or 1)
+    nodes = int(distributed.get("node_count") or 1)
+    world = max(nodes * per_node, len(status["ranks"]))
+    ranks = []
+    for r in range(world):
+        s = status["ranks"].get(r, {})
+        state = str(s.get("state") or "pending")
+        error = ""
+        if state == "failed":
+            lines = last_error(_read(folder / rank_log(r))).strip().splitlines()
+            error = lines[-1] if lines else ""
+        ranks.append({"rank": r, "node": int(s.get("node", r // per_node)), "host": s.get("host") or "",
+                      "state": state, "exit_code": s.get("exit_code"), "error": error[:500], "log": rank_log(r)})
+    failure = status["failure"]
+    return {"backend": distributed.get("backend"), "communication_backend": distributed.get("communication_backend"),
+            "node_count": nodes, "process_count_per_node": per_node, "process_count": nodes * per_node,
+            "ranks": ranks, "failure": str(failure.get("message") or "").splitlines()[0] if failure else None}
 
 
 def failure_message(folder: Path) -> str | None:
@@ -165,6 +200,8 @@ class Launcher:
                         "GROUP_RANK": str(self.node_rank)})
         elif self.d["backend"] == "tensorflow":
             env["TF_CONFIG"] = json.dumps(self._tf_config(rank))
+        env.update(sdk_environ(self.d["backend"], rank, self.master_addr, self.master_port,
+                               self._tf_config(rank) if self.d["backend"] == "tensorflow" else None))
         return env
 
     def _tf_tasks(self) -> list[tuple[str, int]]:
@@ -184,9 +221,10 @@ class Launcher:
     def _start_rank(self, rank: int, local_rank: int) -> None:
         log = open(self.job_dir / rank_log(rank), "ab", buffering=0)  # noqa: SIM115 - handed to the child
         try:
-            proc = subprocess.Popen([sys.executable, *self.argv], cwd=self.job_dir, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=self._rank_env(rank, local_rank), preexec_fn=_die_with_parent)
+            env = self._rank_env(rank, local_rank)
+            proc = subprocess.Popen([sys.executable, *expand_argv(self.argv, env)], cwd=self.job_dir, stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                    preexec_fn=_die_with_parent)
         finally:
             log.close()
         self.procs[rank] = proc
@@ -344,6 +382,52 @@ def _argv(spec: dict[str, Any], job_dir: Path) -> list[str]:
     return [str(a).replace("{{NBML_JOB_DIR}}", str(job_dir)) for a in spec["argv"]]
 
 
+#: Variables of the SDK's runtime (Batch AI, then Azure ML) a rank gets, so scripts and ``script_params``
+#: written for it work unchanged; see sdk_environ.
+SDK_PREFIXES = ("AZ_BATCHAI_", "AZUREML_")
+_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def sdk_environ(backend: str, rank: int, master_addr: str, master_port: int | None,
+                tf_config: dict[str, Any] | None) -> dict[str, str]:
+    """What the SDK's runtime set for each process of a distributed job, from this rank's settings.
+
+    ``AZ_BATCHAI_TASK_INDEX`` (the global rank), ``AZ_BATCHAI_JOB_MASTER_NODE_IP`` (rank 0's host); PyTorch:
+    ``AZ_BATCHAI_PYTORCH_INIT_METHOD`` (``tcp://host:port``, for ``init_process_group(init_method=...)``);
+    MPI: ``AZ_BATCHAI_MPI_MASTER_NODE``; TensorFlow: ``AZ_BATCHAI_WORKER_HOSTS`` and ``AZ_BATCHAI_PS_HOSTS``
+    (comma-separated ``host:port``). The run's id is ``AZUREML_RUN_ID`` as well as ``NBML_RUN_ID``.
+    """
+    env = {"AZ_BATCHAI_TASK_INDEX": str(rank), "AZ_BATCHAI_JOB_MASTER_NODE_IP": master_addr}
+    if backend == "pytorch" and master_port is not None:
+        env["AZ_BATCHAI_PYTORCH_INIT_METHOD"] = f"tcp://{master_addr}:{master_port}"
+    elif backend == "mpi":
+        env["AZ_BATCHAI_MPI_MASTER_NODE"] = master_addr
+    elif backend == "tensorflow" and tf_config is not None:
+        env["AZ_BATCHAI_WORKER_HOSTS"] = ",".join(tf_config["cluster"].get("worker", []))
+        env["AZ_BATCHAI_PS_HOSTS"] = ",".join(tf_config["cluster"].get("ps", []))
+    if os.environ.get("NBML_RUN_ID"):
+        env["AZUREML_RUN_ID"] = os.environ["NBML_RUN_ID"]
+    return env
+
+
+def expand_argv(argv: list[str], env: dict[str, str]) -> list[str]:
+    """``$NAME`` / ``${NAME}`` of the SDK's runtime variables in the arguments, made this rank's values.
+
+    The SDK ran the script through a shell, so ``script_params={"--rank": "$AZ_BATCHAI_TASK_INDEX"}`` reached
+    the script as the rank's number; nbml runs no shell, so the launcher expands the names it knows
+    (``AZ_BATCHAI_*``, ``AZUREML_*``, and what it sets itself: ``MASTER_ADDR``, ``RANK``, ...). Anything else
+    (an unknown name, a ``$`` in a password) is passed as written.
+    """
+    own = {"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "LOCAL_WORLD_SIZE"}
+
+    def one(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        known = name.startswith(SDK_PREFIXES) or name.startswith("NBML_") or name in own
+        return env[name] if known and name in env else m.group(0)
+
+    return [_VAR.sub(one, a) if "$" in a else a for a in argv]
+
+
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
@@ -398,9 +482,10 @@ def mpi_rank(job_dir: Path) -> int:
     node = rank // per_node
     env = dict(os.environ, NBML_RANK=str(rank), NBML_LOCAL_RANK=str(local), NBML_NODE_RANK=str(node),
                NBML_WORLD_SIZE=os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))
+    env.update(sdk_environ("mpi", rank, os.environ.get("NBML_MASTER_ADDR") or "127.0.0.1", None, None))
     log = open(job_dir / rank_log(rank), "ab", buffering=0)  # noqa: SIM115
     try:
-        argv = _argv(spec, job_dir)
+        argv = expand_argv(_argv(spec, job_dir), env)
         if argv and not argv[0].startswith("-") and importlib.util.find_spec("mpi4py") is not None:
             # An uncaught exception then aborts every rank (MPI_Abort) instead of leaving them in MPI_Finalize.
             argv = ["-m", "mpi4py", *argv]

@@ -16,6 +16,7 @@ from typing import Any
 
 from nbml.compute import _staging
 from nbml.compute._ranks import failure_message as rank_failure
+from nbml.compute._ranks import is_distributed
 from nbml.compute.base import DRIVER_LOG, EVENTS_FILE, ComputeBackend, JobHandle, JobSpec, JobState
 from nbml.errors import EnvironmentBuildError
 from nbml.runs import events as ev
@@ -39,10 +40,16 @@ class _Mirror:
     is idempotent by offset), logs from the size of the local copies.
     """
 
-    def __init__(self, ctx: SupervisorContext, run_id: str, backend: ComputeBackend, handle: JobHandle) -> None:
+    def __init__(self, ctx: SupervisorContext, run_id: str, backend: ComputeBackend, handle: JobHandle,
+                 job: JobSpec) -> None:
         self.ctx, self.run_id, self.backend, self.handle = ctx, run_id, backend, handle
         self.run_dir = ctx.run_dir(run_id)
         self.log_files: set[str] = {DRIVER_LOG}
+        #: Folders listed for new log files every 2 s: `logs` (the script's own), and for a distributed job
+        #: `nbml-logs` (each rank's output, ranks.jsonl). A single-process job writes only DRIVER_LOG there,
+        #: so it is not listed: one listing fewer per poll, which on SSH and Dask targets is a round trip.
+        self.log_prefixes = ("logs", "nbml-logs") if is_distributed(job.argv, job.extra_files, job.node_count) \
+            else ("logs",)
         self._last_listing = 0.0
         self._offset: int | None = None
 
@@ -78,7 +85,7 @@ class _Mirror:
         now = time.monotonic()
         if force_listing or now - self._last_listing > 2.0:
             self._last_listing = now
-            for prefix in ("logs", "nbml-logs"):  # nbml-logs: each rank's output of a distributed job
+            for prefix in self.log_prefixes:
                 for rel, _size in await self.backend.list_files(self.handle, prefix):
                     self.log_files.add(rel)
         for rel in sorted(self.log_files):
@@ -214,7 +221,7 @@ async def execute(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Co
     stored = json.loads(rec["handle_json"]) if rec is not None and rec.get("handle_json") else None
     if stored:
         handle = JobHandle.from_dict(stored)
-        final, _error = await _adopt(ctx, run_id, job, backend, handle, _Mirror(ctx, run_id, backend, handle), rec,
+        final, _error = await _adopt(ctx, run_id, job, backend, handle, _Mirror(ctx, run_id, backend, handle, job), rec,
                                      unreachable)
         return final
     try:
@@ -239,7 +246,7 @@ async def execute(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Co
         handle = await retrying(ctx, run_id, "starting the job", lambda: backend.start(job, python, job_dir),
                                  unreachable)
         await ctx.db(_handle_and_running, store, run_id, handle.to_dict())
-        mirror = _Mirror(ctx, run_id, backend, handle)
+        mirror = _Mirror(ctx, run_id, backend, handle, job)
         mirror._offset = int(rec["events_offset"]) if rec else 0  # read above: nothing ingests before the start
         final, error = await _watch(ctx, run_id, job, backend, handle, mirror, unreachable, time.monotonic())
     except JobFailed as exc:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nbml.compute._ranks import rank_view
 from nbml.runs import recovery
 from nbml.runs.status import ACTIVE, TERMINAL
 from nbml.server import experiment as exp_model
@@ -355,7 +356,7 @@ class NbmlManager:
         """The run's full model (also used by the run page)."""
         row = self._row(run_id)
         children = self.store.children(run_id)
-        return models.run_details(
+        model = models.run_details(
             row,
             metrics=self.store.get_metrics(run_id),
             tags=self.store.get_tags(run_id),
@@ -368,6 +369,9 @@ class NbmlManager:
             now=time.time(),
             parent=self._parents([row]).get(run_id),
         )
+        # A distributed run's nodes, processes and each rank's state (nbml.compute._ranks.rank_view).
+        model["distributed"] = rank_view(files.run_dir(self.root, run_id), model["config"].get("distributed"))
+        return model
 
     async def metrics(self, run_id: str, after: int | None = None) -> dict[str, Any]:
         """Every metric row and their fold; with `after`, only the rows logged since that id (see models)."""

@@ -23,6 +23,7 @@ from nbml.widgets._model import (
     table_html,
 )
 from nbml.widgets._plotly import FigureWidget
+from nbml.widgets._ranks import ranks_html, run_rank_view
 from nbml.widgets._table import IterationTable
 from nbml.widgets._watch import Changes, RunWatcher
 
@@ -88,6 +89,7 @@ class RunView:
         self.lock = lock
         self.header = w.HTML()
         self.props = w.HTML()
+        self.ranks = w.HTML()  # a distributed run's ranks (nbml.widgets._ranks)
         self.charts: dict[str, go.FigureWidget] = {}
         self.chart_box = w.Box(layout=w.Layout(flex_flow="row wrap"))
         self.log_choice = w.Dropdown(options=[], description="Log file", layout=w.Layout(width="60%"))
@@ -105,7 +107,7 @@ class RunView:
         self._setting_logs = False
         self.log_choice.observe(self._on_log_choice, names="value")
         parts: list[w.Widget] = [self.header] if with_header else []
-        parts += [self.props, self.iteration, self.chart_box, _section("Output logs"), self.log_choice,
+        parts += [self.props, self.ranks, self.iteration, self.chart_box, _section("Output logs"), self.log_choice,
                   self.log_text, _section("Outputs"), self.outputs, self.explanation]
         self.widget = w.VBox(parts)
         self.widget.add_class("nbml-run-view")
@@ -125,6 +127,9 @@ class RunView:
             value = table_html(properties_rows(run, self.watcher.metrics, self.watcher.properties))
             if value != self.props.value:
                 self.props.value = value
+            ranks = ranks_html(run_rank_view(run, self.watcher.folder))
+            if ranks != self.ranks.value:
+                self.ranks.value = ranks
         if ch.metrics:
             self._update_charts(ch.metrics)
         if ch.log_files:

@@ -248,3 +248,47 @@ def test_pandas_ml_confusion_matrix_gets_a_stand_in_that_prints_the_counts(accep
     table = cm.to_dataframe()
     assert table.loc["b", "b"] == 1 and table.loc["b", "c"] == 1 and table.loc["c", "c"] == 1 and table.to_numpy().sum() == 4
     assert "Predicted" in str(cm) and "Actual" in str(cm)
+
+
+def test_a_torchvision_mnist_script_gets_the_stand_in_which_travels_with_it(acceptance, tmp_path, monkeypatch):
+    import nbformat
+    import torch
+
+    monkeypatch.setattr(acceptance, "_no_gpu", lambda: True)
+    samples = tmp_path / "samples" / "ddp"
+    samples.mkdir(parents=True)
+    (samples / "mnist.py").write_text(
+        "import torch\nfrom torchvision import datasets, transforms\nimport torchvision.models as models\n"
+        "net = Net().cuda()\nok = correct[:k].view(-1)\nflat = x.view(-1)\n")
+    cells = ["import shutil\nshutil.copy('mnist.py', project_folder)",
+             "est = PyTorch(script_params={'--dist-backend': 'nccl'}, distributed_training=Nccl())\n"
+             "from azureml.train.dnn import PyTorch, Nccl"]
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), samples / "d.ipynb")
+    copy, fired = acceptance.prepare(samples / "d.ipynb", tmp_path / "samples", tmp_path / "work")
+    script = (copy.parent / "mnist.py").read_text()
+    assert script == ("import torch\nfrom nbml_mnist import datasets, transforms\n"
+                      "net = Net().cpu()\nok = correct[:k].reshape(-1)\nflat = x.view(-1)\n")
+    sources = ["".join(c["source"]) for c in json.loads(copy.read_text())["cells"]]
+    assert sources[0] == ("import shutil\nshutil.copy('mnist.py', project_folder)\n"
+                          "shutil.copy('nbml_mnist.py', project_folder)")
+    assert sources[1] == ("est = PyTorch(script_params={'--dist-backend': 'gloo'}, distributed_training=Gloo())\n"
+                          "from nbml.train.dnn import PyTorch, Gloo")
+    assert {"torchvision-mnist", "mnist-travels", "nccl-on-cpu", "cuda-on-cpu", "torch-view-of-slice"} <= set(fired)
+    # The stand-in behaves as torchvision's MNIST does for the script: 1x28x28 normalised floats, int labels.
+    monkeypatch.syspath_prepend(str(copy.parent))
+    import nbml_mnist
+
+    data = nbml_mnist.datasets.MNIST("data", train=True, download=True, transform=nbml_mnist.transforms.Compose([
+        nbml_mnist.transforms.ToTensor(), nbml_mnist.transforms.Normalize((0.1307,), (0.3081,))]))
+    image, label = data[0]
+    assert image.shape == torch.Size([1, 28, 28]) and image.dtype == torch.float32 and isinstance(label, int)
+    assert len(data) + len(nbml_mnist.datasets.MNIST("data", train=False)) == 1797
+    assert {int(t) for t in data.targets} == set(range(10))
+
+
+def test_gpu_rules_leave_a_machine_with_a_gpu_alone(acceptance, monkeypatch):
+    monkeypatch.setattr(acceptance, "_no_gpu", lambda: False)
+    src = "est = PyTorch(distributed_training=Nccl(), script_params={'--dist-backend': 'nccl'})\nm.cuda()\n"
+    assert acceptance.apply_rules(src)[0] == src
+    used = "import torchvision.models as models\nnet = models.resnet18()\n"
+    assert acceptance.apply_rules(used, side=True)[0] == used  # used: the failure would be real
