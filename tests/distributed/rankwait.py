@@ -31,3 +31,19 @@ def alive(pids: list[int]) -> list[int]:
         except psutil.NoSuchProcess:
             continue
     return out
+
+
+def kill_node_and_check_failure(run: Any, node: int = 1) -> None:
+    """Kill (SIGKILL) the Dask worker that holds `node` of the running gang job, wait for the run to end, and
+    check it failed naming that node."""
+    import json
+    import os
+    import signal
+    from pathlib import Path
+
+    info = json.loads(run.workspace.store.get_run(run.id)["handle_json"])["data"]["nodes"][node]
+    os.kill(json.loads((Path(info["dir"]) / ".nbml/started").read_text())["pid"], signal.SIGKILL)
+    run.wait_for_completion(timeout_seconds=120, raise_on_error=False)
+    assert run.get_status() == "Failed"
+    error = run.get_details()["error"]["error"]["message"]
+    assert f"node {node} (Dask worker {info['worker']}) was lost mid-run" in error, error

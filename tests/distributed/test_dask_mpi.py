@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
-from pathlib import Path
 
 import psutil
 import pytest
-from rankwait import wait_ranks
+from rankwait import kill_node_and_check_failure, wait_ranks
 
 from nbml import Experiment, ScriptRunConfig
 from nbml.core.runconfig import MpiConfiguration
@@ -137,11 +135,5 @@ def test_mpi_rank_failure_cancel_and_lost_node_stop_every_process_on_every_node(
     # Node 1's worker is killed mid-run: the run fails naming that node, and the ranks of both nodes stop.
     run = _submit(ws, cluster.name, "hang")
     wait_ranks(run, 4, timeout=120)
-    node1 = json.loads(ws.store.get_run(run.id)["handle_json"])["data"]["nodes"][1]
-    worker_pid = json.loads((Path(node1["dir"]) / ".nbml/started").read_text())["pid"]
-    os.kill(worker_pid, signal.SIGKILL)
-    run.wait_for_completion(timeout_seconds=120, raise_on_error=False)
-    assert run.get_status() == "Failed"
-    error = run.get_details()["error"]["error"]["message"]
-    assert f"node 1 (Dask worker {node1['worker']}) was lost mid-run" in error, error
+    kill_node_and_check_failure(run, 1)
     assert _all_gone(run.id) == []

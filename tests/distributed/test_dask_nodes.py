@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import time
-from pathlib import Path
 
 import pytest
-from rankwait import alive, wait_ranks
+from rankwait import alive, kill_node_and_check_failure, wait_ranks
 
 from nbml import Experiment, ScriptRunConfig
 from nbml.core.runconfig import PyTorchConfiguration
@@ -112,14 +108,7 @@ def test_rank_failure_lost_node_and_cancel_stop_every_rank_on_every_node(ws, pro
     # Node 1's worker dies mid-run: the run fails naming the node, and nothing of it keeps running.
     run = _submit_faulty(ws, cluster, "hang")
     pids = [int(r["pid"]) for r in wait_ranks(run, 4, timeout=120).values()]
-    handle = json.loads(ws.store.get_run(run.id)["handle_json"])
-    node1 = handle["data"]["nodes"][1]
-    worker_pid = json.loads((Path(node1["dir"]) / ".nbml/started").read_text())["pid"]
-    os.kill(worker_pid, signal.SIGKILL)
-    run.wait_for_completion(timeout_seconds=120, raise_on_error=False)
-    assert run.get_status() == "Failed"
-    error = run.get_details()["error"]["error"]["message"]
-    assert f"node 1 (Dask worker {node1['worker']}) was lost mid-run" in error, error
+    kill_node_and_check_failure(run, 1)
     assert _gone(pids) == []
     # The nanny restarts the worker: a new 2-node job gets both nodes, and cancel stops all of it.
     run = _submit_faulty(ws, cluster, "hang")
