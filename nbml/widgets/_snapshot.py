@@ -15,6 +15,12 @@ from nbml.widgets._model import Header, esc, properties_rows
 if TYPE_CHECKING:
     from nbml.widgets._views import ParentView, RunView
 
+#: Hides the snapshot where the live widget shows in the same output area, by CSS alone: the guard widget
+#: (_guard.js) does the same, but anywidget gives up on a model that takes over 2 s to start (a loaded
+#: machine), and then both showed. Where no live widget renders (a reopened notebook, nbviewer, nbconvert) the
+#: rule matches nothing, and where the output isn't trusted the style is dropped: the snapshot shows.
+HIDE_BESIDE_LIVE = ("<style>.jp-OutputArea:has(.nbml-run-details) .nbml-snapshot,"
+                    ".output_area:has(.nbml-run-details) .nbml-snapshot{display:none}</style>")
 MAX_ROWS = 50  # iterations listed; beyond that the best ones
 WIDTH, HEIGHT, PAD = 480, 160, 28
 
@@ -55,8 +61,10 @@ def svg_chart(title: str, xs: Sequence[float], ys: Sequence[float], best: Sequen
 
 
 def _props(rows: Sequence[tuple[str, str]]) -> str:
-    cells = "".join(f"<tr><th style='text-align:left;padding:1px 8px'>{esc(k)}</th>"
-                    f"<td style='padding:1px 8px;white-space:nowrap'>{esc(v)}</td></tr>" for k, v in rows)
+    # JupyterLab right-aligns table cells: a long value (an error) would push the others out of sight
+    cells = "".join(f"<tr><th style='text-align:left;vertical-align:top;padding:1px 8px'>{esc(k)}</th>"
+                    f"<td style='text-align:left;padding:1px 8px;max-width:60em;overflow-wrap:anywhere'>{esc(v)}"
+                    "</td></tr>" for k, v in rows)
     return f"<table class='nbml-snapshot-props'>{cells}</table>"
 
 
@@ -78,7 +86,7 @@ def snapshot_html(view: RunView | ParentView) -> str:
             parts.append(svg_chart(name, xs, [float(v) for v in values]))
     note = ("<p style='font-size:85%;color:#666'><i>Static snapshot of RunDetails; run the cell for the live "
             "view.</i></p>")
-    return f"<div class='nbml-snapshot'>{''.join(parts)}{note}</div>"
+    return f"{HIDE_BESIDE_LIVE}<div class='nbml-snapshot'>{''.join(parts)}{note}</div>"
 
 
 def _iterations(view: ParentView) -> str:
@@ -97,7 +105,7 @@ def _iterations(view: ParentView) -> str:
     head = "".join(f"<th style='text-align:left;padding:1px 8px;white-space:nowrap'>{esc(label)}</th>"
                    for key, label in view.table.columns if key != "run_id")
     body = "".join(
-        "<tr>" + "".join(f"<td style='padding:1px 8px;white-space:nowrap'>{esc(c[key])}</td>"
+        "<tr>" + "".join(f"<td style='text-align:left;padding:1px 8px;white-space:nowrap'>{esc(c[key])}</td>"
                          for key, _ in view.table.columns if key != "run_id") + "</tr>"
         for c in (r.cells() for r in shown))
     more = (f"<p><i>{len(rows)} iterations; the best {len(shown)} by {esc(metric)} listed.</i></p>"

@@ -103,6 +103,10 @@ def test_live_automl_widget_rows_dropdown_and_iteration_logs(lab_server: LabServ
     assert later != first, f"the table did not grow: {first!r}"
     assert status.inner_text() == "Running"
     assert page.locator(".nbml-statusbar .nbml-cell").count() >= 2
+    # The output's static snapshot (kept for a reopened notebook) is in the page but hidden beside the live view
+    assert page.locator(".nbml-snapshot").count() == 1 and not page.locator(".nbml-snapshot").is_visible()
+    # ... by its own style rule too (the guard widget hides the output holding it, when anywidget starts it)
+    assert page.evaluate("() => getComputedStyle(document.querySelector('.nbml-snapshot')).display") == "none"
     page.screenshot(path=str(SHOTS / "widget-01-rows-while-active.png"), full_page=True)
 
     # Clicks reach the kernel between cells (ipykernel handles widget messages on its main thread), so
