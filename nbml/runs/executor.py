@@ -149,7 +149,7 @@ class _Mirror:
             used = len(data)
             self._bad_line(offset, data[:200])
         if listing:
-            for prefix in ("logs", "nbml-logs"):
+            for prefix in self.log_prefixes:
                 self.log_files.update(rel for rel, _size in _staging.list_tree(root, prefix))
         for rel in sorted(self.log_files):
             dest = self.run_dir / rel

@@ -14,6 +14,7 @@ import pytest
 
 from nbml import Experiment, ScriptRunConfig
 from nbml.core.runconfig import PyTorchConfiguration
+from nbml.runs import executor as executor_mod
 from nbml.runs import submit as submit_mod
 from nbml.runs.context import SupervisorContext
 from nbml.runs.executor import execute
@@ -43,6 +44,14 @@ def _drive(ws: Any, run: Any) -> tuple[str, list[str]]:
         return await real_list(handle, prefix)
 
     backend.list_files = recording  # type: ignore[method-assign]
+    # a backend whose job folders are local paths (local, Dask) is read by walking the folder in a file thread
+    real_walk = executor_mod._staging.list_tree
+
+    def walking(root: Any, prefix: str) -> Any:
+        listed.append(prefix)
+        return real_walk(root, prefix)
+
+    executor_mod._staging.list_tree = walking  # type: ignore[assignment]
 
     async def go() -> str:
         try:
@@ -53,6 +62,7 @@ def _drive(ws: Any, run: Any) -> tuple[str, list[str]]:
     try:
         return asyncio.run(go()), listed
     finally:
+        executor_mod._staging.list_tree = real_walk  # type: ignore[assignment]
         ctx.close()
 
 
