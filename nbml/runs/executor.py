@@ -54,37 +54,57 @@ class _Mirror:
         self._offset: int | None = None
 
     async def events(self) -> int:
-        if self._offset is None:
-            rec = await self.ctx.db(self.ctx.store.get_run, self.run_id)
-            self._offset = int(rec["events_offset"]) if rec else 0
+        await self._load_offset()
         total = 0
         while True:
+            assert self._offset is not None
             data = await self.backend.read(self.handle, EVENTS_FILE, self._offset, CHUNK)
             if not data:
                 return total
-            batch, used = await self.ctx.io(ev.parse, data, self._offset, self._bad_line)  # off the loop
+            batch, used = await self.ctx.io(self._parse, data, self._offset)  # off the loop
             if used == 0:
-                if len(data) < CHUNK:
-                    return total  # a partial last line: wait for the rest
-                used = len(data)  # a line longer than a chunk (no nbml writer makes one): report, go on
-                self._bad_line(self._offset, data[:200])
-            for rel in ev.value_files(batch):  # big values are files: copy each before the row that names it
-                try:
-                    await self.backend.fetch(self.handle, f".nbml/uploads/{rel}", self.run_dir / rel)
-                except Exception as exc:  # copied again with the outputs; readers show a note until then
-                    self.ctx.log(f"run {self.run_id}: could not copy the metric value file {rel} yet: {exc}")
-            await self.ctx.db(self.ctx.store.ingest, self.run_id, batch, self._offset + used)
-            self._offset += used
-            total += len(batch)
+                return total  # a partial last line: wait for the rest
+            total += await self._ingest(batch, used)
+
+    async def _load_offset(self) -> None:
+        if self._offset is None:
+            rec = await self.ctx.db(self.ctx.store.get_run, self.run_id)
+            self._offset = int(rec["events_offset"]) if rec else 0
+
+    def _parse(self, data: bytes, offset: int) -> tuple[list[tuple[int, dict[str, Any]]], int]:
+        """The events in `data` (read from `offset`) and the bytes they use; 0 for a partial last line."""
+        batch, used = ev.parse(data, offset, self._bad_line) if data else ([], 0)
+        if used == 0 and len(data) >= CHUNK:
+            used = len(data)  # a line longer than a chunk (no nbml writer makes one): report, go on
+            self._bad_line(offset, data[:200])
+        return batch, used
+
+    async def _ingest(self, batch: list[tuple[int, dict[str, Any]]], used: int) -> int:
+        """Store `batch` (the next `used` bytes of the events), after copying the value files it names."""
+        assert self._offset is not None
+        for rel in ev.value_files(batch):  # big values are files: copy each before the row that names it
+            try:
+                await self.backend.fetch(self.handle, f".nbml/uploads/{rel}", self.run_dir / rel)
+            except Exception as exc:  # copied again with the outputs; readers show a note until then
+                self.ctx.log(f"run {self.run_id}: could not copy the metric value file {rel} yet: {exc}")
+        await self.ctx.db(self.ctx.store.ingest, self.run_id, batch, self._offset + used)
+        self._offset += used
+        return len(batch)
+
+    def _listing_due(self, force: bool) -> bool:
+        """Whether to list the log folders for new files now (every 2 s, or when `force`d)."""
+        now = time.monotonic()
+        if force or now - self._last_listing > 2.0:
+            self._last_listing = now
+            return True
+        return False
 
     def _bad_line(self, offset: int, line: bytes) -> None:
         self.ctx.log(f"run {self.run_id}: events.jsonl at byte {offset} is not a JSON event, not ingested: "
                      f"{line[:200]!r}")
 
     async def logs(self, force_listing: bool = False) -> None:
-        now = time.monotonic()
-        if force_listing or now - self._last_listing > 2.0:
-            self._last_listing = now
+        if self._listing_due(force_listing):
             for prefix in self.log_prefixes:
                 for rel, _size in await self.backend.list_files(self.handle, prefix):
                     self.log_files.add(rel)
@@ -117,26 +137,15 @@ class _Mirror:
 
     # -- a job folder this process reads directly: one file-thread call per pass, one store call per batch ----
     async def _pump_local(self, force_listing: bool) -> int:
-        if self._offset is None:
-            rec = await self.ctx.db(self.ctx.store.get_run, self.run_id)
-            self._offset = int(rec["events_offset"]) if rec else 0
-        now = time.monotonic()
-        listing = force_listing or now - self._last_listing > 2.0
-        if listing:
-            self._last_listing = now
+        await self._load_offset()
+        listing = self._listing_due(force_listing)
         total = 0
         while True:
+            assert self._offset is not None
             batch, used, more = await self.ctx.io(self._read_local, self._offset, listing)
             listing = False
-            for rel in ev.value_files(batch):
-                try:
-                    await self.backend.fetch(self.handle, f".nbml/uploads/{rel}", self.run_dir / rel)
-                except Exception as exc:
-                    self.ctx.log(f"run {self.run_id}: could not copy the metric value file {rel} yet: {exc}")
             if used:
-                await self.ctx.db(self.ctx.store.ingest, self.run_id, batch, self._offset + used)
-                self._offset += used
-                total += len(batch)
+                total += await self._ingest(batch, used)
             if not more:
                 return total
 
@@ -144,10 +153,7 @@ class _Mirror:
         """(events parsed from `offset`, bytes used, whether more may follow), the new log bytes appended."""
         root = Path(self.handle.job_dir)
         data = _staging.read_bytes(root / EVENTS_FILE, offset, CHUNK, root)
-        batch, used = ev.parse(data, offset, self._bad_line) if data else ([], 0)
-        if data and used == 0 and len(data) >= CHUNK:
-            used = len(data)
-            self._bad_line(offset, data[:200])
+        batch, used = self._parse(data, offset)
         if listing:
             for prefix in self.log_prefixes:
                 self.log_files.update(rel for rel, _size in _staging.list_tree(root, prefix))
