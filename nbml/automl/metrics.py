@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+
+
+def is_screen(properties: Mapping[str, Any]) -> bool:
+    """Whether an AutoML child with these run properties was a low-fidelity screen of the search (property
+    ``fidelity`` below 1): scored on part of the data, without a model, never the best."""
+    try:
+        return float(properties.get("fidelity") or 1) < 1
+    except (TypeError, ValueError):
+        return False
+
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from nbml._progress import Progress
 from nbml.automl.child import MODEL_FILE
 from nbml.automl.coordinator import CHILD_KIND, EXPLAIN_KIND
-from nbml.automl.metrics import is_better
+from nbml.automl.metrics import is_better, is_screen
 from nbml.errors import UserErrorException
 from nbml.runs.kinds import register
 from nbml.runs.run import Run
@@ -85,10 +85,7 @@ class AutoMLRun(Run):
 
     def _screen(self, run_id: str) -> bool:
         """Whether a child was a low-fidelity screen of the search (property ``fidelity`` below 1)."""
-        try:
-            return float(self._store.get_properties(run_id).get("fidelity") or 1) < 1
-        except ValueError:
-            return False
+        return is_screen(self._store.get_properties(run_id))
 
     def get_best_child(self, metric: str | None = None, onnx_compatible: bool = False, **_: Any) -> Run:
         """The completed iteration with the best `metric` (the primary metric by default)."""

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nbml.automl.metrics import is_screen
 from nbml.runs.status import COMPLETED, TERMINAL
 from nbml.widgets._model import (
     format_duration,
@@ -74,19 +75,11 @@ def pipeline_name(props: Mapping[str, Any], run: Mapping[str, Any]) -> str:
     pre = props.get("run_preprocessor") or ""
     algo = props.get("run_algorithm") or ""
     name = " ".join(str(p) for p in (pre, algo) if p)
-    if name and _screen(props):
+    if name and is_screen(props):
         name += f" [screen {float(props['fidelity']):.0%}]"
     if not name and props.get("hyperparameters"):  # a HyperDrive child: its sampled values
         name = ", ".join(f"{k} {v}" for k, v in sorted(_json_object(props["hyperparameters"]).items()))
     return name or str(run.get("display_name") or "")
-
-
-def _screen(props: Mapping[str, Any]) -> bool:
-    """An AutoML low-fidelity screen (property ``fidelity`` below 1): scored on part of the data, no model."""
-    try:
-        return float(props.get("fidelity") or 1) < 1
-    except (TypeError, ValueError):
-        return False
 
 
 class ChildrenState:
@@ -164,7 +157,7 @@ class ChildrenState:
                 run_id=rid, iteration=iteration, pipeline=pipeline_name(p, run),
                 status=str(run.get("status")), metric=self._score(self.metrics.get(rid, {})),
                 started_at=run.get("started_at"), ended_at=run.get("ended_at"), duration=run_duration(run),
-                screen=_screen(p),
+                screen=is_screen(p),
             )
             old = self.rows.get(rid)
             if old is None:
