@@ -21,6 +21,14 @@ The data reach them as CSV files with a JSON description of the columns.
 nbml runs on the local target, 2 concurrent iterations of 1 core each; FLAML with n_jobs=2; AutoGluon with
 num_cpus=2.
 
+A peer's result does not depend on nbml's code, so each one is kept under ``--cache``/results, keyed by the
+peer's version, the budget, the CPU count and a digest of the split's files, and a later run reuses it
+instead of spending the machine on it again (``--fresh-peers`` measures them anew). Every reused result is
+marked in the per-split lines with the date and load average it was measured at, and the report counts them,
+so a figure is never presented as fresher than it is. This is what makes the full run (30 and 120 s, 3
+splits, 11 datasets: about 4 hours of machine time) possible across several sittings; ``--stop-after``
+bounds one sitting.
+
 Run: ``python benchmarks/automl_vs_peers.py [--budgets 30 120] [--splits 3] [--datasets a b ...]
 [--systems nbml,flaml,autogluon]``; ``--list`` prints the datasets. The datasets need ``palmerpenguins``,
 ``vega_datasets``, ``statsmodels`` and ``plotly`` in nbml's environment (the ``bench`` extra).
@@ -29,6 +37,7 @@ Run: ``python benchmarks/automl_vs_peers.py [--budgets 30 120] [--splits 3] [--d
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -261,7 +270,29 @@ def peer_python(system: str, cache: Path) -> str:
     return str(python)
 
 
-def run_peer(system: str, python: str, folder: Path, budget: float, seed: int) -> dict[str, Any]:
+def peer_version(system: str, python: str) -> str:
+    module = {"flaml": "flaml", "autogluon": "autogluon.tabular"}[system]
+    out = subprocess.run([python, "-c", f"import {module} as m; print(m.__version__)"], capture_output=True,
+                         text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def result_path(cache: Path, system: str, version: str, folder: Path, budget: float) -> Path:
+    """Where a peer's result for this split's exact files, budget and CPU count is kept."""
+    digest = hashlib.sha256()
+    for name in ("meta.json", "train.csv", "test.csv"):
+        digest.update((folder / name).read_bytes())
+    key = f"{budget:g}s-{os.cpu_count()}cpu-{digest.hexdigest()[:20]}"
+    return cache / "results" / system / version / f"{key}.json"
+
+
+def run_peer(system: str, python: str, folder: Path, budget: float, seed: int,
+             keep: Path | None = None, fresh: bool = False) -> dict[str, Any]:
+    if keep is not None and keep.exists() and not fresh:
+        result = json.loads(keep.read_text())
+        result["reused"] = True
+        return result
+    load = os.getloadavg()[0]
     started = time.time()
     proc = subprocess.run([python, __file__, "--peer-worker", system, str(folder), str(budget), str(seed)],
                           capture_output=True, text=True)
@@ -270,7 +301,12 @@ def run_peer(system: str, python: str, folder: Path, budget: float, seed: int) -
     if proc.returncode != 0 or not out.exists():
         raise RuntimeError(f"{system} failed (exit code {proc.returncode}):\n{proc.stderr[-3000:]}")
     result = json.loads(out.read_text())
-    result["wall"] = wall
+    result.update(wall=wall, measured=time.strftime("%Y-%m-%d %H:%M"), load=round(load, 1))
+    if keep is not None:
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        tmp = keep.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result))
+        tmp.replace(keep)
     return result
 
 
@@ -319,6 +355,9 @@ def report(budget: float, rows: list[dict[str, Any]], systems: list[str]) -> Non
             cells.append(f"{np.mean([r['score'] for r in got]):>10.4f} / {np.mean([r['iterations'] for r in got]):>5.0f}")
         splits = len({r['seed'] for r in mine})
         print(f"{name:<16} {mine[0]['kind']:<10} {splits:>6}  " + "  ".join(cells))
+    reused = sum(r.get("reused", False) for r in rows)
+    if reused:
+        print(f"{reused} of {len(rows)} results above are kept peer results from an earlier run (marked per split)")
     if "nbml" not in systems:
         return
     for peer in [s for s in systems if s != "nbml"]:
@@ -342,6 +381,8 @@ def main(argv: list[str] | None = None, default_systems: str = "nbml,flaml,autog
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("NBML_BENCH_CACHE",
                                                                          "~/.cache/nbml-bench")).expanduser(),
                     help="where the peers' virtual environments live")
+    ap.add_argument("--fresh-peers", action="store_true",
+                    help="measure the peers again instead of reusing their kept results")
     ap.add_argument("--flaml-python", help="use this interpreter for FLAML instead of the cached venv")
     ap.add_argument("--autogluon-python", help="use this interpreter for AutoGluon instead of the cached venv")
     ap.add_argument("--stop-after", type=float, metavar="MINUTES",
@@ -365,6 +406,7 @@ def main(argv: list[str] | None = None, default_systems: str = "nbml,flaml,autog
                   f"{int(X.isna().sum().sum())} missing values")
         return 0
     pythons = {s: getattr(args, f"{s}_python") or peer_python(s, args.cache) for s in systems if s != "nbml"}
+    versions = {s: peer_version(s, py) for s, py in pythons.items()}
 
     ws = None
     if "nbml" in systems:
@@ -393,7 +435,9 @@ def main(argv: list[str] | None = None, default_systems: str = "nbml,flaml,autog
                             if system == "nbml":
                                 res = run_nbml(ws, name, X, y, kind, train, test, classes, budget, seed)
                             else:
-                                res = run_peer(system, pythons[system], folder, budget, seed)
+                                keep = result_path(args.cache, system, versions[system], folder, budget)
+                                res = run_peer(system, pythons[system], folder, budget, seed, keep,
+                                               args.fresh_peers)
                         except Exception as exc:  # no model: scored as the training prior, so it counts
                             first = str(exc).strip().splitlines()
                             print(f"{budget:>5g}s {name:<16} split {seed} {system:<9} FAILED, scored as the "
@@ -402,9 +446,12 @@ def main(argv: list[str] | None = None, default_systems: str = "nbml,flaml,autog
                                    "best": "none (failed)", "wall": float("nan")}
                         s = score(kind, y_test, np.asarray(res["pred"], dtype=float), classes)
                         rows.append({"dataset": name, "kind": kind, "seed": seed, "system": system, "score": s,
-                                     "loss": 1.0 - s, "iterations": res["iterations"]})
+                                     "loss": 1.0 - s, "iterations": res["iterations"],
+                                     "reused": bool(res.get("reused"))})
+                        when = (f"  (kept result, measured {res.get('measured')} at load {res.get('load')})"
+                                if res.get("reused") else "")
                         print(f"{budget:>5g}s {name:<16} split {seed} {system:<9} score {s:.4f}  "
-                              f"{res['iterations']:>4} iterations  {res['wall']:6.1f} s  best {res['best']}",
+                              f"{res['iterations']:>4} iterations  {res['wall']:6.1f} s  best {res['best']}{when}",
                               flush=True)
         report(budget, rows, systems)
     return 0
