@@ -29,6 +29,11 @@ so a figure is never presented as fresher than it is. This is what makes the ful
 splits, 11 datasets: about 4 hours of machine time) possible across several sittings; ``--stop-after``
 bounds one sitting.
 
+Timing is only fair on an idle machine. On one shared with other work, run it as root at a higher priority
+(``nice -n -10``) with ``sysctl kernel.sched_autogroup_enabled=0``: with autogroups on, the kernel shares the
+CPUs between sessions first, so nice only orders processes of the same session and a benchmark started from
+one shell gets no priority over work started from another (the script warns when it sees that).
+
 Run: ``python benchmarks/automl_vs_peers.py [--budgets 30 120] [--splits 3] [--datasets a b ...]
 [--systems nbml,flaml,autogluon]``; ``--list`` prints the datasets. The datasets need ``palmerpenguins``,
 ``vega_datasets``, ``statsmodels`` and ``plotly`` in nbml's environment (the ``bench`` extra).
@@ -415,6 +420,10 @@ def main(argv: list[str] | None = None, default_systems: str = "nbml,flaml,autog
         ws = Workspace(path=tempfile.mkdtemp(prefix="nbml-bench-"))  # a throwaway workspace, not the default one
     print(f"systems {systems}; budgets {args.budgets} s; {args.splits} outer split(s); datasets {args.datasets}; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
+    autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    if autogroup.exists() and autogroup.read_text().strip() == "1" and os.getloadavg()[0] > 1.0:
+        print("warning: the machine is busy and kernel.sched_autogroup_enabled=1, so a nice value set on this "
+              "benchmark gives it no priority over other sessions' work; timings will be unfair", flush=True)
     began = time.time()
     for budget in args.budgets:
         rows: list[dict[str, Any]] = []
