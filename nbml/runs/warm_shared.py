@@ -47,7 +47,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nbml.compute.base import ComputeBackend, JobHandle, JobSpec
+from nbml.compute import _jobwrap
+from nbml.compute.base import ComputeBackend, JobHandle, JobSpec, JobState
 from nbml.runs import warm_worker as ww
 from nbml.runs.context import SupervisorContext
 from nbml.runs.warm import WARM_KINDS, WarmBackend, _touch, _Worker, enabled, script_imports
@@ -254,6 +255,15 @@ class SharedWarmBackend(WarmBackend):
             await asyncio.to_thread(_remove_quietly, [], left)
         await self.inner.close()
 
+    async def poll(self, handle: JobHandle) -> JobState:
+        # A new worker takes its first task from the inbox while it still imports, and accepts the link only
+        # once idle, that is after that child ended: its end is in the exit code file, not a message.
+        if "warm" in handle.data and handle.job_dir not in self._ends:
+            ended = await asyncio.to_thread(_jobwrap.read_exit, Path(handle.job_dir))
+            if ended is not None:
+                return JobState("exited", ended[0], ended[1])
+        return await super().poll(handle)
+
     def _worker_of(self, handle: JobHandle) -> _Worker:
         w = super()._worker_of(handle)
         if w.id not in self._busy and w in self._old:  # an adopted child: its worker is busy with it until it ends
@@ -325,7 +335,7 @@ def _busy_with(registry: Path, wid: str) -> str | None:
 def _claim(registry: Path, target: str, key: str) -> tuple[int, dict[str, Any]] | None:
     """(the lock's fd, the entry) of an idle registered worker for `target` and `key`, claimed; or None."""
     _sweep(registry)
-    for path in sorted(registry.glob("*.json"), key=lambda p: p.stat().st_mtime if p.exists() else 0):
+    for path in sorted(registry.glob("*.json"), key=_mtime):
         try:
             info = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -341,6 +351,13 @@ def _claim(registry: Path, target: str, key: str) -> tuple[int, dict[str, Any]] 
         os.utime(path)  # the most recently used worker is tried last: idle ones retire in turn
         return fd, info
     return None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _forget(registry: Path, info: dict[str, Any], fd: int | None) -> None:
@@ -395,9 +412,14 @@ def stop_workers(ws_root: Path | Any, timeout: float = 30.0) -> int:
     entries = [e for e in (_read_entry(registry, p.stem) for p in registry.glob("*.json")) if e]
     for info in entries:
         _touch(Path(info["handle"]["job_dir"]) / ww.STOP_FILE)
+    from nbml.compute._jobwrap import read_exit
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any((registry / f"{e['id']}.json").exists() for e in entries):
         time.sleep(0.05)
+    folders = [Path(e["handle"]["job_dir"]) for e in entries]
+    while time.monotonic() < deadline and any(f.is_dir() and read_exit(f) is None for f in folders):
+        time.sleep(0.05)  # the worker's wrapper records its exit once it has ended
     _sweep(registry)
     return len(entries)
 

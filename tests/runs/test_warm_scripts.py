@@ -121,7 +121,7 @@ def test_consecutive_runs_reuse_one_worker_a_failure_ends_only_its_run_and_the_w
         log = _log(run)
         assert "run ok in worker" in log and "finished" in log and "failed on purpose" not in log
     assert failing.get_status() == "Failed"
-    assert "ValueError: failed on purpose" in failing.get_details()["error"]
+    assert "ValueError: failed on purpose" in failing.get_details()["error"]["message"]
     assert "run fail in worker" in _log(failing) and "finished" not in _log(failing)
     # idle past its keep-alive, the worker exits on its own and leaves the registry
     _wait(lambda: not _alive(pid), 60, "the idle worker to exit after its keep-alive")
@@ -138,7 +138,7 @@ def test_cancel_and_time_limit_end_only_their_run_and_the_worker_serves_the_next
     assert sleeper.get_status() == "Canceled"
     slow = _submit(ws, "sleep", timeout=3)
     slow.wait_for_completion(timeout_seconds=90, raise_on_error=False)
-    assert slow.get_status() == "Failed" and "max_run_duration_seconds=3" in slow.get_details()["error"]
+    assert slow.get_status() == "Failed" and "max_run_duration_seconds=3" in slow.get_details()["error"]["message"]
     after = _submit(ws, "ok")
     after.wait_for_completion(timeout_seconds=90, raise_on_error=False)
     assert after.get_status() == "Completed", after.get_details().get("error")
@@ -159,7 +159,7 @@ def test_a_killed_worker_fails_only_its_run_and_is_replaced(warm_ws):
     os.kill(new, signal.SIGKILL)  # while its run is in it
     second.wait_for_completion(timeout_seconds=60, raise_on_error=False)
     assert second.get_status() == "Failed"
-    assert "ended before it did" in second.get_details()["error"]
+    assert "ended before it did" in second.get_details()["error"]["message"]
     third = _submit(ws, "ok")
     third.wait_for_completion(timeout_seconds=120, raise_on_error=False)
     assert third.get_status() == "Completed", third.get_details().get("error")
