@@ -236,8 +236,8 @@ class SharedWarmBackend(WarmBackend):
                 info = await asyncio.to_thread(_read_entry, self.registry, w.id)
                 await asyncio.to_thread(_forget, self.registry, info or {"id": w.id}, None)
                 await self._dispose(w)
-            elif alive:
-                await asyncio.to_thread(_touch, Path(w.handle.job_dir) / ww.LEASE_FILE)  # keep-alive from now
+            elif alive:  # its keep-alive counts from now, and is this run's
+                await asyncio.to_thread(_release_lease, self.registry, w, self.keep_alive)
             await asyncio.to_thread(_unbusy, self.registry, w.id, self._busy.pop(w.id, None))
             if fd is not None:
                 os.close(fd)
@@ -367,6 +367,19 @@ def _forget(registry: Path, info: dict[str, Any], fd: int | None) -> None:
                     [str(info["sockdir"])] if info.get("sockdir") else [])
     if fd is not None:
         os.close(fd)
+
+
+def _release_lease(registry: Path, w: _Worker, keep_alive: float) -> None:
+    """Date the worker's lease so that it exits `keep_alive` seconds from now if no run claims it.
+
+    The worker compares the lease's age with the keep-alive it was started with; a run that asks for another
+    one dates the lease that much later (or earlier), so the keep-alive of the last run to use it holds.
+    """
+    info = _read_entry(registry, w.id) or {}
+    shift = keep_alive - float(info.get("keep_alive") or keep_alive)
+    when = time.time() + shift
+    with contextlib.suppress(OSError):
+        os.utime(Path(w.handle.job_dir) / ww.LEASE_FILE, (when, when))
 
 
 def _unbusy(registry: Path, wid: str, job_dir: str | None) -> None:

@@ -89,8 +89,16 @@ def _exit_code(exc: BaseException) -> int:
             return code & 0xFF
         print(code, file=sys.stderr)
         return 1
-    traceback.print_exc()
+    # as `python script.py` would print it: from the script's own frames, without the worker's and runpy's
+    traceback.print_exception(type(exc), exc, _script_frames(exc.__traceback__))
     return 1
+
+
+def _script_frames(tb: Any) -> Any:
+    ours = {__file__, getattr(runpy, "__file__", None), "<frozen runpy>"}
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename in ours:
+        tb = tb.tb_next
+    return tb
 
 
 def _child(task: dict[str, Any]) -> None:

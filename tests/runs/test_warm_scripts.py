@@ -70,6 +70,10 @@ def _worker(run: Run) -> tuple[int, bool]:
     return int(pid), preloaded == "True"
 
 
+def _error(run: Run) -> str:
+    return str(run.get_details().get("error"))
+
+
 def _log(run: Run, name: str = "driver_log.txt") -> str:
     return (run.run_dir / "nbml-logs" / name).read_text()
 
@@ -98,11 +102,11 @@ def _alive(pid: int) -> bool:
 
 def test_consecutive_runs_reuse_one_worker_a_failure_ends_only_its_run_and_the_worker_leaves_when_idle(warm_ws):
     ws = warm_ws
-    first = _submit(ws, "ok", keep_alive=4)
+    first = _submit(ws, "ok")
     first.wait_for_completion(timeout_seconds=120, raise_on_error=False)
-    failing = _submit(ws, "fail", keep_alive=4)
+    failing = _submit(ws, "fail")
     failing.wait_for_completion(timeout_seconds=120, raise_on_error=False)
-    third = _submit(ws, "ok", keep_alive=4)
+    third = _submit(ws, "ok", keep_alive=2)  # the last run's keep-alive holds
     third.wait_for_completion(timeout_seconds=120, raise_on_error=False)
 
     assert first.get_status() == "Completed", first.get_details().get("error")
@@ -121,7 +125,9 @@ def test_consecutive_runs_reuse_one_worker_a_failure_ends_only_its_run_and_the_w
         log = _log(run)
         assert "run ok in worker" in log and "finished" in log and "failed on purpose" not in log
     assert failing.get_status() == "Failed"
-    assert "ValueError: failed on purpose" in failing.get_details()["error"]["message"]
+    error = _error(failing)
+    assert "ValueError: failed on purpose" in error
+    assert 'train.py", line' in error and "warm_worker" not in error  # the script's traceback, as a cold run's
     assert "run fail in worker" in _log(failing) and "finished" not in _log(failing)
     # idle past its keep-alive, the worker exits on its own and leaves the registry
     _wait(lambda: not _alive(pid), 60, "the idle worker to exit after its keep-alive")
@@ -138,7 +144,7 @@ def test_cancel_and_time_limit_end_only_their_run_and_the_worker_serves_the_next
     assert sleeper.get_status() == "Canceled"
     slow = _submit(ws, "sleep", timeout=3)
     slow.wait_for_completion(timeout_seconds=90, raise_on_error=False)
-    assert slow.get_status() == "Failed" and "max_run_duration_seconds=3" in slow.get_details()["error"]["message"]
+    assert slow.get_status() == "Failed" and "max_run_duration_seconds=3" in _error(slow)
     after = _submit(ws, "ok")
     after.wait_for_completion(timeout_seconds=90, raise_on_error=False)
     assert after.get_status() == "Completed", after.get_details().get("error")
@@ -159,7 +165,7 @@ def test_a_killed_worker_fails_only_its_run_and_is_replaced(warm_ws):
     os.kill(new, signal.SIGKILL)  # while its run is in it
     second.wait_for_completion(timeout_seconds=60, raise_on_error=False)
     assert second.get_status() == "Failed"
-    assert "ended before it did" in second.get_details()["error"]["message"]
+    assert "ended before it did" in _error(second)
     third = _submit(ws, "ok")
     third.wait_for_completion(timeout_seconds=120, raise_on_error=False)
     assert third.get_status() == "Completed", third.get_details().get("error")
