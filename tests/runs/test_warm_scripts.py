@@ -71,7 +71,10 @@ def _worker(run: Run) -> tuple[int, bool]:
 
 
 def _error(run: Run) -> str:
-    return str(run.get_details().get("error"))
+    error = run.get_details().get("error") or ""
+    while isinstance(error, dict):  # {"error": {"message": ...}}, as the SDK's
+        error = error.get("error") or error.get("message") or ""
+    return str(error)
 
 
 def _log(run: Run, name: str = "driver_log.txt") -> str:
