@@ -335,7 +335,7 @@ def _busy_with(registry: Path, wid: str) -> str | None:
 def _claim(registry: Path, target: str, key: str) -> tuple[int, dict[str, Any]] | None:
     """(the lock's fd, the entry) of an idle registered worker for `target` and `key`, claimed; or None."""
     _sweep(registry)
-    for path in sorted(registry.glob("*.json"), key=_mtime):
+    for path in sorted(registry.glob("*.json"), key=_mtime, reverse=True):  # the most recently used first
         try:
             info = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -348,7 +348,7 @@ def _claim(registry: Path, target: str, key: str) -> tuple[int, dict[str, Any]] 
         if not path.exists() or _busy_with(registry, str(info["id"])):
             os.close(fd)
             continue
-        os.utime(path)  # the most recently used worker is tried last: idle ones retire in turn
+        os.utime(path)  # so that runs one after another keep to one worker, and the others retire when idle
         return fd, info
     return None
 
