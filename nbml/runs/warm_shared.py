@@ -122,7 +122,7 @@ class SharedWarmBackend(WarmBackend):
                  keep_alive: float) -> None:
         super().__init__(ctx, inner, 1, preload=preload)
         self.keep_alive = keep_alive
-        self.registry = registry_dir(ctx.ws_root)
+        self.registry = Path(ctx.ws_root) / REGISTRY  # created (mode 0700) off the event loop on first use
         self._claims: dict[str, int] = {}  # worker id -> the fd holding its lock
         self._busy: dict[str, str] = {}  # worker id -> the job folder of the child it runs for us
         self._job_dir: str | None = None
@@ -145,6 +145,7 @@ class SharedWarmBackend(WarmBackend):
 
     async def _acquire(self, job: JobSpec, python: str) -> _Worker:
         key = self._shared_key(job, python)
+        await asyncio.to_thread(registry_dir, self.ctx.ws_root)
         while True:
             got = await asyncio.to_thread(_claim, self.registry, self.name, key)
             if got is None:
