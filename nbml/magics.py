@@ -173,11 +173,13 @@ class NbmlMagics(Magics):
     @argument("--env", default=None, help="Environment file: conda .yml or pip requirements .txt.")
     @argument("--source-directory", "-s", default=None,
               help="Folder snapshotted with the script (default: the script's folder).")
+    @argument("--warm", action="store_true",
+              help="Run in a warm worker that consecutive runs on the target share (run_config.warm_worker).")
     @argument("--no-details", action="store_true", help="Don't show the RunDetails widget.")
     @line_magic
     @_user_errors
     def ml_submit(self, line: str) -> Any:
-        """Submit a script as a run: ``%ml_submit [SCRIPT] [--compute NAME] [--experiment EXP] [--env FILE] [-- ARGS]``.
+        """Submit a script as a run: ``%ml_submit [SCRIPT] [--compute NAME] [--experiment EXP] [--env FILE] [--warm] [-- ARGS]``.
 
         With no SCRIPT, submits the file most recently written by ``%%writefile`` in this kernel; its folder
         is the source directory. Returns the Run and shows its RunDetails.
@@ -206,6 +208,8 @@ class NbmlMagics(Magics):
     @argument("--source-directory", "-s", default=None,
               help="Project folder the cell is written to and snapshotted (default: the folder of the last "
                    "%%writefile, else the working directory).")
+    @argument("--warm", action="store_true",
+              help="Run in a warm worker that consecutive runs on the target share (run_config.warm_worker).")
     @argument("--no-details", action="store_true", help="Don't show the RunDetails widget.")
     @cell_magic("ml_submit")  # type: ignore[arg-type]
     @_user_errors
@@ -238,6 +242,8 @@ class NbmlMagics(Magics):
             source_directory=str(source), script=script_path.relative_to(source).as_posix(), arguments=script_args,
             compute_target=args.compute or "local", environment=_environment(args.env),
         )
+        if getattr(args, "warm", False):
+            config.run_config.warm_worker = True
         run = _api("Experiment")(ws, args.experiment).submit(config)
         print(f"Submitted {script_path.name} to {args.compute or 'local'} as run {run.id} "
               f"(experiment {args.experiment!r}).")

@@ -63,6 +63,11 @@ class RunConfiguration:
         self.data: list[Any] = []
         self.container_instance = ContainerInstanceConfiguration()  # for target = "containerinstance"
         self.spark = SparkConfiguration()  # spark-submit settings on a Spark target (framework="pyspark")
+        #: nbml: run the script in a warm worker that consecutive runs on the same target and environment share
+        #: (its top-level imports done once); see docs/runs.md "Warm workers for script runs". Local and Dask.
+        self.warm_worker = False
+        #: nbml: how long an idle warm worker waits for the next run before it exits (default 300 s).
+        self.warm_worker_keep_alive_seconds: float | None = None
 
     @property
     def docker(self) -> Any:

@@ -37,6 +37,10 @@ async def drive(ctx: SupervisorContext) -> None:
     rec = ctx.record
     job = build_job(ctx, ctx.run_id, ctx.config, rec["experiment"])
     backend = ctx.backend_for(rec["compute_target"], job.env)
+    if ctx.config.get("warm_worker"):  # opted in: a warm worker of the workspace's shared pool runs the script
+        from nbml.runs.warm_shared import shared_backend
+
+        backend = shared_backend(ctx, backend, ctx.config)
     try:
         if ctx.config.get("data"):  # data references become real paths on this target
             from nbml.data.binding import attach_or_fail

@@ -75,6 +75,7 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
     target_ref, limits = containerinstance.resolve(ws, config.compute_target, config.run_config)
     target = resolve_target(ws, target_ref)
     distributed = _distributed_settings(config, target)
+    warm = _warm_settings(config)
     env = config.environment
     spec = env.spec()
     notes = env.unmapped()
@@ -102,6 +103,8 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
         run_config["data"] = data_bindings
     if limits:
         run_config["resources"] = limits
+    if warm:
+        run_config.update(warm)
     spark = _spark_settings(config, target.target_kind)
     if spark:
         run_config["spark"] = spark
@@ -117,6 +120,17 @@ def submit_script(experiment: Experiment, config: ScriptRunConfig, tags: dict[st
     if show_output:
         run.wait_for_completion(show_output=True)
     return run
+
+
+def _warm_settings(config: ScriptRunConfig) -> dict[str, Any]:
+    """run_config.warm_worker and its keep-alive, checked before anything is recorded (docs/runs.md)."""
+    rc = config.run_config
+    if not getattr(rc, "warm_worker", False):
+        return {}
+    from nbml.runs.warm_shared import check_keep_alive
+
+    keep_alive = check_keep_alive(getattr(rc, "warm_worker_keep_alive_seconds", None))
+    return {"warm_worker": True, **({"warm_worker_keep_alive_seconds": keep_alive} if keep_alive else {})}
 
 
 def _spark_settings(config: ScriptRunConfig, kind: str) -> dict[str, Any] | None:

@@ -89,8 +89,16 @@ def _exit_code(exc: BaseException) -> int:
             return code & 0xFF
         print(code, file=sys.stderr)
         return 1
-    traceback.print_exc()
+    # as `python script.py` would print it: from the script's own frames, without the worker's and runpy's
+    traceback.print_exception(type(exc), exc, _script_frames(exc.__traceback__))
     return 1
+
+
+def _script_frames(tb: Any) -> Any:
+    ours = {__file__, getattr(runpy, "__file__", None), "<frozen runpy>"}
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename in ours:
+        tb = tb.tb_next
+    return tb
 
 
 def _child(task: dict[str, Any]) -> None:
@@ -295,6 +303,7 @@ def serve(folder: Path) -> int:
     os.environ[WORKER_DIR_VAR] = str(folder)
     print(f"warm worker {os.getpid()} starting in {folder}", flush=True)
     link = Link.connect(cfg)  # first, so the supervisor knows it while the imports below take their time
+    shared = _shared_side(cfg)  # a worker of script runs that opt in: it listens for claimants (warm_shared)
     for name in cfg.get("preload") or []:
         try:
             importlib.import_module(name)
@@ -317,6 +326,8 @@ def serve(folder: Path) -> int:
         if (link is not None and link.stop) or (folder / STOP_FILE).exists():
             while link is not None and link.removals:
                 shutil.rmtree(link.removals.popleft(), ignore_errors=True)
+            if shared is not None:
+                shared.close()
             print(f"warm worker {os.getpid()} stopped after {done} tasks", flush=True)
             return 0
         task: dict[str, Any] | None = link.tasks.popleft() if link is not None and link.tasks else None
@@ -337,10 +348,14 @@ def serve(folder: Path) -> int:
                 stale = time.time() - (folder / LEASE_FILE).stat().st_mtime > lease_s
             except FileNotFoundError:
                 stale = True
-            if stale:
+            if stale and (shared is None or shared.retire(folder / LEASE_FILE)):
                 print(f"warm worker {os.getpid()}: its supervisor stopped renewing the lease; exiting after "
                       f"{done} tasks", flush=True)
                 return 0
+            if shared is not None:  # a claimant's connection wakes it as a message does
+                link = shared.wait(link, 0.1 if link is not None and link.open else pause)
+                pause = min(pause * 1.3, 0.01 if time.monotonic() - idle_since < 5 else 0.1)
+                continue
             if link is not None and link.open:  # tasks come over the link: sleep until one does
                 ready, _, _ = select_readable(link.sock, 0.1)
                 if ready:
@@ -358,6 +373,14 @@ def serve(folder: Path) -> int:
         done += 1
         print(f"{task.get('run_id')}: exit code {code}", flush=True)
         pause, idle_since = 0.001, time.monotonic()
+
+
+def _shared_side(cfg: dict[str, Any]) -> Any:
+    if not cfg.get("shared"):
+        return None
+    from nbml.runs.warm_shared import WorkerSide
+
+    return WorkerSide(cfg)
 
 
 def main() -> int:

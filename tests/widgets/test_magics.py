@@ -69,6 +69,23 @@ def test_cell_magic_writes_the_cell_into_the_project_folder_and_submits_it(ip: A
     assert "n = 3" in (Path(run.run_dir) / "nbml-logs" / "driver_log.txt").read_text()
 
 
+def test_ml_submit_warm_runs_consecutive_submits_in_one_shared_warm_worker(ip: Any, ws: Any) -> None:
+    from nbml.runs.warm_shared import WORKER_PROPERTY, stop_workers
+
+    runs = []
+    try:
+        for _ in range(2):
+            run = _run(ip, "%%ml_submit w.py --warm --source-directory projw\nimport os\nprint('in', os.getppid())\n")
+            run.wait_for_completion(raise_on_error=True)
+            runs.append(run)
+    finally:
+        stop_workers(ws)
+    assert all(r.config["warm_worker"] is True for r in runs)
+    assert len({r.get_properties()[WORKER_PROPERTY] for r in runs}) == 1
+    logs = [(Path(r.run_dir) / "nbml-logs" / "driver_log.txt").read_text() for r in runs]
+    assert logs[0] == logs[1] and logs[0].startswith("in ")  # the same worker forked both
+
+
 @pytest.mark.parametrize(("line", "fix"), [
     ("%ml_submit", "%%writefile train.py"),
     ("%ml_submit nowhere.py", "does not exist"),
