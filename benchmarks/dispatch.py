@@ -85,11 +85,18 @@ def cluster_cpu(ws: Any, target_name: str) -> dict[int, tuple[float, float]]:
     return out
 
 
-def workers_cpu() -> dict[int, float]:
-    """CPU seconds so far of each warm worker running now, with its children (the child runs it forked)."""
+def workers_cpu(ws_root: Path) -> dict[int, float]:
+    """CPU seconds so far of each warm worker of this workspace running now, with its children (the child runs
+    it forked); other sessions' warm workers on the machine are left out."""
     import psutil
 
-    return {p.pid: _cpu(p, children=True) for p in psutil.process_iter() if _is_warm_worker(p)}
+    def ours(proc: Any) -> bool:
+        try:
+            return Path(proc.cwd()).is_relative_to(ws_root)
+        except Exception:
+            return False
+
+    return {p.pid: _cpu(p, children=True) for p in psutil.process_iter() if _is_warm_worker(p) and ours(p)}
 
 
 async def dispatch(ws: Any, target_name: str, n: int, parent_id: str, warm: bool
@@ -143,7 +150,7 @@ async def dispatch(ws: Any, target_name: str, n: int, parent_id: str, warm: bool
               + sum(c[i] for pid, c in cluster1.items() if pid not in cluster0)
               for i, k in enumerate(("cluster", "jobs"))}
     if warm:
-        shares["workers"] = sum((await asyncio.to_thread(workers_cpu)).values())
+        shares["workers"] = sum((await asyncio.to_thread(workers_cpu, Path(ws.path).resolve())).values())
     else:  # cold jobs are this process's children (local) or the cluster workers' (Dask)
         other1 = os.times()
         shares["jobs"] += other1.children_user + other1.children_system - other0.children_user \
