@@ -8,7 +8,9 @@ has already imported nbml. Each child logs one metric and writes one output file
 have ended Completed with its metric and its output.
 
 Printed per target and mode: wall time, runs per second, mean per-run latency; then warm/cold ratios.
-``--profile`` also profiles the supervisor side of the warm local run (cProfile, top 25 by cumulative time).
+``--profile`` also profiles the supervisor side of each warm run: with yappi installed, CPU time in all of the
+supervisor's threads (the event loop, the store's writer, the file threads), top 30 functions by own time and
+top 30 of nbml's by total time; without it, cProfile of the event loop's thread.
 
 ``--automl`` also runs a 30-second AutoML experiment (breast cancer data, 2 iterations at a time, local target)
 cold and warm and prints how many pipelines each tried.
@@ -42,8 +44,63 @@ print("T1", time.time(), flush=True)
 CONCURRENCY = 2
 
 
+def _is_warm_worker(proc: Any) -> bool:
+    try:
+        return "nbml.runs.warm_worker" in proc.cmdline()
+    except Exception:  # gone, or not ours to read
+        return False
+
+
+def _cpu(proc: Any, children: bool = False) -> float:
+    try:
+        t = proc.cpu_times()
+    except Exception:  # it ended: its time is in its parent's children_* once reaped
+        return 0.0
+    return t.user + t.system + ((t.children_user + t.children_system) if children else 0.0)
+
+
+def cluster_cpu(ws: Any, target_name: str) -> dict[int, tuple[float, float]]:
+    """(own, reaped children's) CPU seconds so far of each process of the target's Dask cluster (host,
+    scheduler, nannies, workers), by pid. Warm workers and the runs they fork are left out (counted as the
+    workers'); the cold jobs a worker ran are its reaped children."""
+    import psutil
+
+    from nbml.compute import _dask_cluster
+
+    state = _dask_cluster.live_state(ws.path, target_name)
+    if state is None:
+        return {}
+    out: dict[int, tuple[float, float]] = {}
+    todo = [psutil.Process(int(state["pid"]))]
+    while todo:
+        proc = todo.pop()
+        if _is_warm_worker(proc):
+            continue
+        own = _cpu(proc)
+        out[proc.pid] = (own, _cpu(proc, children=True) - own)
+        try:
+            todo += proc.children()
+        except Exception:
+            pass
+    return out
+
+
+def workers_cpu(ws_root: Path) -> dict[int, float]:
+    """CPU seconds so far of each warm worker of this workspace running now, with its children (the child runs
+    it forked); other sessions' warm workers on the machine are left out."""
+    import psutil
+
+    def ours(proc: Any) -> bool:
+        try:
+            return Path(proc.cwd()).is_relative_to(ws_root)
+        except Exception:
+            return False
+
+    return {p.pid: _cpu(p, children=True) for p in psutil.process_iter() if _is_warm_worker(p) and ours(p)}
+
+
 async def dispatch(ws: Any, target_name: str, n: int, parent_id: str, warm: bool
-                   ) -> tuple[float, list[float], list[tuple[float, float, float]], float]:
+                   ) -> tuple[float, list[float], list[tuple[float, float, float]], float, dict[str, float]]:
     from nbml.compute.base import EnvSpec, JobSpec
     from nbml.runs.children import ChildLoop
     from nbml.runs.context import SupervisorContext
@@ -67,6 +124,9 @@ async def dispatch(ws: Any, target_name: str, n: int, parent_id: str, warm: bool
     ids = []
     t0 = time.perf_counter()
     cpu0 = time.process_time()  # this process's CPU, all threads: the supervisor's share, whatever the load
+    # and the other sides' shares: the cluster's own processes (Dask), the warm workers and the runs they forked
+    cluster0 = await asyncio.to_thread(cluster_cpu, ws, target_name)
+    other0 = os.times()
     launched = 0
     while launched < n or len(loop):
         while launched < n and loop.free:
@@ -85,6 +145,16 @@ async def dispatch(ws: Any, target_name: str, n: int, parent_id: str, warm: bool
                                                f"{ws.store.get_run(done.run_id)['error']}"
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
+    cluster1 = await asyncio.to_thread(cluster_cpu, ws, target_name)
+    shares = {k: sum(cluster1.get(pid, (0.0, 0.0))[i] - c[i] for pid, c in cluster0.items())
+              + sum(c[i] for pid, c in cluster1.items() if pid not in cluster0)
+              for i, k in enumerate(("cluster", "jobs"))}
+    if warm:
+        shares["workers"] = sum((await asyncio.to_thread(workers_cpu, Path(ws.path).resolve())).values())
+    else:  # cold jobs are this process's children (local) or the cluster workers' (Dask)
+        other1 = os.times()
+        shares["jobs"] += other1.children_user + other1.children_system - other0.children_user \
+            - other0.children_system
     await loop.close()
     await backend.close()
     ctx.close()
@@ -96,7 +166,58 @@ async def dispatch(ws: Any, target_name: str, n: int, parent_id: str, warm: bool
                      .splitlines() if ln.startswith(("T0", "T1")))
         t0, t1 = float(marks["T0"]), float(marks["T1"])
         phases.append((t0 - launches[run_id], t1 - t0, ends[run_id] - t1))
-    return wall, latencies, phases, cpu
+    return wall, latencies, phases, cpu, shares
+
+
+class _Profile:
+    """CPU profile of the supervisor side: yappi over every thread when installed, else cProfile."""
+
+    def __init__(self) -> None:
+        try:
+            import yappi
+        except ImportError:
+            self.yappi: Any = None
+            self.prof: cProfile.Profile | None = cProfile.Profile(time.thread_time)
+        else:
+            self.yappi, self.prof = yappi, None
+            yappi.clear_stats()
+            yappi.set_clock_type("cpu")
+
+    def start(self) -> None:
+        if self.yappi is not None:
+            self.yappi.start(builtins=True)
+        elif self.prof is not None:
+            self.prof.enable()
+
+    def stop(self) -> None:
+        if self.yappi is not None:
+            self.yappi.stop()
+        elif self.prof is not None:
+            self.prof.disable()
+
+    def report(self, n: int) -> None:
+        if self.prof is not None:
+            print("  supervisor profile, event loop thread, CPU (cumulative, top 25):")
+            pstats.Stats(self.prof, stream=sys.stdout).sort_stats("cumulative").print_stats(25)
+            return
+        stats = self.yappi.get_func_stats()
+        threads = self.yappi.get_thread_stats()
+        print("  supervisor CPU by thread (ms per run): " + ", ".join(
+            f"{t.name}#{t.id} {t.ttot / n * 1000:.2f}" for t in sorted(threads, key=lambda t: -t.ttot)[:8]))
+        rows = sorted(stats, key=lambda f: -f.tsub)[:30]
+        print("  top 30 by own CPU (ms per run, calls per run, function):")
+        for f in rows:
+            print(f"    {f.tsub / n * 1000:7.3f} {f.ncall / n:7.1f}  {f.name}  {_short(f.module)}:{f.lineno}")
+        ours = sorted((f for f in stats if "/nbml/" in f.module), key=lambda f: -f.ttot)[:30]
+        print("  nbml's top 30 by total CPU (ms per run, calls per run, function):")
+        for f in ours:
+            print(f"    {f.ttot / n * 1000:7.3f} {f.ncall / n:7.1f}  {f.name}  {_short(f.module)}:{f.lineno}")
+        self.yappi.clear_stats()
+
+
+def _short(module: str) -> str:
+    parts = Path(module).parts
+    return "/".join(parts[-3:])
 
 
 def automl_30s(ws: Any, warm: bool, seconds: float = 30.0) -> tuple[int, int, float]:
@@ -152,18 +273,23 @@ def main() -> None:
                 asyncio.run(dispatch(ws, name, 4, f"prime-{target}", False))  # caches, imports, cluster
                 for warm in [m == "warm" for m in args.modes.split(",") if m in ("cold", "warm")]:
                     mode = "warm" if warm else "cold"
-                    prof = cProfile.Profile() if args.profile and warm and target == "local" else None
+                    prof = _Profile() if args.profile and warm else None
                     if prof:
-                        prof.enable()
-                    wall, lat, phases, cpu = asyncio.run(dispatch(ws, name, args.n, f"bench-{target}-{mode}", warm))
+                        prof.start()
+                    wall, lat, phases, cpu, shares = asyncio.run(dispatch(ws, name, args.n, f"bench-{target}-{mode}",
+                                                                          warm))
                     if prof:
-                        prof.disable()
+                        prof.stop()
                     results[(target, warm)] = args.n / wall
                     print(f"== {target}, {mode}: {args.n} trivial child runs, {CONCURRENCY} at a time")
                     print(f"  wall time       : {wall:8.2f} s")
                     print(f"  throughput      : {args.n / wall:8.2f} runs/s")
                     print(f"  supervisor CPU  : {cpu / args.n * 1000:8.1f} ms per run (all its threads; the "
                           f"most it allows on one core: {args.n / cpu:.0f} runs/s)")
+                    print("  other CPU       : " + ", ".join(
+                        f"{k} {v / args.n * 1000:.1f} ms" for k, v in shares.items() if v or k != "cluster")
+                        + " per run (cluster: the Dask processes themselves; jobs: cold job processes; "
+                        "workers: warm workers with the runs they forked)")
                     print(f"  per-run latency : {statistics.mean(lat) * 1000:8.0f} ms mean, "
                           f"{statistics.median(lat) * 1000:.0f} ms median")
                     print("  where the time goes (means): launch to script start "
@@ -171,8 +297,7 @@ def main() -> None:
                           f"{statistics.mean(p[1] for p in phases) * 1000:.0f} ms, script end to Completed "
                           f"{statistics.mean(p[2] for p in phases) * 1000:.0f} ms")
                     if prof:
-                        print("  supervisor profile (cumulative, top 25):")
-                        pstats.Stats(prof, stream=sys.stdout).sort_stats("cumulative").print_stats(25)
+                        prof.report(args.n)
             if targets:
                 print("== warm relative to cold (same run, same machine load)")
             for target in [t for t in targets if (t, False) in results and (t, True) in results]:
