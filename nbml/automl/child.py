@@ -30,6 +30,8 @@ OUTPUTS = Path("outputs")
 MODEL_FILE = "model.pkl"
 PREDICTIONS_FILE = "predictions.npz"
 SCORES_FILE = "scores.json"
+#: Caruana selection starts from the average of this many best members (sorted initialisation)
+ENSEMBLE_INIT = 5
 
 
 #: What a warm worker imports once, before it runs any iteration (nbml.runs.warm_worker).
@@ -186,7 +188,7 @@ def run_ensemble(spec: dict[str, Any], ds: Any) -> tuple[Any, dict[str, float], 
         with open(m["model"], "rb") as fh:
             models.append(pickle.load(fh))
     weights, _ = ensemble.caruana(task, metric, y_true, preds, classes, rounds=spec.get("rounds", 40),
-                                  y_range=y_range)
+                                  init_size=spec.get("init_size", ENSEMBLE_INIT), y_range=y_range)
     chosen = sorted(weights)
     meta = None
     if spec["ensemble"] == "StackEnsemble":
