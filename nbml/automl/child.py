@@ -30,6 +30,8 @@ OUTPUTS = Path("outputs")
 MODEL_FILE = "model.pkl"
 PREDICTIONS_FILE = "predictions.npz"
 SCORES_FILE = "scores.json"
+#: Caruana selection starts from the average of this many best members (sorted initialisation)
+ENSEMBLE_INIT = 5
 
 
 #: What a warm worker imports once, before it runs any iteration (nbml.runs.warm_worker).
@@ -100,7 +102,8 @@ def run_iteration(spec: dict[str, Any], ds: Any
     A spec with ``fidelity`` is a low-fidelity screen: it is scored on the first ``folds`` folds only (each
     fold's training rows capped at ``rows``) and not refitted, so its model is None. With ``early_stopping``
     the boosting algorithms stop each fold's fit on a validation split of its rows, and the refit on all
-    rows builds the rounds the folds chose (``notes["refit_rounds"]``).
+    rows builds the rounds the folds chose (``notes["refit_rounds"]``). With ``bag`` (small data) the model
+    keeps the fold fits too and predicts with their mean and the refit's (``notes["bagged"]``).
     """
     from nbml.automl import data, estimators, metrics
     from nbml.automl.model import AutoMLModel, make_pipeline
@@ -148,8 +151,11 @@ def run_iteration(spec: dict[str, Any], ds: Any
             rows = np.concatenate([te for _, te in folds])
         width = len(classes) if classes is not None else 0
         oof = np.full((len(ds.y), width) if width else len(ds.y), np.nan)
+        fold_models = []
         for train, test in folds:
-            oof[test] = fit(train, early=stop_early).raw_predictions(data.take(ds.X, test))
+            fold_model = fit(train, early=stop_early)
+            oof[test] = fold_model.raw_predictions(data.take(ds.X, test))
+            fold_models.append(fold_model)
         pred, y_true, index = oof[rows], ds.y[rows], rows
         if fidelity:
             model = None  # a screen: the coordinator refits only the configurations it promotes
@@ -158,6 +164,9 @@ def run_iteration(spec: dict[str, Any], ds: Any
             if rounds:
                 notes["refit_rounds"] = params[estimators.ROUNDS[spec["algorithm"]]]
             model = fit(None, params)
+            if spec.get("bag"):  # small data: predict with the refit and the fold models together
+                model.bag(fold_models)
+                notes["bagged"] = len(fold_models)
     scores = metrics.score(task, y_true, pred, classes, y_range)
     return model, scores, pred, index, notes
 
@@ -179,7 +188,7 @@ def run_ensemble(spec: dict[str, Any], ds: Any) -> tuple[Any, dict[str, float], 
         with open(m["model"], "rb") as fh:
             models.append(pickle.load(fh))
     weights, _ = ensemble.caruana(task, metric, y_true, preds, classes, rounds=spec.get("rounds", 40),
-                                  y_range=y_range)
+                                  init_size=spec.get("init_size", ENSEMBLE_INIT), y_range=y_range)
     chosen = sorted(weights)
     meta = None
     if spec["ensemble"] == "StackEnsemble":
@@ -253,6 +262,8 @@ def _execute(spec: dict[str, Any], run: Any) -> dict[str, Any]:
         model, scores, pred, index, notes = run_iteration(spec, ds)
         if notes.get("refit_rounds"):
             run.add_properties({"refit_rounds": str(notes["refit_rounds"])})
+        if notes.get("bagged"):
+            run.add_properties({"bagged_fold_models": str(notes["bagged"])})
     y_true = np.asarray(ds.y_valid) if index is None else np.asarray(ds.y)[index]
     _save(model, scores, pred, index, y_true, _classes_and_range(spec, ds)[0])
     for name, value in scores.items():

@@ -41,6 +41,7 @@ ENSEMBLE_LIBRARY = 12  # best iterations an ensemble may draw from
 BASELINE_ROWS = 5000  # the baseline fits on at most this many rows
 ETA = 3  # successive halving: a screen is promoted when it is in the best 1/ETA of the screens so far
 SCREEN_MIN_ITERATIONS = 50  # screening runs only in time-limited searches allowed at least this many iterations
+BAG_MAX_ROWS = 10_000  # up to this many training rows, an iteration's model keeps its CV fold fits (bagging)
 SCREEN_ROWS = 8000  # on more training rows than this, a screen fits on a quarter of them (at least this many)
 
 
@@ -278,6 +279,8 @@ class Coordinator:
                 spec["max_train_rows"] = BASELINE_ROWS
             if p.fidelity:
                 spec["fidelity"] = p.fidelity
+            elif int(self.cfg.get("n_rows") or 0) <= BAG_MAX_ROWS:
+                spec["bag"] = True  # the model predicts with its fold fits too (nbml.automl.model.AutoMLModel)
         if started is None:  # a new iteration (else one adopted from an earlier coordinator)
             name = pipeline_name(p.scaler, p.algorithm)
             share = p.fidelity["share"] if p.fidelity else 1.0

@@ -1,7 +1,9 @@
 """Ensembles built from the iterations' out-of-fold predictions (Caruana et al., 2004).
 
-Voting: greedy forward selection with replacement, starting from the best few models, adding at each step
-the model whose inclusion most improves the primary metric of the averaged predictions. Stacking: a
+Voting: greedy forward selection with replacement, starting from the average of the best few models (sorted
+initialisation: less overfitting of the selection to the out-of-fold rows than starting from one), adding at
+each step the model whose inclusion most improves the primary metric of the averaged predictions; when
+nothing beats the best single model, the blend is that model alone. Stacking: a
 regularised linear meta-learner over the selected models' out-of-fold predictions, its own score measured
 by cross-validation on those predictions (so it is not scored on what it was fitted to).
 """
@@ -48,6 +50,10 @@ def caruana(
         total = total + oof[k]
         if metrics.is_better(candidate_scores[k], best_score, metric):
             best_score, best_chosen = candidate_scores[k], list(chosen)
+    if metrics.is_better(single[ranked[0]], best_score, metric):
+        # the sorted initialisation (the `init_size` best averaged) scored below the best model alone, and no
+        # step made up for it: the best single model, so the blend is never worse than it on this score
+        best_score, best_chosen = single[ranked[0]], [ranked[0]]
     counts = Counter(best_chosen)
     n = sum(counts.values())
     return {i: c / n for i, c in sorted(counts.items())}, float(best_score)

@@ -39,15 +39,25 @@ class AutoMLModel:
     Attributes
     ----------
     pipeline : sklearn.pipeline.Pipeline
-        The fitted featurizer, scaler and estimator (``.steps`` shows them).
+        The fitted featurizer, scaler and estimator (``.steps`` shows them), refitted on all training rows.
     classes_ : numpy.ndarray or None
         The class labels in the column order of `predict_proba` (classification).
+    fold_pipelines : list of sklearn.pipeline.Pipeline
+        On small data, the same pipeline as fitted on each cross-validation fold's training rows: predictions
+        average them with `pipeline` (bagging; less variance than one fit on a few hundred rows). Empty
+        otherwise.
     """
 
     def __init__(self, task: str, pipeline: Pipeline, classes: np.ndarray | None = None) -> None:
         self.task = task
         self.pipeline = pipeline
         self.classes_: Any = classes
+        self.fold_pipelines: list[Pipeline] = []
+
+    def bag(self, fold_models: list[AutoMLModel]) -> AutoMLModel:
+        """Predict with the average of this model and `fold_models` (the same pipeline fitted on each CV fold)."""
+        self.fold_pipelines = [m.pipeline for m in fold_models]
+        return self
 
     @property
     def steps(self) -> list[tuple[str, Any]]:
@@ -73,12 +83,12 @@ class AutoMLModel:
             self.pipeline.fit(X, y.astype(float))
         return self
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, columns in the order of `classes_`."""
-        if self.task != CLASSIFICATION:
-            raise AttributeError("predict_proba is only available for classification models")
-        proba = np.asarray(self.pipeline.predict_proba(X), dtype=float)
-        fitted = getattr(self.pipeline, "classes_", None)
+    def _pipelines(self) -> list[Pipeline]:
+        return [self.pipeline, *getattr(self, "fold_pipelines", [])]  # models pickled before bagging have none
+
+    def _proba(self, pipeline: Pipeline, X: Any) -> np.ndarray:
+        proba = np.asarray(pipeline.predict_proba(X), dtype=float)
+        fitted = getattr(pipeline, "classes_", None)
         if fitted is not None and len(fitted) != len(self.classes_):
             # a cross-validation fold lacked some class: put its columns back where they belong
             full = np.zeros((proba.shape[0], len(self.classes_)))
@@ -86,11 +96,19 @@ class AutoMLModel:
             proba = full
         return proba
 
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, columns in the order of `classes_`."""
+        if self.task != CLASSIFICATION:
+            raise AttributeError("predict_proba is only available for classification models")
+        probas = [self._proba(p, X) for p in self._pipelines()]
+        return probas[0] if len(probas) == 1 else np.mean(probas, axis=0)
+
     def raw_predictions(self, X: Any) -> np.ndarray:
         """Probabilities (classification) or values (regression): what metrics and ensembles use."""
         if self.task == CLASSIFICATION:
             return self.predict_proba(X)
-        return np.asarray(self.pipeline.predict(X), dtype=float)
+        values = [np.asarray(p.predict(X), dtype=float) for p in self._pipelines()]
+        return values[0] if len(values) == 1 else np.mean(values, axis=0)
 
     def predict(self, X: Any) -> np.ndarray:
         if self.task == CLASSIFICATION:
@@ -99,7 +117,8 @@ class AutoMLModel:
 
     def __repr__(self) -> str:
         names = " → ".join(type(s).__name__ for _, s in self.pipeline.steps)
-        return f"AutoMLModel({self.task}: {names})"
+        bagged = getattr(self, "fold_pipelines", [])
+        return f"AutoMLModel({self.task}: {names}{f', bagged with {len(bagged)} fold fits' if bagged else ''})"
 
 
 class EnsembleModel:

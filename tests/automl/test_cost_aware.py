@@ -119,3 +119,34 @@ def test_a_time_limited_search_screens_proposals_and_only_a_full_fidelity_model_
     assert float(best.get_properties().get("fidelity") or 1) == 1
     assert run.get_properties()["best_child_run_id"] not in screens
     assert model.predict(X[:3]).shape == (3,)
+
+
+def test_on_small_data_the_model_predicts_with_its_fold_fits_too() -> None:
+    import pickle
+
+    X, y = load_breast_cancer(return_X_y=True)
+    ds = from_sources(X=X[:300], y=y[:300])
+    params = {**estimators.default_config("LightGBM", "classification", 300, 30), "n_estimators": 30}
+    with threadpool_limits(limits=1):
+        plain, _, _, _, plain_notes = run_iteration(_spec("classification", "LightGBM", params), ds)
+        bagged, scores, _, _, notes = run_iteration(_spec("classification", "LightGBM", params, bag=True), ds)
+    assert plain.fold_pipelines == [] and "bagged" not in plain_notes
+    assert notes["bagged"] == len(bagged.fold_pipelines) == 3  # one fit per CV fold, besides the refit on all rows
+    # the refit on all rows is the same in both; the bagged model averages it with the fold fits
+    rows = X[300:360]
+    np.testing.assert_allclose(bagged.pipeline.predict_proba(rows), plain.predict_proba(rows))
+    fold_mean = np.mean([p.predict_proba(rows) for p in [bagged.pipeline, *bagged.fold_pipelines]], axis=0)
+    np.testing.assert_allclose(bagged.predict_proba(rows), fold_mean)
+    assert not np.allclose(bagged.predict_proba(rows), plain.predict_proba(rows))
+    assert list(bagged.predict(rows)) == list(bagged.classes_[np.argmax(fold_mean, axis=1)])
+    restored = pickle.loads(pickle.dumps(bagged))  # what get_output() loads
+    np.testing.assert_allclose(restored.predict_proba(rows), bagged.predict_proba(rows))
+    assert "bagged with 3 fold fits" in repr(bagged)
+    # a model pickled before bagging existed (no fold_pipelines attribute) still predicts with its one pipeline
+    del restored.__dict__["fold_pipelines"]
+    np.testing.assert_allclose(restored.predict_proba(rows), plain.predict_proba(rows))
+    # a screen keeps no model, bagged or not
+    screen = _spec("classification", "LightGBM", params, bag=True, fidelity={"folds": 1, "rows": None, "share": 0.25})
+    with threadpool_limits(limits=1):
+        assert run_iteration(screen, ds)[0] is None
+    assert scores["AUC_weighted"] > 0.9

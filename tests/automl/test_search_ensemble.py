@@ -70,6 +70,18 @@ def test_caruana_blend_is_no_worse_than_its_best_member() -> None:
     assert pred.shape == (300, 3)
 
 
+def test_caruana_from_a_sorted_start_falls_back_to_the_best_single_model_when_the_start_is_worse() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=200)
+    good = y + rng.normal(scale=0.1, size=200)
+    noise = [rng.normal(size=200) for _ in range(4)]  # the average of all five is far worse than `good` alone
+    weights, score = ensemble.caruana("regression", "r2_score", y, [*noise, good], rounds=0, init_size=5)
+    assert weights == {4: 1.0}
+    assert score == pytest.approx(metrics.score_one("regression", "r2_score", y, good))
+    weights, score = ensemble.caruana("regression", "r2_score", y, [*noise, good], rounds=10, init_size=5)
+    assert score >= metrics.score_one("regression", "r2_score", y, good)
+
+
 @pytest.mark.parametrize("task,metric", [("classification", "AUC_weighted"), ("classification", "accuracy"),
                                          ("regression", "r2_score"), ("regression", "spearman_correlation")])
 def test_the_stack_ensemble_is_never_worse_than_the_best_single_model(task: str, metric: str) -> None:
