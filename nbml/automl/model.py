@@ -73,6 +73,8 @@ class AutoMLModel:
         return self.pipeline.get_params(deep=deep)  # type: ignore[no-any-return]
 
     def fit(self, X: Any, y: Any) -> AutoMLModel:
+        """Refit the pipeline on `X`, `y`; fold fits kept from the search no longer apply and are dropped."""
+        self.fold_pipelines = []
         y = np.asarray(y)
         if self.task == CLASSIFICATION:
             if self.classes_ is None:

@@ -142,6 +142,10 @@ def test_on_small_data_the_model_predicts_with_its_fold_fits_too() -> None:
     restored = pickle.loads(pickle.dumps(bagged))  # what get_output() loads
     np.testing.assert_allclose(restored.predict_proba(rows), bagged.predict_proba(rows))
     assert "bagged with 3 fold fits" in repr(bagged)
+    # a user's refit replaces the model: the fold fits of the search don't survive into its predictions
+    refit = pickle.loads(pickle.dumps(bagged)).fit(X[:300], y[:300])
+    assert refit.fold_pipelines == []
+    np.testing.assert_allclose(refit.predict_proba(rows), refit.pipeline.predict_proba(rows))
     # a model pickled before bagging existed (no fold_pipelines attribute) still predicts with its one pipeline
     del restored.__dict__["fold_pipelines"]
     np.testing.assert_allclose(restored.predict_proba(rows), plain.predict_proba(rows))
