@@ -15,3 +15,14 @@ def wait_status(run: Any, wanted: set[str], timeout: float) -> str:
             return str(status)
         time.sleep(0.05)
     raise AssertionError(f"{run.id} stayed {run.get_status()}, wanted {wanted}")
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> Any:
+    """Poll `predicate()` until it returns something truthy; return that, or fail naming `what` was awaited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

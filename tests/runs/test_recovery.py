@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_until as _wait
 
 from nbml import Experiment, Run, ScriptRunConfig, Workspace
 from nbml._proc import process_alive
@@ -36,16 +37,6 @@ with open("outputs/model.txt", "w") as f:
     f.write("trained on 150 steps")
 print("finished", flush=True)
 """
-
-
-def _wait(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _kill_when_logging(ws: Workspace, run_id: str, at_least: int = 10) -> dict:  # type: ignore[type-arg]

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+from waiting import wait_until as _wait
 
 from nbml import Experiment, Run, ScriptRunConfig, Workspace
 from nbml._proc import process_alive
@@ -79,16 +79,6 @@ def _error(run: Run) -> str:
 
 def _log(run: Run, name: str = "driver_log.txt") -> str:
     return (run.run_dir / "nbml-logs" / name).read_text()
-
-
-def _wait(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _running_in(run: Run) -> int:
