@@ -146,9 +146,9 @@ def test_a_cancel_stops_only_its_child_and_the_warm_worker_runs_the_next(cluster
     asyncio.run(main())
 
 
-@pytest.mark.skip(reason="known bug (issue 16, still open): when the killed Dask worker held both warm workers, "
-                         "Dask re-runs the lost warm-worker task on the other worker, the pool takes the re-run for "
-                         "the old worker still running, and the sibling child never ends; fails on every run here")
+@pytest.mark.skip(reason="known bug (issue 16, open): after the Dask worker under one warm worker is killed, the "
+                         "sibling child never ends; fails on every run here; cause not found yet (Dask re-runs the "
+                         "lost warm-worker task, but refusing that re-run did not fix it)")
 def test_a_lost_dask_worker_fails_only_its_child_and_a_cancel_stops_only_its_child(cluster: Any) -> None:
     ws, target, snapshot, go = cluster
     go.unlink(missing_ok=True)
