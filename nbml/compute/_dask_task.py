@@ -4,7 +4,8 @@ The job folder lives on a filesystem the worker and the supervisor share, so the
 outputs reach the supervisor as on the local target. The task marks the folder when it starts and keeps a
 heartbeat there. If its worker dies mid-run, the scheduler hands the task to another worker; that second
 attempt finds the start mark and, instead of running the job again (which would log twice), records that
-the run failed because its worker was lost.
+the run failed because its worker was lost. A retry that finds the folder gone (its supervisor already
+gave the job up as lost and released the folder) does nothing at all: it must not recreate the folder.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def _die_with_worker() -> None:
 def run_dask_job(job_dir: str, python: str, argv: list[str], environ: dict[str, Any]) -> int:
     """Run the job in `job_dir` on this worker and return its exit code."""
     folder = Path(job_dir)
+    if not folder.is_dir():  # a retry after the supervisor released the job's folder: nothing left to run
+        return 1
     ended = read_exit(folder)
     if ended is not None:  # a retry after the job already finished (result lost with its worker)
         return ended[0]

@@ -7,18 +7,15 @@ import asyncio
 import os
 import signal
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import psutil
+from warm_parent import WarmParent
 
 from nbml import Workspace
-from nbml.compute.base import EnvSpec, JobSpec
-from nbml.runs.children import ChildLoop, Finished
-from nbml.runs.context import SupervisorContext
 from nbml.runs.warm import WarmBackend
-from nbml.snapshot import load_manifest, take_snapshot
+from nbml.snapshot import take_snapshot
 
 CHILD = """
 import os, sys, time
@@ -39,71 +36,16 @@ elif mode == "fail":
 """
 
 
-class _Parent:
-    """A parent run with a warm pool of 2 on the local target, driving children through the child loop."""
-
-    def __init__(self, ws: Workspace, parent: str) -> None:
-        src = Path(tempfile.mkdtemp())
-        (src / "child.py").write_text(CHILD)
-        self.ws, self.parent = ws, parent
-        self.files = load_manifest(ws.path, take_snapshot(ws, src).id)
-        self.go = src / "go"
-        ws.store.insert_run(parent, "warm", "hyperdrive", "local", {}, status="Running")
-        self.ctx = SupervisorContext(ws.store, ws.path, parent)
-        self.backend = WarmBackend(self.ctx, self.ctx.backend_for("local"), 2)
-        self.loop: ChildLoop[int] = ChildLoop(self.ctx, self.backend, 2)
-
-    def launch(self, n: int, mode: str = "ok", timeout: float | None = None) -> str:
-        run_id = f"{self.parent}_{n}"
-        self.ws.store.insert_run(run_id, "warm", "script", "local", {}, parent_id=self.parent, iteration=n)
-        job = JobSpec(run_id=run_id, argv=["child.py", mode, str(n)], env=EnvSpec("t", "t-user", True),
-                      files=self.files, blob_dir=self.ws.path / "snapshots" / "blobs",
-                      environ={"GO_FILE": str(self.go)})
-        self.loop.launch(run_id, job, n, timeout=timeout, timeout_reason=f"child {n} ran out of time")
-        return run_id
-
-    async def until_running(self, run_id: str, timeout: float = 60) -> int:
-        """The pid of the worker that runs `run_id`, once its child process has started."""
-        path = self.ws.path / "jobs" / run_id / "outputs" / "worker.txt"
-        deadline = time.monotonic() + timeout
-        while not (path.exists() and path.read_text()):
-            assert time.monotonic() < deadline, f"{run_id} did not start"
-            await asyncio.sleep(0.05)
-        return int(path.read_text())
-
-    async def until_ended(self, run_id: str, timeout: float = 60) -> dict[str, Finished[int]]:
-        """Drive the child loop (as a coordinator does: limits are enforced on each turn) until `run_id` ended."""
-        out: dict[str, Finished[int]] = {}
-        deadline = time.monotonic() + timeout
-        while run_id not in out:
-            assert time.monotonic() < deadline, f"{run_id} did not end"
-            out.update({f.run_id: f for f in await self.loop.wait(0.5)})
-        return out
-
-    async def finish(self) -> dict[str, Finished[int]]:
-        out = {f.run_id: f for f in await self.loop.drain()}
-        return out
-
-    async def close(self) -> None:
-        await self.loop.close()
-        await self.backend.close()
-        self.ctx.close()
-
-    def worker_pid(self, run_id: str) -> int:
-        return int((self.ws.path / "runs" / run_id / "outputs" / "worker.txt").read_text())
-
-    def log(self, run_id: str) -> str:
-        return (self.ws.path / "runs" / run_id / "nbml-logs" / "driver_log.txt").read_text()
-
-    def rec(self, run_id: str) -> dict[str, Any]:
-        rec = self.ws.store.get_run(run_id)
-        assert rec is not None
-        return rec
+def _parent(ws: Workspace, parent: str) -> WarmParent:
+    """A parent run with a warm pool of 2 on the local target, its children running CHILD."""
+    src = Path(tempfile.mkdtemp())
+    (src / "child.py").write_text(CHILD)
+    return WarmParent(ws, "local", parent, take_snapshot(ws, src).id, src / "go")
 
 
 def test_every_child_is_its_own_run_with_its_own_logs_and_metrics(ws: Workspace) -> None:
     async def main() -> None:
-        p = _Parent(ws, "warm_many")
+        p = _parent(ws, "warm_many")
         try:
             ids = [p.launch(n, "fail" if n == 3 else "ok") for n in range(2)]
             for n in range(2, 8):
@@ -134,7 +76,7 @@ def test_every_child_is_its_own_run_with_its_own_logs_and_metrics(ws: Workspace)
 
 def test_a_killed_worker_fails_only_its_child_and_a_new_worker_takes_over(ws: Workspace) -> None:
     async def main() -> None:
-        p = _Parent(ws, "warm_kill")
+        p = _parent(ws, "warm_kill")
         try:
             a, b = p.launch(0, "sleep"), p.launch(1, "wait")
             victim = await p.until_running(a)
@@ -159,7 +101,7 @@ def test_a_killed_worker_fails_only_its_child_and_a_new_worker_takes_over(ws: Wo
 
 def test_a_timeout_or_a_cancel_stops_only_that_child(ws: Workspace) -> None:
     async def main() -> None:
-        p = _Parent(ws, "warm_stop")
+        p = _parent(ws, "warm_stop")
         try:
             slow = p.launch(0, "sleep", timeout=1.0)
             other = p.launch(1, "wait")
@@ -190,7 +132,7 @@ def test_a_timeout_or_a_cancel_stops_only_that_child(ws: Workspace) -> None:
 
 def test_children_go_over_the_link_and_their_folders_are_released(ws: Workspace) -> None:
     async def main() -> None:
-        p = _Parent(ws, "warm_link")
+        p = _parent(ws, "warm_link")
         try:
             ids = [p.launch(n) for n in range(2)]
             await p.finish()
@@ -224,7 +166,7 @@ def test_a_worker_that_cannot_connect_takes_its_children_from_files(ws: Workspac
     monkeypatch.setattr(WarmBackend, "_listen", no_link)
 
     async def main() -> None:
-        p = _Parent(ws, "warm_nolink")
+        p = _parent(ws, "warm_nolink")
         try:
             ok = p.launch(0)
             waiting = p.launch(1, "sleep")
