@@ -45,6 +45,16 @@ BAG_MAX_ROWS = 10_000  # up to this many training rows, an iteration's model kee
 SCREEN_ROWS = 8000  # on more training rows than this, a screen fits on a quarter of them (at least this many)
 
 
+def defaults_crowd_out(durations: list[float], defaults_left: int, slots: int, time_left: float) -> bool:
+    """Whether the library defaults still to try, each at full fidelity, would take more than half of the
+    search's time left on every slot (by the median of the full iterations finished so far), so that little
+    would remain for the search itself: then they run as screens too, and only the promising ones at full
+    fidelity (data where every fit is costly, like many classes times boosting rounds)."""
+    if not durations or defaults_left <= 0:
+        return False
+    return defaults_left * statistics.median(durations) > 0.5 * max(1, slots) * time_left
+
+
 @dataclasses.dataclass
 class Result:
     iteration: int
@@ -213,6 +223,13 @@ class Coordinator:
             share *= n_cv / (n_cv + 1)  # a screen fits no model on all rows
         return {"folds": folds, "rows": rows, "share": round(share, 3)}
 
+    def _slots(self) -> int:
+        return max(1, int(self.settings.get("max_concurrent_iterations") or 1))
+
+    def _search_left(self) -> float:
+        end = self._search_end()
+        return math.inf if end is None else end - time.time()
+
     def _estimate(self, p: Proposal) -> float | None:
         """Seconds `p` should take, from its algorithm's finished iterations (per tree or round where the
         algorithm builds them); None while that algorithm has none."""
@@ -250,7 +267,8 @@ class Coordinator:
             search.tell(p.trial, None)  # no time left for its full-fidelity run
         for _ in range(3):
             p = search.ask()
-            if self.fidelity and p.record and not p.record.get("default"):
+            if self.fidelity and p.record and (not p.record.get("default") or defaults_crowd_out(
+                    self.durations, search.defaults_left + 1, self._slots(), self._search_left())):
                 p.fidelity = dict(self.fidelity)
             if self._fits(p):
                 return p

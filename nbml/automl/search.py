@@ -184,5 +184,10 @@ class SearchStrategy:
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
 
     @property
+    def defaults_left(self) -> int:
+        """Library defaults still enqueued (they come out of `ask` before TPE's proposals)."""
+        return self._defaults_left
+
+    @property
     def pending(self) -> int:
         return len(self._pending)

@@ -154,3 +154,28 @@ def test_on_small_data_the_model_predicts_with_its_fold_fits_too() -> None:
     with threadpool_limits(limits=1):
         assert run_iteration(screen, ds)[0] is None
     assert scores["AUC_weighted"] > 0.9
+
+
+def test_defaults_run_as_screens_only_when_they_would_crowd_out_the_search() -> None:
+    from nbml.automl.coordinator import defaults_crowd_out
+
+    # nothing finished yet: no pace to judge by, the defaults go at full fidelity
+    assert not defaults_crowd_out([], defaults_left=9, slots=2, time_left=20.0)
+    # cheap data (penguins-like): 9 defaults at 0.3 s each are a sliver of 2 slots x 20 s
+    assert not defaults_crowd_out([0.2, 0.3, 0.4], defaults_left=9, slots=2, time_left=20.0)
+    # costly fits for the budget (digits in 30 s): 8 defaults x 6 s would take more than half of 2 x 18 s
+    assert defaults_crowd_out([1.0, 6.0, 7.0], defaults_left=8, slots=2, time_left=18.0)
+    # the same data with a long budget: the defaults fit, they stay full
+    assert not defaults_crowd_out([1.0, 6.0, 7.0], defaults_left=8, slots=2, time_left=100.0)
+    assert not defaults_crowd_out([6.0], defaults_left=0, slots=2, time_left=1.0)  # none left
+
+
+def test_the_search_counts_the_defaults_it_has_left() -> None:
+    algos = ["LightGBM", "RandomForest", "KNN"]
+    s = SearchStrategy("classification", "AUC_weighted", algos, 500, 10)
+    assert s.defaults_left == 3
+    first = s.ask()
+    assert first.record and first.record["default"] and s.defaults_left == 2
+    s.ask(), s.ask()
+    assert s.defaults_left == 0
+    assert not s.ask().record["default"]  # TPE's proposals after the defaults
