@@ -89,13 +89,14 @@ class _Search:
 
     def apply_policy(self, loop: ChildLoop[int | None]) -> None:
         policy = self.cfg["policy"]
-        live = {c: self.series(c) for c, _ in loop.running}
+        live = {c: self.series(c) for c, _ in loop.running}  # a policy can stop these
+        ended = {c: self.series(c) for c, _ in loop.finalizing}  # their job ended: they only count as others
         due = {c: s for c, s in live.items() if len(s) > self.evaluated.get(c, 0)}
         for c, s in due.items():
             self.evaluated[c] = len(s)
         if not due:
             return
-        others = {**self.finished, **{c: s for c, s in live.items() if c not in due}}
+        others = {**self.finished, **ended, **{c: s for c, s in live.items() if c not in due}}
         for child in to_terminate(policy, due, others, self.maximize):
             self.ctx.log(f"policy {policy['name']} stops {child}")
             self.store.add_properties(child, {"early_termination": policy["name"]})

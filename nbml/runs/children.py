@@ -1,6 +1,8 @@
 """The one loop a parent run (AutoML, HyperDrive) drives its child runs with.
 
-It launches children through the job executor, at most `limit` at once; stops a child that outruns its
+It launches children through the job executor, at most `limit` running on the target at once (a child
+whose job has exited frees its slot while the supervisor copies its outputs back and records its end, so
+the next child starts meanwhile); stops a child that outruns its
 time limit (a Failed child whose error names the limit the user set, not one they never heard of);
 cancels one child or all; and hands back children as they finish. A parent driven by a new supervisor
 (the old one died) starts from `existing_children`: the children that finished are results, the ones
@@ -98,18 +100,26 @@ class ChildLoop(Generic[P]):
         self._deadlines: dict[str, tuple[float, str]] = {}
         self._timed_out: set[str] = set()
         self._cancelled: set[str] = set()
+        self._exited: set[str] = set()  # children whose job has ended (finalizing): they hold no slot
+        self._freed = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._tasks)
 
     @property
     def free(self) -> int:
-        """How many more children may start now."""
-        return max(0, self.limit - len(self._tasks))
+        """How many more children may start now (those finalizing don't count: their job has ended)."""
+        return max(0, self.limit - len(self._tasks) + len(self._exited))
 
     @property
     def running(self) -> list[tuple[str, P]]:
-        return list(self._tasks.values())
+        """The children whose job still runs (not those finalizing: a cancel or a policy can't stop them)."""
+        return [(run_id, payload) for run_id, payload in self._tasks.values() if run_id not in self._exited]
+
+    @property
+    def finalizing(self) -> list[tuple[str, P]]:
+        """The children whose job has ended, while the supervisor copies their outputs back."""
+        return [(run_id, payload) for run_id, payload in self._tasks.values() if run_id in self._exited]
 
     def launch(self, run_id: str, job: JobSpec, payload: P, *, timeout: float | None = None,
                timeout_reason: str = "", started_at: float | None = None) -> None:
@@ -118,10 +128,17 @@ class ChildLoop(Generic[P]):
         With `timeout` (seconds from `started_at`, default now) the child is stopped when it runs longer and
         ends Failed with the error ``timeout_reason``.
         """
-        task = asyncio.create_task(execute(self.ctx, run_id, job, self.backend))
+        task = asyncio.create_task(execute(self.ctx, run_id, job, self.backend,
+                                           on_exit=lambda: self._job_exited(run_id)))
         self._tasks[task] = (run_id, payload)
         if timeout is not None:
             self._deadlines[run_id] = ((started_at or time.time()) + timeout, timeout_reason)
+
+    def _job_exited(self, run_id: str) -> None:
+        """The child's job ended on the target: its slot is free, its time limit no longer applies."""
+        self._exited.add(run_id)
+        self._deadlines.pop(run_id, None)
+        self._freed.set()
 
     def cancel(self, run_id: str) -> None:
         """Stop one child (through the store, which its executor polls); it ends Canceled."""
@@ -151,15 +168,29 @@ class ChildLoop(Generic[P]):
                 self.ctx.store.set_status(run_id, FAILED, error=reason)
 
     async def wait(self, timeout: float = 0.5) -> list[Finished[P]]:
-        """The children that finished within `timeout` seconds (none when nothing runs)."""
+        """The children that finished within `timeout` seconds (none when nothing runs). It also returns,
+        maybe with none, as soon as a child's job ends and frees a slot (`free`), so the caller can start the
+        next child while that one is finalized."""
         self._enforce_limits()
         if not self._tasks:
             return []
-        done, _ = await asyncio.wait(self._tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if self._freed.is_set():
+            self._freed.clear()
+            done = {task for task in self._tasks if task.done()}
+        else:
+            freed: asyncio.Future[Any] = asyncio.ensure_future(self._freed.wait())
+            waiting: list[asyncio.Future[Any]] = [*self._tasks, freed]
+            try:
+                finished, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                freed.cancel()
+            done = {task for task in self._tasks if task in finished}
+            self._freed.clear()
         out = []
         for task in done:
             run_id, payload = self._tasks.pop(task)
             self._deadlines.pop(run_id, None)
+            self._exited.discard(run_id)
             try:
                 status = task.result()
             except Exception as exc:  # execute never raises for a job's failure: this is a bug, logged
@@ -183,3 +214,4 @@ class ChildLoop(Generic[P]):
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        self._exited.clear()

@@ -205,7 +205,8 @@ def error_from_log(text: str) -> str | None:
 
 
 async def execute(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: ComputeBackend,
-                  on_progress: Callable[[str], None] | None = None) -> str:
+                  on_progress: Callable[[str], None] | None = None,
+                  on_exit: Callable[[], None] | None = None) -> str:
     """Run `job` for run `run_id` to a terminal state and return that state. Never raises for job failures.
 
     Adoption: when the run record already holds a job handle (the job was started by a supervisor that
@@ -215,7 +216,8 @@ async def execute(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Co
     cleanup). AutoML and HyperDrive coordinators call this the same way for children they adopt. A run
     without a handle starts from prepare, unless its last supervisor had already begun starting the job
     (then nbml can't tell whether a job runs, and the run ends Failed saying so). Only a job that is gone
-    with no exit code ends Failed for being lost.
+    with no exit code ends Failed for being lost. `on_exit` is called once the job has ended by itself on the
+    target (an exit code was seen) and the run is Finalizing: the child loop starts the next child meanwhile.
     """
     store = ctx.store
     ctx.active.add(run_id)
@@ -228,7 +230,7 @@ async def execute(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Co
     if stored:
         handle = JobHandle.from_dict(stored)
         final, _error = await _adopt(ctx, run_id, job, backend, handle, _Mirror(ctx, run_id, backend, handle, job), rec,
-                                     unreachable)
+                                     unreachable, on_exit)
         return final
     try:
         if props.get(JOB_STARTING):
@@ -263,12 +265,13 @@ async def execute(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Co
         ctx.log_exception(f"run {run_id} failed in the supervisor")
         final, error = FAILED, f"{type(exc).__name__}: {exc}"
     finally:
-        final, error = await _end(ctx, run_id, backend, handle, mirror, final, error, unreachable)
+        final, error = await _end(ctx, run_id, backend, handle, mirror, final, error, unreachable, on_exit)
     return final
 
 
 async def _adopt(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: ComputeBackend, handle: JobHandle,
-                 mirror: _Mirror, rec: dict[str, Any] | None, unreachable: float) -> tuple[str, str | None]:
+                 mirror: _Mirror, rec: dict[str, Any] | None, unreachable: float,
+                 on_exit: Callable[[], None] | None = None) -> tuple[str, str | None]:
     """Take over a job a dead supervisor started: watch it from where that one stopped."""
     assert rec is not None
     ctx.log(f"adopting the job of {run_id} ({handle.target}, {handle.job_dir}) from events offset "
@@ -288,15 +291,16 @@ async def _adopt(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Com
         ctx.log_exception(f"adopting {run_id} failed")
         final, error = FAILED, f"{type(exc).__name__}: {exc}"
     finally:
-        final, error = await _end(ctx, run_id, backend, handle, mirror, final, error, unreachable)
+        final, error = await _end(ctx, run_id, backend, handle, mirror, final, error, unreachable, on_exit)
     return final, error
 
 
 async def _end(ctx: SupervisorContext, run_id: str, backend: ComputeBackend, handle: JobHandle | None,
-               mirror: _Mirror | None, final: str, error: str | None, unreachable: float) -> tuple[str, str | None]:
+               mirror: _Mirror | None, final: str, error: str | None, unreachable: float,
+               on_exit: Callable[[], None] | None = None) -> tuple[str, str | None]:
     """Finalize (copy back, real exit status), record the terminal state, then release the job's folder."""
     if handle is not None and mirror is not None:
-        final, error = await _finalize(ctx, run_id, backend, handle, mirror, final, error, unreachable)
+        final, error = await _finalize(ctx, run_id, backend, handle, mirror, final, error, unreachable, on_exit)
     await ctx.db(_terminal, ctx, run_id, final, error)
     ctx.active.discard(run_id)
     if handle is not None:
@@ -305,6 +309,12 @@ async def _end(ctx: SupervisorContext, run_id: str, backend: ComputeBackend, han
         except Exception:
             ctx.log_exception(f"cleanup of {run_id} failed")
     return final, error
+
+
+def _exited(final: str, error: str | None, on_exit: Callable[[], None] | None) -> None:
+    """Tell `on_exit` when `_watch` ended on the job's own exit (not a cancel, a time limit or a lost job)."""
+    if on_exit is not None and (final == COMPLETED or (final == FAILED and (error or "").startswith("exit code"))):
+        on_exit()
 
 
 def _opening(store: Any, run_id: str) -> tuple[dict[str, Any] | None, dict[str, Any], bool]:
@@ -367,8 +377,10 @@ async def _watch(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Com
 
 
 async def _finalize(ctx: SupervisorContext, run_id: str, backend: ComputeBackend, handle: JobHandle, mirror: _Mirror,
-                    final: str, error: str | None, unreachable: float) -> tuple[str, str | None]:
+                    final: str, error: str | None, unreachable: float,
+                    on_exit: Callable[[], None] | None = None) -> tuple[str, str | None]:
     await ctx.db(ctx.store.set_status, run_id, FINALIZING)
+    _exited(final, error, on_exit)  # the run says Finalizing before its slot goes to the next child
     try:
         await retrying(ctx, run_id, "collecting events and logs", lambda: mirror.pump(force_listing=True), unreachable)
         await retrying(ctx, run_id, "copying outputs back", mirror.outputs, unreachable)
