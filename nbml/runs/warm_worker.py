@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import gc
 import importlib
 import json
 import os
+import pkgutil  # noqa: F401  runpy.run_path imports it on first use: once here, not in every child
 import runpy
 import selectors
 import shutil
@@ -317,6 +319,10 @@ def serve(folder: Path) -> int:
             print(f"the worker's setup {cfg['setup']} failed (the tasks do it themselves):", flush=True)
             traceback.print_exc()
             sys.stdout.flush()
+    # What the worker holds now (modules, training data) lives on in every child it forks: out of the garbage
+    # collector's sight, so a child's collections don't walk it and copy its pages (copy-on-write) for nothing.
+    gc.collect()
+    gc.freeze()
     lease_s = float(cfg.get("lease_seconds") or 60)
     inbox = folder / INBOX
     inbox.mkdir(exist_ok=True)
