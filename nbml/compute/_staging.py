@@ -6,6 +6,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
 from nbml.compute.base import JobSpec
 from nbml.snapshot import blob_path
@@ -40,31 +41,42 @@ def _inside(root: Path, rel: str) -> Path:
     return target
 
 
-def job_file(root: Path, rel: str) -> Path | None:
-    """`root/rel` if it is a regular file inside the job folder reached without any symbolic link, else None.
-
-    A job can plant links in its folder (``os.symlink('/etc/passwd', 'outputs/x')``, or a linked folder);
-    reading through them would copy files of this machine into the run. Such paths are skipped.
-    """
-    real_root = os.path.realpath(root)
-    path = os.path.normpath(os.path.join(real_root, rel))
-    if not path.startswith(real_root + os.sep) or os.path.realpath(path) != path:
-        return None  # outside the folder (.. in rel), or a link somewhere on the way
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    return Path(path) if stat.S_ISREG(st.st_mode) else None
-
-
 def _open_inside(root: Path, rel: str) -> int | None:
-    path = job_file(root, rel)
-    if path is None:
+    """A read-only descriptor of the regular file `rel` inside the job folder `root`, or None (missing, outside
+    the folder, or reached through a symbolic link anywhere below `root`).
+
+    It walks down from `root` one component at a time with ``O_NOFOLLOW`` relative to the folder already open,
+    so no link below `root` is followed and one swapped in meanwhile is refused, not followed: a few system
+    calls, where resolving the whole path would stat every component of it from ``/`` on each read.
+    The last open is non-blocking, so a FIFO the job planted can't hang the reader; it is refused as not a
+    regular file.
+    """
+    parts = rel.replace(os.sep, "/").split("/")
+    if os.path.isabs(rel) or any(p in ("", ".", "..") for p in parts):
         return None
-    try:  # O_NOFOLLOW: a link swapped in after the check is refused, not followed
-        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    nofollow = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None
+    fd = -1
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, nofollow | os.O_DIRECTORY, dir_fd=folder)
+            os.close(folder)
+            folder = inner
+        fd = os.open(parts[-1], nofollow | os.O_NONBLOCK, dir_fd=folder)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        os.set_blocking(fd, True)
+        return fd
+    except OSError:
+        if fd >= 0:
+            os.close(fd)
+        return None
+    finally:
+        os.close(folder)
 
 
 def read_bytes(path: Path, offset: int, limit: int, root: Path | None = None) -> bytes:
@@ -85,27 +97,51 @@ def copy_out(root: Path, rel: str, dest: Path) -> None:
     fd = _open_inside(root, rel)
     if fd is None:
         raise FileNotFoundError(f"{rel} is not a regular file inside the job folder {root} (missing, or a link)")
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with os.fdopen(fd, "rb") as src, open(dest, "wb") as out:
+    with os.fdopen(fd, "rb") as src, _create(Path(dest)) as out:
         shutil.copyfileobj(src, out, 1 << 20)
+
+
+def _create(dest: Path, mode: str = "wb") -> Any:
+    """`open(dest, mode)`, making its folder first only when it is missing (a system call saved per file)."""
+    try:
+        return open(dest, mode)
+    except FileNotFoundError:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return open(dest, mode)
 
 
 def list_tree(root: Path, prefix: str) -> list[tuple[str, int]]:
     """(path relative to `root`, size) of the regular files under `prefix`; symbolic links are never followed
-    or listed (neither links to files nor linked folders, nor a `prefix` that is itself a link)."""
-    real_root = os.path.realpath(root)
-    base = os.path.normpath(os.path.join(real_root, prefix.strip("/")))
-    if not (base + os.sep).startswith(real_root + os.sep) or os.path.realpath(base) != base or not os.path.isdir(base):
+    or listed (neither links to files nor linked folders, nor a `prefix` that is itself a link).
+
+    Walked with descriptors, as `_open_inside` reads: each folder is opened ``O_NOFOLLOW`` relative to its
+    parent and `os.fwalk` never follows a link, so nothing outside the folder can be listed."""
+    parts = [p for p in prefix.replace(os.sep, "/").split("/") if p]
+    if any(p in (".", "..") for p in parts):
         return []
-    out = []
-    for dirpath, _dirs, files in os.walk(base):  # os.walk never descends into linked folders
-        for name in files:
-            full = os.path.join(dirpath, name)
-            try:
-                st = os.lstat(full)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                out.append((os.path.relpath(full, real_root).replace(os.sep, "/"), st.st_size))
-    return sorted(out)
+    flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+    try:
+        folder = os.open(root, flags)
+    except OSError:
+        return []
+    try:
+        for part in parts:
+            inner = os.open(part, flags | os.O_NOFOLLOW, dir_fd=folder)
+            os.close(folder)
+            folder = inner
+        out = []
+        base = "/".join(parts)
+        for dirpath, _dirs, files, dir_fd in os.fwalk(".", dir_fd=folder, follow_symlinks=False):
+            sub = os.path.normpath(os.path.join(base, dirpath)).replace(os.sep, "/")
+            for name in files:
+                try:
+                    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    out.append((name if sub == "." else f"{sub}/{name}", st.st_size))
+        return sorted(out)
+    except OSError:
+        return []
+    finally:
+        os.close(folder)

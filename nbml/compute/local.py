@@ -91,7 +91,7 @@ class LocalBackend(ComputeBackend):
                                                                    "create_time": start_time(proc.pid)})
 
     # Job files are read without following symbolic links: a job can't have files outside its folder copied
-    # into the run by planting a link (see nbml.compute._staging.job_file).
+    # into the run by planting a link (see nbml.compute._staging._open_inside).
     async def read(self, handle: JobHandle, relpath: str, offset: int, limit: int = 1 << 20) -> bytes:
         job_dir = Path(handle.job_dir)
         return _staging.read_bytes(job_dir / relpath, offset, limit, job_dir)

@@ -185,8 +185,7 @@ def _size_of(path: Path) -> int:
 
 
 def _append(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as fh:
+    with _staging._create(path, "ab") as fh:
         fh.write(data)
 
 
@@ -342,10 +341,9 @@ def _terminal(ctx: SupervisorContext, run_id: str, final: str, error: str | None
 
 def _prep_logger(ctx: SupervisorContext, run_id: str) -> Callable[[str], None]:
     path = ctx.run_dir(run_id) / "nbml-logs" / "prepare_log.txt"
-    path.parent.mkdir(parents=True, exist_ok=True)
 
     def log(line: str) -> None:  # called from the backends' worker threads while they prepare
-        with open(path, "a") as fh:
+        with _staging._create(path, "a") as fh:
             fh.write(line + "\n")
 
     return log

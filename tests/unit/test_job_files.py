@@ -38,3 +38,18 @@ def test_reading_and_copying_refuse_links(job: Path, tmp_path: Path) -> None:
             _staging.copy_out(job, rel, tmp_path / "copy")
     _staging.copy_out(job, "outputs/sub/a.txt", tmp_path / "back" / "a.txt")
     assert (tmp_path / "back" / "a.txt").read_text() == "a"
+
+
+def test_a_planted_fifo_or_folder_is_refused_without_hanging(job: Path, tmp_path: Path) -> None:
+    os.mkfifo(job / "outputs" / "pipe")  # opening it for reading would block until a writer came
+    assert _staging.read_bytes(job / "outputs" / "pipe", 0, 10, job) == b""
+    assert _staging.read_bytes(job / "outputs" / "sub", 0, 10, job) == b""  # a folder is not a file
+    assert ("outputs/pipe", 0) not in _staging.list_tree(job, "outputs")
+    with pytest.raises(FileNotFoundError, match="not a regular file"):
+        _staging.copy_out(job, "outputs/pipe", tmp_path / "copy")
+
+
+def test_a_link_inside_the_folder_is_refused_too(job: Path) -> None:
+    os.symlink("model.bin", job / "outputs" / "alias.bin")  # inside, but a link: copy-back never follows one
+    assert _staging.read_bytes(job / "outputs" / "alias.bin", 0, 10, job) == b""
+    assert _staging.read_bytes(job / "outputs" / "sub" / "a.txt", 0, 10, job) == b"a"
