@@ -43,6 +43,18 @@ elif mode == "sleep":
 """
 
 
+async def _cancel_one_then_run_the_next(p: WarmParent) -> tuple[str, str]:
+    """Cancel child 3 while it runs: it ends Canceled, its warm worker lives on and child 4 completes."""
+    d = p.launch(3, "sleep")
+    stopped_in = await p.until_running(d)
+    p.loop.cancel(d)
+    assert (await p.until_ended(d))[d].status == "Canceled"
+    assert _alive(stopped_in)  # the cancel ended the child, not its warm worker
+    e = p.launch(4, "ok")
+    assert (await p.until_ended(e))[e].status == "Completed"
+    return d, e
+
+
 def _alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -69,15 +81,7 @@ def test_a_cancel_stops_only_its_child_and_the_warm_worker_runs_the_next(cluster
     async def main() -> None:
         p = WarmParent(ws, target, "warm_dask_cancel", snapshot, go)
         try:
-            d = p.launch(3, "sleep")
-            stopped_in = await p.until_running(d)
-            p.loop.cancel(d)
-            ended = await p.until_ended(d)
-            assert ended[d].status == "Canceled"
-            assert _alive(stopped_in)  # the cancel ended the child, not its warm worker
-            e = p.launch(4, "ok")
-            ended.update(await p.until_ended(e))
-            assert ended[e].status == "Completed"
+            d, e = await _cancel_one_then_run_the_next(p)
         finally:
             await p.close()
         assert "hello from child 3" in (ws.path / "runs" / d / "nbml-logs" / "driver_log.txt").read_text()
@@ -108,16 +112,7 @@ def test_a_lost_dask_worker_fails_only_its_child_and_a_cancel_stops_only_its_chi
             ended.update(await p.until_ended(b))
             assert ended[b].status == "Completed" and ended[c].status == "Completed", p.rec(c)["error"]
             assert p.worker_pid(c) != victim  # a new warm worker (or the surviving one) ran it
-
-            d = p.launch(3, "sleep")
-            stopped_in = await p.until_running(d)
-            p.loop.cancel(d)
-            ended.update(await p.until_ended(d))
-            assert ended[d].status == "Canceled"
-            assert _alive(stopped_in)  # the cancel ended the child, not its warm worker
-            e = p.launch(4, "ok")
-            ended.update(await p.until_ended(e))
-            assert ended[e].status == "Completed"
+            d, e = await _cancel_one_then_run_the_next(p)
         finally:
             await p.close()
         error = p.rec(a)["error"]
