@@ -97,11 +97,11 @@ def copy_out(root: Path, rel: str, dest: Path) -> None:
     fd = _open_inside(root, rel)
     if fd is None:
         raise FileNotFoundError(f"{rel} is not a regular file inside the job folder {root} (missing, or a link)")
-    with os.fdopen(fd, "rb") as src, _create(Path(dest)) as out:
+    with os.fdopen(fd, "rb") as src, open_creating(Path(dest)) as out:
         shutil.copyfileobj(src, out, 1 << 20)
 
 
-def _create(dest: Path, mode: str = "wb") -> Any:
+def open_creating(dest: Path, mode: str = "wb") -> Any:
     """`open(dest, mode)`, making its folder first only when it is missing (a system call saved per file)."""
     try:
         return open(dest, mode)

@@ -174,18 +174,14 @@ class ChildLoop(Generic[P]):
         self._enforce_limits()
         if not self._tasks:
             return []
-        if self._freed.is_set():
-            self._freed.clear()
-            done = {task for task in self._tasks if task.done()}
-        else:
-            freed: asyncio.Future[Any] = asyncio.ensure_future(self._freed.wait())
-            waiting: list[asyncio.Future[Any]] = [*self._tasks, freed]
-            try:
-                finished, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                freed.cancel()
-            done = {task for task in self._tasks if task in finished}
-            self._freed.clear()
+        freed: asyncio.Future[Any] = asyncio.ensure_future(self._freed.wait())  # done at once if already set
+        waiting: list[asyncio.Future[Any]] = [*self._tasks, freed]
+        try:
+            finished, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            freed.cancel()
+        self._freed.clear()
+        done = {task for task in self._tasks if task in finished}
         out = []
         for task in done:
             run_id, payload = self._tasks.pop(task)

@@ -185,7 +185,7 @@ def _size_of(path: Path) -> int:
 
 
 def _append(path: Path, data: bytes) -> None:
-    with _staging._create(path, "ab") as fh:
+    with _staging.open_creating(path, "ab") as fh:
         fh.write(data)
 
 
@@ -343,7 +343,7 @@ def _prep_logger(ctx: SupervisorContext, run_id: str) -> Callable[[str], None]:
     path = ctx.run_dir(run_id) / "nbml-logs" / "prepare_log.txt"
 
     def log(line: str) -> None:  # called from the backends' worker threads while they prepare
-        with _staging._create(path, "a") as fh:
+        with _staging.open_creating(path, "a") as fh:
             fh.write(line + "\n")
 
     return log
