@@ -26,7 +26,7 @@ from typing import Any
 from nbml.automl.child import MODEL_FILE, PREDICTIONS_FILE, SCORES_FILE, WARM_DATA_FILE, WARM_PRELOAD
 from nbml.automl.estimators import pipeline_name, size_of
 from nbml.automl.metrics import CLASSIFICATION, goal, is_better
-from nbml.automl.search import PastTrial, Proposal, SearchStrategy
+from nbml.automl.search import AskAhead, PastTrial, Proposal, SearchStrategy
 from nbml.compute.base import EnvSpec, JobSpec
 from nbml.runs.children import ChildLoop, child_config, existing_children
 from nbml.runs.context import SupervisorContext
@@ -43,16 +43,6 @@ ETA = 3  # successive halving: a screen is promoted when it is in the best 1/ETA
 SCREEN_MIN_ITERATIONS = 50  # screening runs only in time-limited searches allowed at least this many iterations
 BAG_MAX_ROWS = 10_000  # up to this many training rows, an iteration's model keeps its CV fold fits (bagging)
 SCREEN_ROWS = 8000  # on more training rows than this, a screen fits on a quarter of them (at least this many)
-
-
-def defaults_crowd_out(durations: list[float], defaults_left: int, slots: int, time_left: float) -> bool:
-    """Whether the library defaults still to try, each at full fidelity, would take more than half of the
-    search's time left on every slot (by the median of the full iterations finished so far), so that little
-    would remain for the search itself: then they run as screens too, and only the promising ones at full
-    fidelity (data where every fit is costly, like many classes times boosting rounds)."""
-    if not durations or defaults_left <= 0:
-        return False
-    return defaults_left * statistics.median(durations) > 0.5 * max(1, slots) * time_left
 
 
 @dataclasses.dataclass
@@ -257,18 +247,18 @@ class Coordinator:
         better = sum(1 for s in self.rung if is_better(s, score, self.metric))
         return better < math.ceil(len(self.rung) / ETA)
 
-    def _next(self, search: SearchStrategy) -> Proposal | None:
-        """The next pipeline to start: a promoted screen first, then the search's proposals (TPE's screened
-        at low fidelity); None when what it proposes cannot finish in the time left."""
+    async def _next(self, search: AskAhead) -> Proposal | None:
+        """The next pipeline to start: a promoted screen first, then the search's proposals (library defaults
+        and TPE's alike screened at low fidelity when the search screens); None when what it proposes cannot
+        finish in the time left."""
         while self.promotions:
             p = self.promotions.popleft()
             if self._fits(p):
                 return p
             search.tell(p.trial, None)  # no time left for its full-fidelity run
         for _ in range(3):
-            p = search.ask()
-            if self.fidelity and p.record and (not p.record.get("default") or defaults_crowd_out(
-                    self.durations, search.defaults_left + 1, self._slots(), self._search_left())):
+            p = await search.ask()
+            if self.fidelity and p.record:
                 p.fidelity = dict(self.fidelity)
             if self._fits(p):
                 return p
@@ -376,20 +366,28 @@ class Coordinator:
                 adopt.append((rec, spec, len(history) if trial else None))
                 if trial:
                     history.append(PastTrial(trial, running=True, screen=screen))
-        search = SearchStrategy(self.task, self.metric, self.cfg["algorithms"], self.cfg["n_rows"],
-                                self.cfg["n_features"], seed=int(self.settings.get("seed", 0)), history=history)
+        strategy = SearchStrategy(self.task, self.metric, self.cfg["algorithms"], self.cfg["n_rows"],
+                                  self.cfg["n_features"], seed=int(self.settings.get("seed", 0)), history=history)
         for rec, spec, index in adopt:
-            p = self._proposal(rec, spec, search.restored[index] if index is not None else None)
+            p = self._proposal(rec, spec, strategy.restored[index] if index is not None else None)
             self._launch(loop, p, int(rec["iteration"]), started=float(rec.get("started_at") or rec["created_at"]),
                          spec=spec)
         n_search = max(1, int(self.settings["iterations"]) - self._n_ensembles())
         launched = len(found)
         # under a time limit, a quick model first (unless the user asked for a single iteration)
         baseline = self._baseline() if self.deadline is not None and not found and n_search >= 2 else None
+        search = AskAhead(strategy, lambda exc: self.ctx.log(f"the search failed to take a result in: {exc!r}"))
+        try:
+            await self._search_loop(loop, search, launched, n_search, baseline)
+        finally:
+            search.close()
+
+    async def _search_loop(self, loop: ChildLoop[Proposal], search: AskAhead, launched: int, n_search: int,
+                           baseline: Proposal | None) -> None:
         stopping = False
         while True:
             while not self._should_stop(launched, n_search) and loop.free:
-                start = baseline or self._next(search)
+                start = baseline or await self._next(search)
                 baseline = None
                 if start is None:
                     break  # nothing proposed can finish in the time left: wait for the running ones

@@ -156,26 +156,66 @@ def test_on_small_data_the_model_predicts_with_its_fold_fits_too() -> None:
     assert scores["AUC_weighted"] > 0.9
 
 
-def test_defaults_run_as_screens_only_when_they_would_crowd_out_the_search() -> None:
-    from nbml.automl.coordinator import defaults_crowd_out
-
-    # nothing finished yet: no pace to judge by, the defaults go at full fidelity
-    assert not defaults_crowd_out([], defaults_left=9, slots=2, time_left=20.0)
-    # cheap data (penguins-like): 9 defaults at 0.3 s each are a sliver of 2 slots x 20 s
-    assert not defaults_crowd_out([0.2, 0.3, 0.4], defaults_left=9, slots=2, time_left=20.0)
-    # costly fits for the budget (digits in 30 s): 8 defaults x 6 s would take more than half of 2 x 18 s
-    assert defaults_crowd_out([1.0, 6.0, 7.0], defaults_left=8, slots=2, time_left=18.0)
-    # the same data with a long budget: the defaults fit, they stay full
-    assert not defaults_crowd_out([1.0, 6.0, 7.0], defaults_left=8, slots=2, time_left=100.0)
-    assert not defaults_crowd_out([6.0], defaults_left=0, slots=2, time_left=1.0)  # none left
-
-
-def test_the_search_counts_the_defaults_it_has_left() -> None:
+def test_the_search_proposes_each_default_once_then_tpe() -> None:
     algos = ["LightGBM", "RandomForest", "KNN"]
     s = SearchStrategy("classification", "AUC_weighted", algos, 500, 10)
-    assert s.defaults_left == 3
-    first = s.ask()
-    assert first.record and first.record["default"] and s.defaults_left == 2
-    s.ask(), s.ask()
-    assert s.defaults_left == 0
+    firsts = [s.ask() for _ in algos]
+    assert [p.algorithm for p in firsts] == algos
+    assert all(p.record and p.record["default"] for p in firsts)
     assert not s.ask().record["default"]  # TPE's proposals after the defaults
+
+
+def test_ask_ahead_asks_off_the_event_loop_in_order_and_reports_errors() -> None:
+    import asyncio
+    import threading
+    import time
+
+    from nbml.automl.search import AskAhead
+
+    algos = ["LightGBM", "RandomForest", "KNN"]
+    s = SearchStrategy("classification", "AUC_weighted", algos, 500, 10)
+    asked_on: list[str] = []
+    real_ask, real_tell = s.ask, s.tell
+
+    def slow_ask() -> object:  # a spy: the real ask, slowed to show the event loop is not held meanwhile
+        asked_on.append(threading.current_thread().name)
+        time.sleep(0.2)
+        return real_ask()
+
+    s.ask = slow_ask  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    async def go() -> tuple[list, int]:
+        ahead = AskAhead(s, errors.append)
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.ensure_future(tick())
+        first = await ahead.ask()
+        ahead.tell(first.trial, 0.9)
+        rest = [await ahead.ask() for _ in range(3)]
+        ticker.cancel()
+
+        def broken_tell(trial: object, value: object) -> None:  # named fake: a study that fails to take a result
+            raise RuntimeError("study refused the result")
+
+        s.tell = broken_tell  # type: ignore[method-assign]
+        ahead.tell(rest[0].trial, 0.5)
+        await asyncio.sleep(0.5)  # the tell runs after the ask asked ahead
+        ahead.close()
+        s.tell = real_tell  # type: ignore[method-assign]
+        return [first, *rest], ticks
+
+    proposals, ticks = asyncio.run(go())
+    assert [p.algorithm for p in proposals[:3]] == algos
+    assert [bool(p.record["default"]) for p in proposals] == [True, True, True, False]
+    assert set(asked_on) == {"nbml-search_0"}  # every ask on the search's own thread, none on the loop's
+    assert len(asked_on) >= 5  # the fifth asked ahead, while nothing waited for it
+    assert ticks >= 40, "the event loop went on while the search asked (4 asks x 0.2 s)"
+    assert s.study.trials[proposals[0].trial].value == 0.9  # the tell reached the study
+    assert [str(e) for e in errors] == ["study refused the result"]
