@@ -310,9 +310,19 @@ async def _end(ctx: SupervisorContext, run_id: str, backend: ComputeBackend, han
     return final, error
 
 
+#: How `_watch` begins the error of a job that exited by itself with a non-zero code (`_finalize` adds the
+#: traceback after it); no other end of `_watch` begins so.
+EXIT_CODE = "exit code "
+
+
+def _ended_by_itself(final: str, error: str | None) -> bool:
+    """Whether `_watch` ended on the job's own exit (not a cancel, a time limit or a lost job)."""
+    return final == COMPLETED or (final == FAILED and (error or "").startswith(EXIT_CODE))
+
+
 def _exited(final: str, error: str | None, on_exit: Callable[[], None] | None) -> None:
-    """Tell `on_exit` when `_watch` ended on the job's own exit (not a cancel, a time limit or a lost job)."""
-    if on_exit is not None and (final == COMPLETED or (final == FAILED and (error or "").startswith("exit code"))):
+    """Tell `on_exit` when the job ended by itself: its slot is free while the run finalizes."""
+    if on_exit is not None and _ended_by_itself(final, error):
         on_exit()
 
 
@@ -363,7 +373,7 @@ async def _watch(ctx: SupervisorContext, run_id: str, job: JobSpec, backend: Com
             if state.exit_code == 0:
                 return COMPLETED, None
             reason = f"\n{state.reason}" if state.reason else ""
-            return FAILED, f"exit code {state.exit_code}{reason}"  # the traceback is added in _finalize
+            return FAILED, f"{EXIT_CODE}{state.exit_code}{reason}"  # the traceback is added in _finalize
         if state.state == "lost":
             return FAILED, f"{LOST}: {state.reason}"
         if job.timeout_seconds and time.monotonic() - started > job.timeout_seconds:
@@ -386,7 +396,7 @@ async def _finalize(ctx: SupervisorContext, run_id: str, backend: ComputeBackend
         ctx.log_exception(f"finalizing {run_id}")
         if final == COMPLETED:
             final, error = FAILED, f"The job finished but its outputs could not be copied back: {exc}"
-    if final == FAILED and error and error.startswith("exit code"):
+    if final == FAILED and error and _ended_by_itself(final, error):
         text = await ctx.io(_tail, ctx.run_dir(run_id) / DRIVER_LOG)
         code, _, reason = error.partition("\n")
         tb = await ctx.io(rank_failure, ctx.run_dir(run_id)) or error_from_log(text)  # which rank, if one did
