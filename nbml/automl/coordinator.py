@@ -213,13 +213,6 @@ class Coordinator:
             share *= n_cv / (n_cv + 1)  # a screen fits no model on all rows
         return {"folds": folds, "rows": rows, "share": round(share, 3)}
 
-    def _slots(self) -> int:
-        return max(1, int(self.settings.get("max_concurrent_iterations") or 1))
-
-    def _search_left(self) -> float:
-        end = self._search_end()
-        return math.inf if end is None else end - time.time()
-
     def _estimate(self, p: Proposal) -> float | None:
         """Seconds `p` should take, from its algorithm's finished iterations (per tree or round where the
         algorithm builds them); None while that algorithm has none."""
