@@ -316,8 +316,22 @@ def run_peer(system: str, python: str, folder: Path, budget: float, seed: int,
 
 
 # -- nbml ------------------------------------------------------------------------------------------
-def run_nbml(ws: Any, name: str, X: Any, y: Any, kind: str, train: np.ndarray, test: np.ndarray,
+def run_nbml(name: str, X: Any, y: Any, kind: str, train: np.ndarray, test: np.ndarray,
              classes: list[str], budget: float, seed: int) -> dict[str, Any]:
+    """One nbml search, in a throwaway workspace of its own (not the default one), removed once it is scored:
+    a 120 s run keeps hundreds of iterations' models and predictions, and a full benchmark in one workspace
+    once filled the disk (21 GB)."""
+    from nbml import Workspace
+
+    ws = Workspace(path=tempfile.mkdtemp(prefix="nbml-bench-"))
+    try:
+        return _search(ws, name, X, y, kind, train, test, classes, budget, seed)
+    finally:
+        shutil.rmtree(ws.path, ignore_errors=True)
+
+
+def _search(ws: Any, name: str, X: Any, y: Any, kind: str, train: np.ndarray, test: np.ndarray,
+            classes: list[str], budget: float, seed: int) -> dict[str, Any]:
     from nbml import Experiment
     from nbml.automl import AutoMLConfig
 
@@ -413,11 +427,6 @@ def main(argv: list[str] | None = None, default_systems: str = "nbml,flaml,autog
     pythons = {s: getattr(args, f"{s}_python") or peer_python(s, args.cache) for s in systems if s != "nbml"}
     versions = {s: peer_version(s, py) for s, py in pythons.items()}
 
-    ws = None
-    if "nbml" in systems:
-        from nbml import Workspace
-
-        ws = Workspace(path=tempfile.mkdtemp(prefix="nbml-bench-"))  # a throwaway workspace, not the default one
     print(f"systems {systems}; budgets {args.budgets} s; {args.splits} outer split(s); datasets {args.datasets}; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled")
@@ -442,7 +451,7 @@ def main(argv: list[str] | None = None, default_systems: str = "nbml,flaml,autog
                     for system in systems:
                         try:
                             if system == "nbml":
-                                res = run_nbml(ws, name, X, y, kind, train, test, classes, budget, seed)
+                                res = run_nbml(name, X, y, kind, train, test, classes, budget, seed)
                             else:
                                 keep = result_path(args.cache, system, versions[system], folder, budget)
                                 res = run_peer(system, pythons[system], folder, budget, seed, keep,
