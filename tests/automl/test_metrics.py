@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn import metrics as skm
 from sklearn.metrics import roc_auc_score
 
 from nbml.automl import metrics
@@ -44,6 +45,86 @@ def test_fast_auc_matches_sklearn(k: int) -> None:
     proba /= proba.sum(axis=1, keepdims=True)
     expected = roc_auc_score(np.eye(k)[y], proba, average="weighted")
     assert metrics.score_one("classification", "AUC_weighted", y, proba, np.arange(k)) == pytest.approx(expected)
+
+
+def _sklearn_reference(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict[str, float]:
+    """Each classification metric computed by scikit-learn's own function, one call per metric."""
+    import warnings
+
+    y_pred = classes[np.argmax(proba, axis=1)]
+    onehot = (y[:, None] == classes[None, :]).astype(int)
+    present = onehot.sum(axis=0) > 0
+    out: dict[str, float] = {}
+
+    def safe(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return float(fn(*args, **kwargs))
+            except ValueError:
+                return float("nan")
+
+    out["accuracy"] = skm.accuracy_score(y, y_pred)
+    out["balanced_accuracy"] = safe(skm.balanced_accuracy_score, y, y_pred)
+    out["weighted_accuracy"] = float(sum(skm.accuracy_score(onehot[:, i], (y_pred == c).astype(int)) * onehot[:, i].mean()
+                                         for i, c in enumerate(classes)))
+    for avg in ("weighted", "macro", "micro"):
+        cols = present if avg != "micro" else slice(None)
+        out[f"AUC_{avg}"] = safe(skm.roc_auc_score, onehot[:, cols], proba[:, cols], average=avg)
+        out[f"average_precision_score_{avg}"] = safe(skm.average_precision_score, onehot[:, cols], proba[:, cols],
+                                                     average=avg)
+        for name, fn in (("precision_score", skm.precision_score), ("recall_score", skm.recall_score),
+                         ("f1_score", skm.f1_score)):
+            out[f"{name}_{avg}"] = safe(fn, y, y_pred, labels=classes, average=avg, zero_division=0)
+    out["norm_macro_recall"] = max(0.0, (out["recall_score_macro"] - 1 / len(classes)) / (1 - 1 / len(classes)))
+    clipped = np.clip(proba, 1e-15, 1 - 1e-15)[:, np.argsort(classes)]  # log_loss takes columns in sorted order
+    out["log_loss"] = safe(skm.log_loss, y, clipped / clipped.sum(axis=1, keepdims=True), labels=np.sort(classes))
+    out["matthews_correlation"] = safe(skm.matthews_corrcoef, y, y_pred)
+    return out
+
+
+def _case(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    k = {"binary": 2, "three": 3, "seven": 7, "ties": 4, "absent": 5, "strings": 3, "one_class": 3,
+         "perfect": 6, "never_predicted": 4}[name]
+    n = 157
+    y = rng.integers(0, k, n)
+    if name == "absent":  # a fold in which one class has no rows
+        y[y == 2] = 3
+    if name == "one_class":
+        y[:] = 1
+    proba = rng.random((n, k))
+    proba[np.arange(n), y] += 0.5
+    if name == "ties":  # coarse scores: many ties at every threshold
+        proba = np.round(proba, 1) + 0.01
+    if name == "perfect":
+        proba = np.eye(k)[y] * 0.9 + 0.01
+    if name == "never_predicted":
+        proba[:, 0] = 0.0
+    proba /= proba.sum(axis=1, keepdims=True)
+    classes = np.arange(k)
+    if name == "strings":
+        classes = np.array(["eel", "cat", "dog"])  # not sorted: columns follow the classes given
+        y = classes[y]
+    return y, proba, classes
+
+
+@pytest.mark.parametrize("name", ["binary", "three", "seven", "ties", "absent", "strings", "one_class", "perfect",
+                                  "never_predicted"])
+def test_every_classification_metric_equals_scikit_learns(name: str) -> None:
+    y, proba, classes = _case(name)
+    ours = metrics.score("classification", y, proba, classes)
+    expected = _sklearn_reference(y, proba, classes)
+    assert set(ours) == set(expected)
+    for metric, value in expected.items():
+        assert ours[metric] == pytest.approx(value, nan_ok=True, abs=1e-12), metric
+    if name != "one_class":
+        assert np.isfinite(list(ours.values())).all()
+
+
+def test_labels_outside_the_classes_are_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"\['frog'\] are not among the classes"):
+        metrics.score("classification", np.array(["cat", "frog"]), np.full((2, 2), 0.5), ["cat", "dog"])
 
 
 def test_directions() -> None:
