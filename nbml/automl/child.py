@@ -32,6 +32,8 @@ PREDICTIONS_FILE = "predictions.npz"
 SCORES_FILE = "scores.json"
 #: Caruana selection starts from the average of this many best members (sorted initialisation)
 ENSEMBLE_INIT = 5
+#: Caruana selection's forward steps
+ENSEMBLE_ROUNDS = 40
 
 
 #: What a warm worker imports once, before it runs any iteration (nbml.runs.warm_worker).
@@ -181,15 +183,20 @@ def run_ensemble(spec: dict[str, Any], ds: Any) -> tuple[Any, dict[str, float], 
     folds, rows = _score_rows(spec, ds)
     y_true = np.asarray(ds.y_valid) if folds is None else ds.y[rows]
     members = spec["members"]
-    preds, models = [], []
+    preds = []
     for m in members:
         with np.load(m["predictions"], allow_pickle=False) as npz:
             preds.append(np.asarray(npz["pred"], dtype=float))
-        with open(m["model"], "rb") as fh:
-            models.append(pickle.load(fh))
-    weights, _ = ensemble.caruana(task, metric, y_true, preds, classes, rounds=spec.get("rounds", 40),
-                                  init_size=spec.get("init_size", ENSEMBLE_INIT), y_range=y_range)
+    if spec.get("weights") is not None:  # selected by the coordinator, which shipped only the chosen members
+        weights = dict(enumerate(float(w) for w in spec["weights"]))
+    else:
+        weights, _ = ensemble.caruana(task, metric, y_true, preds, classes, rounds=spec.get("rounds", ENSEMBLE_ROUNDS),
+                                      init_size=spec.get("init_size", ENSEMBLE_INIT), y_range=y_range)
     chosen = sorted(weights)
+    models = {}
+    for i in chosen:  # the models of the members selected, only: each may be tens of MB
+        with open(members[i]["model"], "rb") as fh:
+            models[i] = pickle.load(fh)
     meta = None
     if spec["ensemble"] == "StackEnsemble":
         # never worse than the best single model on the out-of-fold score: the blend when stacking isn't better

@@ -14,6 +14,7 @@ iteration numbers go on, and ensembles and the explanation run once.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import json
@@ -23,7 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nbml.automl.child import MODEL_FILE, PREDICTIONS_FILE, SCORES_FILE, WARM_DATA_FILE, WARM_PRELOAD
+from nbml.automl.child import (
+    ENSEMBLE_INIT,
+    ENSEMBLE_ROUNDS,
+    MODEL_FILE,
+    PREDICTIONS_FILE,
+    SCORES_FILE,
+    WARM_DATA_FILE,
+    WARM_PRELOAD,
+)
 from nbml.automl.estimators import pipeline_name, size_of
 from nbml.automl.metrics import CLASSIFICATION, goal, is_better
 from nbml.automl.search import AskAhead, PastTrial, Proposal, SearchStrategy
@@ -436,6 +445,36 @@ class Coordinator:
             files[m["predictions"]] = (out / PREDICTIONS_FILE).read_bytes()
         return files
 
+    def _select(self, library: list[Result]) -> tuple[list[Result], list[float]] | None:
+        """Caruana selection over the library's out-of-fold predictions, made once for both ensembles.
+
+        Only the members it keeps (often 3-6 of 12) are shipped to the ensemble children: the models are the
+        heavy part (a bagged forest is tens of MB) and each child would otherwise load every one of them.
+        None when a member's predictions can't be read as this version writes them; the children then select.
+        """
+        import numpy as np
+
+        from nbml.automl import ensemble
+
+        preds, y_true, classes = [], None, None
+        try:
+            for r in library:
+                with np.load(self.ctx.run_dir(r.run_id) / "outputs" / PREDICTIONS_FILE, allow_pickle=False) as npz:
+                    preds.append(np.asarray(npz["pred"], dtype=float))
+                    if y_true is None:
+                        y_true, classes = npz["y_true"], npz["classes"]
+        except (OSError, KeyError, ValueError):
+            self.ctx.log_exception("ensemble selection: the members' predictions could not be read")
+            return None
+        if y_true is None or len(y_true) != len(preds[0]) or (self.task == CLASSIFICATION and not len(classes)):
+            return None
+        # normalized regression metrics divide by a constant: which members win doesn't depend on it
+        weights, _ = ensemble.caruana(self.task, self.metric, y_true, preds,
+                                      classes if self.task == CLASSIFICATION else None,
+                                      rounds=ENSEMBLE_ROUNDS, init_size=ENSEMBLE_INIT)
+        chosen = sorted(weights)
+        return [library[i] for i in chosen], [weights[i] for i in chosen]
+
     async def ensembles(self, loop: ChildLoop[Proposal], found: list[dict[str, Any]]) -> None:
         kinds = [k for k, on in (("VotingEnsemble", self.settings.get("enable_voting_ensemble")),
                                  ("StackEnsemble", self.settings.get("enable_stack_ensemble"))) if on]
@@ -447,31 +486,35 @@ class Coordinator:
             if rec["status"] in TERMINAL:
                 self._finish(n, rec["run_id"], spec["ensemble"], rec["status"], ensemble=True, replay=True)
             else:
-                self._start_ensemble(loop, rec["run_id"], spec, float(rec.get("started_at") or rec["created_at"]))
+                await self._start_ensemble(loop, rec["run_id"], spec,
+                                           float(rec.get("started_at") or rec["created_at"]))
         library = self._library()
         if kinds and self._n_ensembles() and len(library) >= 2 and not self._cancelled():
+            selected = await asyncio.to_thread(self._select, library)
+            chosen = selected[0] if selected else library
             members = [{"iteration": r.iteration, "model": f"members/{r.iteration}/{MODEL_FILE}",
-                        "predictions": f"members/{r.iteration}/{PREDICTIONS_FILE}"} for r in library]
+                        "predictions": f"members/{r.iteration}/{PREDICTIONS_FILE}"} for r in chosen]
             for kind in kinds:
                 n = self.next_iteration
                 self.next_iteration += 1
                 run_id = f"{self.parent}_{n}"
-                spec = {**self._base_spec(), "kind": "ensemble", "ensemble": kind, "iteration": n, "members": members}
+                spec = {**self._base_spec(), "kind": "ensemble", "ensemble": kind, "iteration": n, "members": members,
+                        **({"weights": selected[1]} if selected else {})}
                 self._record_child(run_id, n, CHILD_KIND, kind, spec, {
                     "iteration": str(n), "run_preprocessor": "", "run_algorithm": kind, "pipeline_name": kind,
                     "hyperparameters": json.dumps({"ensembled_iterations": [m["iteration"] for m in members]}),
                     "primary_metric": self.metric,
                 })
                 names[run_id] = (n, kind)
-                self._start_ensemble(loop, run_id, spec, None)
+                await self._start_ensemble(loop, run_id, spec, None)
         for done in await loop.drain():
             n, kind = names[done.run_id]
             self._finish(n, done.run_id, kind, done.status, ensemble=True)
 
-    def _start_ensemble(self, loop: ChildLoop[Proposal], run_id: str, spec: dict[str, Any],
-                        started: float | None) -> None:
+    async def _start_ensemble(self, loop: ChildLoop[Proposal], run_id: str, spec: dict[str, Any],
+                              started: float | None) -> None:
         timeout, reason = self._limit(f"The {spec['ensemble']}", started or time.time(), 600.0, until=self.deadline)
-        job = self._job(run_id, spec, self._member_files(spec["members"]))
+        job = self._job(run_id, spec, await asyncio.to_thread(self._member_files, spec["members"]))
         loop.launch(run_id, job, Proposal(None, spec["ensemble"], "", {}), timeout=timeout, timeout_reason=reason,
                     started_at=started)
 

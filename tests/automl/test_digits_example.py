@@ -12,7 +12,7 @@ import pytest
 from sklearn import datasets
 
 from nbml import Experiment, Workspace
-from nbml.automl import AutoMLConfig, AutoMLRun, retrieve_model_explanation
+from nbml.automl import AutoMLConfig, AutoMLRun, ensemble, retrieve_model_explanation
 from nbml.automl.metrics import ALL_METRICS
 from nbml.runs.run import Run
 
@@ -25,7 +25,8 @@ def get_data():
 """
 
 
-def test_seed_digits_example(ws: Workspace, project: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_seed_digits_example(ws: Workspace, project: Callable[..., Path], capsys: pytest.CaptureFixture[str],
+                             tmp_path: Path) -> None:
     project_folder = str(project(**{"get_data.py": GET_DATA}))
     automl_config = AutoMLConfig(task="classification", debug_log="automl_errors.log", path=project_folder,
                                  compute_target="local", data_script=project_folder + "/get_data.py",
@@ -50,6 +51,22 @@ def test_seed_digits_example(ws: Workspace, project: Callable[..., Path], capsys
         json.loads(props["hyperparameters"])
     algorithms = {c.get_properties()["run_algorithm"] for c in children}
     assert {"VotingEnsemble", "StackEnsemble"} <= algorithms
+
+    # The voting ensemble is Caruana selection over every finished iteration's out-of-fold predictions (the
+    # coordinator selects, and ships the ensemble children only the members it keeps)
+    singles = [c for c in children if "Ensemble" not in c.get_properties()["run_algorithm"]]
+    preds = []
+    for c in singles:
+        c.download_file("outputs/predictions.npz", str(tmp_path / f"{c.number}.npz"))
+        with np.load(tmp_path / f"{c.number}.npz") as npz:
+            preds.append(npz["pred"])
+            y_oof, classes = npz["y_true"], npz["classes"]
+    weights, _ = ensemble.caruana("classification", "AUC_weighted", y_oof, preds, classes, rounds=40, init_size=5)
+    voting = next(c for c in children if c.get_properties()["run_algorithm"] == "VotingEnsemble")
+    props = voting.get_properties()
+    chosen = dict(zip(json.loads(props["ensembled_iterations"]), json.loads(props["ensemble_weights"]), strict=True))
+    assert chosen == pytest.approx({singles[i].number: w for i, w in weights.items()})
+    assert sorted(json.loads(props["hyperparameters"])["ensembled_iterations"]) == sorted(chosen)
 
     best_run, fitted_model = remote_run.get_output()
     assert best_run.get_metrics()["AUC_weighted"] >= 0.99
