@@ -140,3 +140,30 @@ def test_metric_of_the_other_task_is_rejected_with_the_choices() -> None:
         metrics.check_metric("classification", "r2_score")
     with pytest.raises(ValueError, match="task='forecasting'"):
         metrics.check_metric("forecasting", "accuracy")
+
+
+@pytest.mark.parametrize("metric", [*metrics.PRIMARY_METRICS["classification"], *metrics.PRIMARY_METRICS["regression"]])
+def test_score_one_equals_the_full_scores(metric: str) -> None:
+    rng = np.random.default_rng(7)
+    if metric in metrics.PRIMARY_METRICS["regression"]:
+        y = np.round(rng.random(300) * 10)  # whole numbers: ties in the ranks
+        pred = np.round(y + rng.normal(0, 2, 300))
+        full = metrics.score("regression", y, pred, y_range=12.0)
+        assert metrics.score_one("regression", metric, y, pred, y_range=12.0) == pytest.approx(full[metric])
+    else:
+        y, proba, classes = _case("ties")
+        full = metrics.score("classification", y, proba, classes)
+        assert metrics.score_one("classification", metric, y, proba, classes) == pytest.approx(full[metric])
+
+
+def test_score_one_imports_neither_scipy_nor_scikit_learn() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from nbml.automl import ensemble\n"
+            "y = np.arange(60) % 3; p = np.eye(3)[y] * 0.5 + 0.1\n"
+            "ensemble.caruana('classification', 'AUC_weighted', y, [p, p[::-1]], np.arange(3), init_size=2)\n"
+            "ensemble.caruana('regression', 'spearman_correlation', y * 1.0, [y * 1.0, y[::-1] * 1.0])\n"
+            "print(sorted(m for m in ('scipy', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
