@@ -494,8 +494,11 @@ class Coordinator:
                                            float(rec.get("started_at") or rec["created_at"]))
         library = self._library()
         if kinds and self._n_ensembles() and len(library) >= 2 and not self._cancelled():
+            t0 = time.monotonic()
             selected = await asyncio.to_thread(self._select, library)
             chosen = selected[0] if selected else library
+            self.ctx.log(f"ensemble selection kept {len(chosen)} of the {len(library)} best iterations "
+                         f"({time.monotonic() - t0:.2f} s)" if selected else "the ensembles select their members")
             members = [{"iteration": r.iteration, "model": f"members/{r.iteration}/{MODEL_FILE}",
                         "predictions": f"members/{r.iteration}/{PREDICTIONS_FILE}"} for r in chosen]
             for kind in kinds:
@@ -518,7 +521,11 @@ class Coordinator:
     async def _start_ensemble(self, loop: ChildLoop[Proposal], run_id: str, spec: dict[str, Any],
                               started: float | None) -> None:
         timeout, reason = self._limit(f"The {spec['ensemble']}", started or time.time(), 600.0, until=self.deadline)
-        job = self._job(run_id, spec, await asyncio.to_thread(self._member_files, spec["members"]))
+        t0 = time.monotonic()
+        files = await asyncio.to_thread(self._member_files, spec["members"])
+        self.ctx.log(f"{spec['ensemble']}: {len(spec['members'])} members' files read, "
+                     f"{sum(map(len, files.values())) / 1e6:.1f} MB ({time.monotonic() - t0:.2f} s)")
+        job = self._job(run_id, spec, files)
         loop.launch(run_id, job, Proposal(None, spec["ensemble"], "", {}), timeout=timeout, timeout_reason=reason,
                     started_at=started)
 
@@ -564,7 +571,8 @@ class Coordinator:
         backend = warm_backend(self.ctx, self.ctx.backend_for(self.target), concurrent,
                                shared={source["pickle"]} if pickled else set(), preload=WARM_PRELOAD,
                                setup="nbml.automl.child:warm_setup" if pickled else None,
-                               setup_files={WARM_DATA_FILE: json.dumps(source).encode()} if pickled else None,
+                               setup_files={WARM_DATA_FILE: json.dumps({"data": source, "n_jobs": self.cfg.get("n_jobs", 1)}).encode()}
+                               if pickled else None,
                                config=self.cfg)
         loop: ChildLoop[Proposal] = ChildLoop(self.ctx, backend, concurrent)
         try:

@@ -123,14 +123,21 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
     """1-based ranks of each column, ties getting the mean of their ranks (scipy's rankdata, in numpy only:
     the supervisor scores ensemble selections with it and would otherwise import scipy.stats, 1.4 s)."""
     values = values.reshape(len(values), -1)
+    n = len(values)
+    order = np.argsort(values, axis=0)  # ties share one average rank: their order among themselves is moot
+    ordered = np.take_along_axis(values, order, axis=0)
+    tie_with_next = ordered[1:] == ordered[:-1]
+    position = np.arange(n)[:, None]
     ranks = np.empty(values.shape)
-    for j in range(values.shape[1]):
-        order = np.argsort(values[:, j], kind="mergesort")
-        ordered = values[order, j]
-        first = np.r_[True, ordered[1:] != ordered[:-1]]
-        starts = np.flatnonzero(first)
-        ends = np.r_[starts[1:], len(ordered)]
-        ranks[order, j] = ((starts + ends + 1) / 2)[np.cumsum(first) - 1]
+    if not tie_with_next.any():
+        np.put_along_axis(ranks, order, np.broadcast_to(position + 1.0, values.shape), axis=0)
+        return ranks
+    # each sorted position's tie group spans [start, end): start carried down, end carried up
+    opens = np.vstack([np.ones((1, values.shape[1]), bool), ~tie_with_next])
+    closes = np.vstack([~tie_with_next, np.ones((1, values.shape[1]), bool)])
+    start = np.maximum.accumulate(np.where(opens, position, 0), axis=0)
+    end = np.minimum.accumulate(np.where(closes, position + 1, n)[::-1], axis=0)[::-1]
+    np.put_along_axis(ranks, order, (start + end + 1) / 2, axis=0)
     return ranks
 
 

@@ -167,3 +167,12 @@ def test_score_one_imports_neither_scipy_nor_scikit_learn() -> None:
             "print(sorted(m for m in ('scipy', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("shape", [(1347, 10), (50, 1), (7, 3), (1, 1)])
+def test_average_ranks_equal_scipys_rankdata(shape: tuple[int, int]) -> None:
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(shape[0])
+    for values in (rng.random(shape), np.round(rng.random(shape), 1)):  # distinct values, and many ties
+        assert np.array_equal(metrics._average_ranks(values), rankdata(values, axis=0))
