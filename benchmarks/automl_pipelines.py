@@ -13,8 +13,11 @@ falls on both. Printed per dataset and checkout: full-fidelity iterations comple
 completed (child property ``fidelity`` below 1), the total, failed children and wall time; then the ratio of
 pipelines tried, this checkout over the baseline.
 
-Run: ``python benchmarks/automl_pipelines.py [--budget 30] [--baseline COMMIT] [--datasets ...]``
-(about 4-5 minutes with the defaults).
+With ``--repeats N`` each checkout runs N times per dataset (which goes first alternating) and the ratio is
+of the totals: the count of one 30 s run moves by 20 % or more from run to run.
+
+Run: ``python benchmarks/automl_pipelines.py [--budget 30] [--baseline COMMIT] [--datasets ...] [--repeats N]``
+(about 4-5 minutes per repeat with the defaults).
 """
 
 from __future__ import annotations
@@ -116,6 +119,8 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=30.0, help="seconds of AutoML per run (default 30)")
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     ap.add_argument("--baseline", help="the commit to compare with (default: the one before warm workers)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="runs of each checkout per dataset; the ratio is of the totals (default 1)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: one run, with the nbml on PYTHONPATH
     args = ap.parse_args()
     if args.one:
@@ -137,17 +142,18 @@ def main() -> int:
               f"{'wall s':>6} {'load':>5}", flush=True)
         for i, name in enumerate(args.datasets):
             order = [("baseline", tree), ("current", CHECKOUT)]
-            results = {}
-            for label, checkout in order if i % 2 == 0 else order[::-1]:  # alternate which goes first
-                found = measure(checkout, name, args.budget)
-                total = int(found["full"]) + int(found["screens"])  # type: ignore[call-overload]
-                results[label] = total
-                print(f"{name:<14} {label:<9} {found['full']:>5} {found['screens']:>7} {total:>5} "
-                      f"{found['failed']:>6} {float(found['wall']):>6.1f} {os.getloadavg()[0]:>5.1f}"  # type: ignore[arg-type]
-                      + ("" if found["status"] == "Completed" else f"  ({found['status']}: {found['error']})"),
-                      flush=True)
+            results = {"baseline": 0, "current": 0}
+            for r in range(args.repeats):
+                for label, checkout in order if (i + r) % 2 == 0 else order[::-1]:  # alternate which goes first
+                    found = measure(checkout, name, args.budget)
+                    total = int(found["full"]) + int(found["screens"])  # type: ignore[call-overload]
+                    results[label] += total
+                    print(f"{name:<14} {label:<9} {found['full']:>5} {found['screens']:>7} {total:>5} "
+                          f"{found['failed']:>6} {float(found['wall']):>6.1f} {os.getloadavg()[0]:>5.1f}"  # type: ignore[arg-type]
+                          + ("" if found["status"] == "Completed" else f"  ({found['status']}: {found['error']})"),
+                          flush=True)
             rows.append((name, results["current"], results["baseline"]))
-        print("\npipelines tried, current / baseline:")
+        print(f"\npipelines tried, current / baseline{f' (totals of {args.repeats} runs each)' if args.repeats > 1 else ''}:")
         for name, cur, base in rows:
             print(f"  {name:<14} {cur:>5} / {base:<5} = {ratio(cur, base):6.2f}x")
         print(f"  geometric mean: {geomean([ratio(c, b) for _n, c, b in rows]):.2f}x; "
