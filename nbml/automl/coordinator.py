@@ -470,8 +470,9 @@ class Coordinator:
         except (OSError, KeyError, ValueError):
             self.ctx.log_exception("ensemble selection: the members' predictions could not be read")
             return None
-        if y_true is None or len(y_true) != len(preds[0]) or (self.task == CLASSIFICATION and (classes is None or not len(classes))):
-            return None
+        if y_true is None or any(p.shape != preds[0].shape for p in preds) or len(y_true) != len(preds[0]) \
+                or (self.task == CLASSIFICATION and (classes is None or not len(classes))):
+            return None  # not predictions of the same rows: the children select, as before
         # normalized regression metrics divide by a constant: which members win doesn't depend on it
         weights, _ = ensemble.caruana(self.task, self.metric, y_true, preds,
                                       classes if self.task == CLASSIFICATION else None,
