@@ -34,7 +34,7 @@ from nbml.automl.child import (
     WARM_PRELOAD,
 )
 from nbml.automl.estimators import pipeline_name, size_of
-from nbml.automl.metrics import CLASSIFICATION, goal, is_better
+from nbml.automl.metrics import CLASSIFICATION, goal, is_better, is_blend, wins_tie
 from nbml.automl.search import AskAhead, PastTrial, Proposal, SearchStrategy
 from nbml.compute.base import EnvSpec, JobSpec
 from nbml.runs.children import ChildLoop, child_config, existing_children
@@ -63,6 +63,7 @@ class Result:
     score: float | None
     ensemble: bool = False
     screen: bool = False  # a low-fidelity screen: never the best model, never an ensemble member
+    blend: bool = False  # an ensemble of at least two iterations (wins a tie on the primary metric)
 
 
 def _spec(rec: dict[str, Any]) -> dict[str, Any]:
@@ -330,10 +331,14 @@ class Coordinator:
         self.results[n] = result
         if screen:
             return result  # a screen's score is on part of the data: it ranks screens, nothing else
-        # Ties go to the earlier iteration, as in AutoMLRun.get_best_child, so the model explained is the one
-        # get_output() returns (a stack ensemble that falls back to the blend scores exactly as the blend).
+        # Ties go to an ensemble of several iterations, then to the earlier iteration, as in
+        # AutoMLRun.get_best_child, so the model explained is the one get_output() returns (a stack ensemble that
+        # falls back to the blend scores exactly as the blend, which comes first). On saturated data (many
+        # iterations at AUC 1.0 out of fold) the ensemble, averaging several of them, is the safer model.
+        if ensemble and status == COMPLETED:
+            result.blend = is_blend(self.store.get_properties(run_id))
         if score is not None and (self.best is None or is_better(score, self.best.score, self.metric) or (
-                score == self.best.score and n < self.best.iteration)):
+                score == self.best.score and wins_tie(result.blend, n, self.best.blend, self.best.iteration))):
             if self.best is None or is_better(score, self.best.score, self.metric):
                 self.since_improvement = 0  # only a better score counts for early stopping, not a tie
             self.best = result

@@ -7,6 +7,7 @@ compares runs on the primary metric with `is_better`, and ensemble selection sco
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from collections.abc import Callable, Mapping
@@ -22,6 +23,23 @@ def is_screen(properties: Mapping[str, Any]) -> bool:
         return float(properties.get("fidelity") or 1) < 1
     except (TypeError, ValueError):
         return False
+
+
+def is_blend(properties: Mapping[str, Any]) -> bool:
+    """Whether an AutoML child with these run properties is an ensemble of at least two iterations: on a tie
+    of the primary metric it is preferred to a single model (it averages several, so it varies less), by the
+    coordinator and by ``AutoMLRun.get_best_child`` alike."""
+    if properties.get("run_algorithm") not in ("VotingEnsemble", "StackEnsemble"):
+        return False
+    try:
+        return len(json.loads(properties.get("ensembled_iterations") or "[]")) >= 2
+    except (TypeError, ValueError):
+        return False
+
+
+def wins_tie(blend: bool, iteration: int, best_blend: bool, best_iteration: int) -> bool:
+    """On equal scores: an ensemble of several iterations beats a single model, then the earlier iteration."""
+    return (not blend, iteration) < (not best_blend, best_iteration)
 
 
 CLASSIFICATION = "classification"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -95,3 +96,24 @@ def test_a_model_within_the_time_limit_on_wide_random_data(ws: Workspace) -> Non
         if child.get_status() == "Failed":
             assert "experiment_timeout_minutes=1" in error, error
     assert time.time() - started < 180
+
+
+def test_on_a_tie_the_best_model_is_the_ensemble_of_several_iterations(ws: Workspace) -> None:
+    """Saturated data: every model scores AUC 1.0 out of fold. The voting ensemble ties them and averages
+    several, so it is the best child (and the model get_output returns), for the coordinator and the run alike;
+    between single models the earlier iteration still wins."""
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(-5, 1, (60, 3)), rng.normal(5, 1, (60, 3))])  # two far-apart blobs
+    y = np.repeat(["a", "b"], 60)
+    cfg = AutoMLConfig(task="classification", primary_metric="AUC_weighted", X=X, y=y, iterations=4,
+                       n_cross_validations=3, allowed_models=["LogisticRegression", "KNN"])
+    run = Experiment(ws, "tie").submit(cfg)
+    run.wait_for_completion(timeout_seconds=180)
+    children = {c.get_properties()["run_algorithm"]: c for c in run.get_children() if c.type == "automl_iteration"}
+    assert {c.get_metrics()["AUC_weighted"] for c in children.values()} == {1.0}
+    voting = children["VotingEnsemble"]
+    assert len(json.loads(voting.get_properties()["ensembled_iterations"])) == 2
+    assert run.get_properties()["best_child_run_id"] == voting.id == run.get_best_child().id
+    best, model = run.get_output()
+    assert best.id == voting.id and type(model).__name__ == "EnsembleModel"
+    assert run.get_output(iteration=0)[0].id == children["LogisticRegression"].id
