@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from nbml._progress import Progress
 from nbml.automl.child import MODEL_FILE
 from nbml.automl.coordinator import CHILD_KIND, EXPLAIN_KIND
-from nbml.automl.metrics import is_better, is_blend, is_screen
+from nbml.automl.metrics import is_better, is_blend, is_screen, wins_tie
 from nbml.errors import UserErrorException
 from nbml.runs.kinds import register
 from nbml.runs.run import Run
@@ -90,18 +90,22 @@ class AutoMLRun(Run):
     def get_best_child(self, metric: str | None = None, onnx_compatible: bool = False, **_: Any) -> Run:
         """The completed iteration with the best `metric` (the primary metric by default)."""
         metric = metric or self.primary_metric
-        best_rec, best, best_blend = None, None, False
-        for rec in self._iterations():
+        best_rec, best, best_blend, best_order = None, None, False, -1
+        # in iteration order (a continued run's earlier iterations first), so the position orders ties
+        for order, rec in enumerate(self._iterations()):
+            if rec["status"] != COMPLETED:
+                continue
             props = self._store.get_properties(rec["run_id"])
-            if rec["status"] != COMPLETED or is_screen(props):
+            if is_screen(props):
                 continue  # a low-fidelity screen is scored on part of the data and has no model
             score = self._score(rec["run_id"], metric)
             if score is None:
                 continue
             blend = is_blend(props)
-            # on a tie: an ensemble of several iterations, then the earlier iteration (as the coordinator)
-            if best is None or is_better(score, best, metric) or (score == best and blend and not best_blend):
-                best_rec, best, best_blend = rec, score, blend
+            # on a tie: an ensemble of several iterations, then the earlier iteration (the coordinator's rule)
+            if best is None or is_better(score, best, metric) or (
+                    score == best and wins_tie(blend, order, best_blend, best_order)):
+                best_rec, best, best_blend, best_order = rec, score, blend, order
         if best_rec is None:
             status = self.get_status()
             raise UserErrorException(
